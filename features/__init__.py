@@ -1,0 +1,17 @@
+"""Stage one of vidcache: decode video, sample frames, run the CNN once, cache the features.
+
+Modules, one job each:
+
+- ``discover``: find videos (files or folders of numbered frames) and their labels.
+- ``decode``: open a video or frame folder and iterate its frames lazily.
+- ``sampling``: decide which frames to keep (``--fps``, ``--num-frames``, ``--max-frames``).
+- ``transform``: fit a frame to the backbone's square input (resize and crop policy).
+- ``backbone``: build InceptionV3 with the requested weights and run it as a compiled call.
+- ``settings``: the frozen record of everything that determines the features.
+- ``cache``: the HDF5 feature cache (writer with lock, reader), see ``docs/cache-format.md``.
+- ``buffer``: per-video feature rows that spill to disk, so memory does not grow with length.
+- ``fingerprint``: content fingerprints of sources.
+- ``synthetic``: small synthetic videos for the demo and the tests.
+
+Nothing here imports click or prints: problems are raised as ``features.errors`` exceptions.
+"""

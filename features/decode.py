@@ -1,0 +1,225 @@
+"""Open a video (any container PyAV reads) or a folder of frames, and iterate its frames.
+
+Frames are produced lazily, one at a time, so memory never depends on the video's length;
+they stay in decoder format until the sampler keeps them (see ``features.sampling``).
+Every failure is raised as :class:`VideoDecodeError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import av.error
+from PIL import Image, UnidentifiedImageError
+
+from features.discover import VideoSource, frame_files
+from features.errors import VideoDecodeError
+
+# A full decode that yields fewer frames than this share of the declared count (or time)
+# means the file was cut short.
+_TRUNCATED_BELOW = 0.9
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container declares about the video stream.
+
+    Attributes:
+        fps: frames per second (average rate), or the folder rate for frame folders.
+        duration: seconds, or ``None`` when the container does not say.
+        frame_count: declared number of frames, or ``None`` when unknown.
+        width: frame width in pixels.
+        height: frame height in pixels.
+        codec: codec name (``"h264"``...), or ``"images"`` for a frame folder.
+    """
+
+    fps: float
+    duration: float | None
+    frame_count: int | None
+    width: int
+    height: int
+    codec: str
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, av.error.FFmpegError):
+        text = exc.strerror or str(exc)
+        if isinstance(exc, av.error.InvalidDataError):
+            return f"not a readable video ({text})"
+        return text
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return str(exc) or type(exc).__name__
+
+
+class VideoReader:
+    """Frames of one video file; use as a context manager.
+
+    Args:
+        path: the video file.
+
+    Raises:
+        VideoDecodeError: the file is empty, unreadable, not a video, or has no video
+            stream.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            if self.path.stat().st_size == 0:
+                raise VideoDecodeError("file is empty")
+            self._container = av.open(str(self.path), metadata_errors="ignore")
+        except VideoDecodeError:
+            raise
+        except (av.error.FFmpegError, OSError) as exc:
+            raise VideoDecodeError(_reason(exc)) from None
+        if not self._container.streams.video:
+            kinds = sorted({s.type for s in self._container.streams}) or ["no streams"]
+            self._container.close()
+            raise VideoDecodeError(f"no video stream (has: {', '.join(kinds)})")
+        self._stream = self._container.streams.video[0]
+        self.info = self._read_info()
+
+    def _read_info(self) -> VideoInfo:
+        stream = self._stream
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 25.0
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif self._container.duration is not None:
+            duration = self._container.duration / av.time_base
+        ctx = stream.codec_context
+        return VideoInfo(
+            fps=fps,
+            duration=duration,
+            frame_count=stream.frames or None,
+            width=ctx.width,
+            height=ctx.height,
+            codec=ctx.name,
+        )
+
+    def count_frames(self) -> int:
+        """Count the video packets by demuxing only (fast, nothing decoded).
+
+        Raises:
+            VideoDecodeError: no frames, or far fewer than the container declares.
+        """
+        try:
+            with av.open(str(self.path), metadata_errors="ignore") as container:
+                stream = container.streams.video[0]
+                count = sum(
+                    1 for packet in container.demux(stream) if packet.size and packet.pts is not None
+                )
+        except (av.error.FFmpegError, OSError) as exc:
+            raise VideoDecodeError(_reason(exc)) from None
+        if count == 0:
+            raise VideoDecodeError("no frames in the video stream")
+        declared = self.info.frame_count
+        if declared and count < _TRUNCATED_BELOW * declared:
+            raise VideoDecodeError(f"truncated: {count} of {declared} declared frames present")
+        return count
+
+    def frames(self) -> Iterator[tuple[float, av.VideoFrame]]:
+        """Yield ``(seconds_from_start, frame)`` in presentation order.
+
+        Raises:
+            VideoDecodeError: decoding fails, yields no frame, or ends well short of the
+                declared length (a truncated file). The check runs only when the
+                iteration is exhausted.
+        """
+        stream = self._stream
+        start = stream.start_time
+        origin = float(start * stream.time_base) if start is not None and stream.time_base else 0.0
+        step = 1.0 / self.info.fps
+        count = 0
+        last = 0.0
+        try:
+            for frame in self._container.decode(stream):
+                last = frame.time - origin if frame.time is not None else count * step
+                count += 1
+                yield last, frame
+        except (av.error.FFmpegError, OSError) as exc:
+            raise VideoDecodeError(f"decoding failed after {count} frames ({_reason(exc)})") from None
+        if count == 0:
+            raise VideoDecodeError("no frames could be decoded")
+        declared, duration = self.info.frame_count, self.info.duration
+        if declared and count < _TRUNCATED_BELOW * declared:
+            raise VideoDecodeError(f"truncated: decoded {count} of {declared} declared frames")
+        if not declared and duration and last + 2 * step < _TRUNCATED_BELOW * duration:
+            raise VideoDecodeError(
+                f"truncated: frames end at {last:.2f} s of a declared {duration:.2f} s"
+            )
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FrameFolderReader:
+    """Frames of a folder of numbered images, at a fixed assumed rate.
+
+    Args:
+        path: the folder.
+        fps: the rate the frames were taken at (timestamps are ``index / fps``).
+    """
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = Path(path)
+        try:
+            self._files = frame_files(self.path)
+        except OSError as exc:
+            raise VideoDecodeError(_reason(exc)) from None
+        if not self._files:
+            raise VideoDecodeError("frame folder holds no images")
+        width, height = self._open(self._files[0]).size
+        self.info = VideoInfo(fps, len(self._files) / fps, len(self._files), width, height, "images")
+
+    def _open(self, file: Path) -> Image.Image:
+        try:
+            image = Image.open(file)
+            image.load()
+            return image
+        except (OSError, UnidentifiedImageError) as exc:
+            raise VideoDecodeError(f"cannot read frame {file.name} ({exc})") from None
+
+    def count_frames(self) -> int:
+        return len(self._files)
+
+    def frames(self) -> Iterator[tuple[float, Image.Image]]:
+        for index, file in enumerate(self._files):
+            yield index / self.info.fps, LazyImage(self, file)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FrameFolderReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LazyImage:
+    """An image file opened only when the sampler keeps it."""
+
+    def __init__(self, reader: FrameFolderReader, file: Path) -> None:
+        self._reader, self.file = reader, file
+
+    def load(self) -> Image.Image:
+        return self._reader._open(self.file)
+
+
+def open_source(source: VideoSource, folder_fps: float = 25.0) -> VideoReader | FrameFolderReader:
+    """Open a discovered video (file or frame folder) for reading."""
+    if source.kind == "frames":
+        return FrameFolderReader(source.path, folder_fps)
+    return VideoReader(source.path)

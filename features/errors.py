@@ -1,0 +1,29 @@
+"""Exceptions raised by the vidcache core; the CLI turns each into a one-line message."""
+
+
+class VidcacheError(Exception):
+    """Base class of every error vidcache reports to users as a single line."""
+
+
+class DiscoveryError(VidcacheError):
+    """The inputs cannot be turned into a list of videos (duplicate names, bad labels file...)."""
+
+
+class VideoDecodeError(VidcacheError):
+    """One video cannot be decoded; the batch goes on without it."""
+
+
+class WeightsUnavailable(VidcacheError):
+    """The requested backbone weights cannot be found or loaded."""
+
+
+class CacheFormatError(VidcacheError):
+    """A file is not a vidcache feature cache, or of an unsupported schema version."""
+
+
+class SettingsMismatch(VidcacheError):
+    """A run would mix features made with different settings into one cache."""
+
+
+class CacheLocked(VidcacheError):
+    """Another process is writing the cache."""

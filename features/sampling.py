@@ -1,0 +1,110 @@
+"""Frame sampling: which decoded frames are kept, without holding a video in memory.
+
+Two policies (see :class:`features.settings.SamplingSpec`):
+
+- **rate** (``fps``, the default at 5 fps): walk the frames in order and keep a frame when
+  its timestamp reaches the next slot ``k / fps``; a video slower than ``fps`` keeps every
+  frame (never upsampled). ``max_frames`` then caps the count.
+- **count** (``num_frames=N``): the video's frame count ``n`` is known first, and frame
+  ``floor((i + 0.5) * n / N)`` is kept for ``i = 0..N-1``, the centres of N equal segments
+  (TSN test-time sampling). When ``n < N`` frames repeat, so every video gives exactly N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from features.settings import SamplingSpec
+
+T = TypeVar("T")
+
+# Frames whose timestamp is within this fraction of a slot before it still take the slot,
+# so 30 fps video sampled at 5 fps keeps frames 0, 6, 12... despite rounding in pts.
+_SLOT_TOLERANCE = 1e-3
+
+
+def count_indices(total: int, num_frames: int) -> list[int]:
+    """Indices of ``num_frames`` frames evenly spaced over ``total`` (segment centres).
+
+    Args:
+        total: the number of frames in the video; at least 1.
+        num_frames: how many to keep.
+
+    Returns:
+        A sorted list of ``num_frames`` indices in ``[0, total)``, with repeats when
+        ``total < num_frames``.
+    """
+    if total < 1:
+        raise ValueError(f"total must be at least 1. Received: total={total}")
+    return [min(total - 1, int((i + 0.5) * total / num_frames)) for i in range(num_frames)]
+
+
+def sample_by_rate(
+    frames: Iterable[tuple[float, T]], fps: float | None, max_frames: int | None
+) -> Iterator[tuple[int, float, T]]:
+    """Keep frames at most ``fps`` per second.
+
+    Args:
+        frames: ``(timestamp_seconds, frame)`` in decode order; frames are not touched, so
+            lazily decoded frames are only converted when kept.
+        fps: the rate; ``None`` keeps every frame.
+        max_frames: stop after this many kept frames; ``None`` for no limit.
+
+    Yields:
+        ``(source_index, timestamp, frame)`` of each kept frame.
+    """
+    kept = 0
+    next_slot = None
+    for index, (time, frame) in enumerate(frames):
+        if max_frames is not None and kept >= max_frames:
+            return
+        if fps is not None:
+            if next_slot is None:
+                next_slot = time
+            if time < next_slot - _SLOT_TOLERANCE / fps:
+                continue
+            # Advance past every slot this frame covers: a slow video is never upsampled.
+            while next_slot <= time + _SLOT_TOLERANCE / fps:
+                next_slot += 1.0 / fps
+        kept += 1
+        yield index, time, frame
+
+
+def sample_by_count(
+    frames: Iterable[tuple[float, T]], indices: list[int]
+) -> Iterator[tuple[int, float, T]]:
+    """Keep the frames at ``indices`` (sorted, repeats allowed), stopping after the last.
+
+    If the video ends before some index (fewer decodable frames than counted), the last
+    decoded frame stands in for the missing ones, so the count is always ``len(indices)``.
+
+    Yields:
+        ``(source_index, timestamp, frame)``; a repeated index yields the same frame again.
+    """
+    if not indices:
+        return
+    position = 0
+    last = None
+    for index, (time, frame) in enumerate(frames):
+        last = (index, time, frame)
+        while position < len(indices) and indices[position] == index:
+            yield index, time, frame
+            position += 1
+        if position == len(indices):
+            return
+    if last is not None:
+        while position < len(indices):
+            yield last
+            position += 1
+
+
+def sample(
+    frames: Iterable[tuple[float, T]], spec: SamplingSpec, total: int | None = None
+) -> Iterator[tuple[int, float, T]]:
+    """Apply ``spec`` to ``frames``; ``total`` (the frame count) is needed for ``num_frames``."""
+    if spec.num_frames is not None:
+        if total is None:
+            raise ValueError("num_frames sampling needs the video's frame count")
+        return sample_by_count(frames, count_indices(total, spec.num_frames))
+    return sample_by_rate(frames, spec.fps, spec.max_frames)

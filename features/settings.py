@@ -1,0 +1,165 @@
+"""The settings that determine cached features, as one frozen, hashable record.
+
+"Same settings" is one comparison: two runs may write to one cache only when their
+:class:`FeatureSettings` are equal. Library versions are provenance, not identity: they are
+recorded beside the settings but do not take part in the comparison.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from features.errors import SettingsMismatch
+
+RESIZE_POLICIES = ("center-crop", "stretch")
+PRECISIONS = ("float32", "bfloat16")
+STORAGE_DTYPES = ("float32", "float16")
+MIN_IMAGE_SIZE = 75  # the smallest input InceptionV3 accepts
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """Which frames of a video are kept.
+
+    Args:
+        fps: keep frames at most this many per second (never more than the video has).
+            Defaults to 5.0. ``None`` keeps every frame.
+        num_frames: keep exactly this many frames evenly spaced over the whole clip
+            (the centre of each of ``num_frames`` equal segments). Excludes ``fps``.
+        max_frames: keep at most this many frames (the first ones after ``fps`` sampling).
+    """
+
+    fps: float | None = 5.0
+    num_frames: int | None = None
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_frames is not None and self.fps is not None:
+            raise ValueError(
+                f"num_frames and fps exclude each other. Received: num_frames={self.num_frames}, "
+                f"fps={self.fps}"
+            )
+        if self.num_frames is not None and self.max_frames is not None:
+            raise ValueError(
+                f"num_frames and max_frames exclude each other. Received: "
+                f"num_frames={self.num_frames}, max_frames={self.max_frames}"
+            )
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"fps must be positive. Received: fps={self.fps}")
+        for name in ("num_frames", "max_frames"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1. Received: {name}={value}")
+
+    def describe(self) -> str:
+        """A short human-readable description, e.g. ``"5 fps, at most 64 frames"``."""
+        if self.num_frames is not None:
+            return f"{self.num_frames} frames evenly spaced"
+        text = "every frame" if self.fps is None else f"up to {self.fps:g} fps"
+        if self.max_frames is not None:
+            text += f", at most {self.max_frames} frames"
+        return text
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Everything that determines the feature vectors stored in a cache.
+
+    Args:
+        weights: identity of the backbone weights: ``"imagenet"``, ``"file:NAME"`` or
+            ``"random:seed=S"``.
+        weights_sha256: SHA-256 of the loaded weight tensors (in layer order), so two files
+            with the same name but other contents never pass as the same weights.
+        image_size: side of the square backbone input in pixels. Defaults to 299.
+        resize: how a frame becomes square: ``"center-crop"`` (scale the short side to
+            ``image_size``, crop the centre) or ``"stretch"``. Defaults to ``"center-crop"``.
+        sampling: which frames are kept. Defaults to ``SamplingSpec()`` (up to 5 fps).
+        folder_fps: frame rate assumed for folders of numbered images. Defaults to 25.0.
+        precision: compute precision of the backbone. Defaults to ``"float32"``.
+        dtype: storage dtype of the features. Defaults to ``"float32"``.
+    """
+
+    weights: str
+    weights_sha256: str
+    image_size: int = 299
+    resize: str = "center-crop"
+    sampling: SamplingSpec = SamplingSpec()
+    folder_fps: float = 25.0
+    precision: str = "float32"
+    dtype: str = "float32"
+    backbone: str = "InceptionV3"
+    pooling: str = "avg"
+    feature_dim: int = 2048
+    interpolation: str = "bilinear"
+    preprocess: str = "keras.applications.inception_v3.preprocess_input"
+    color: str = "RGB"
+
+    def __post_init__(self) -> None:
+        if self.image_size < MIN_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size must be at least {MIN_IMAGE_SIZE} for InceptionV3. "
+                f"Received: image_size={self.image_size}"
+            )
+        for name, allowed in (
+            ("resize", RESIZE_POLICIES),
+            ("precision", PRECISIONS),
+            ("dtype", STORAGE_DTYPES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {allowed}. Received: {name}={getattr(self, name)}"
+                )
+        if not self.folder_fps > 0:
+            raise ValueError(f"folder_fps must be positive. Received: {self.folder_fps}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``sampling`` nested)."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """Canonical JSON: sorted keys, so equal settings give equal text."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSettings:
+        """Parse what :meth:`to_json` wrote."""
+        data = json.loads(text)
+        data["sampling"] = SamplingSpec(**data["sampling"])
+        return cls(**data)
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON: the settings hash stored in the cache."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def differences(self, other: FeatureSettings, *, ignore: tuple[str, ...] = ()) -> list[str]:
+        """Human-readable ``name: mine != theirs`` lines for every field that differs."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [
+            f"{key}: {theirs[key]!r} != {mine[key]!r}"
+            for key in sorted(mine)
+            if key not in ignore and mine[key] != theirs[key]
+        ]
+
+
+def check_compatible(
+    cached: FeatureSettings, requested: FeatureSettings, *, cache_name: str, ignore=()
+) -> None:
+    """Raise :class:`SettingsMismatch` unless ``requested`` would make the same features.
+
+    Args:
+        cached: settings stored in the cache.
+        requested: settings of this run.
+        cache_name: the file, named in the message.
+        ignore: field names left out of the comparison (``weights_sha256`` before the
+            model is built).
+    """
+    diffs = requested.differences(cached, ignore=ignore)
+    if diffs:
+        raise SettingsMismatch(
+            f"{cache_name} holds features made with other settings ({'; '.join(diffs)}, "
+            "cached != requested); use --overwrite to replace it, or write to a new file"
+        )

@@ -1,0 +1,135 @@
+"""Small synthetic videos for the demo and the tests (no media files are ever committed).
+
+The demo classes differ only in the ORDER of their frames: a square that ``grow``\\s, one
+that ``shrink``\\s, and one that grows then shrinks (``pulse``) pass through the same sizes,
+so the mean of a clip's frames says almost nothing about its class while the sequence does.
+Colours and position vary per clip, so the classes are not told apart by colour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+DEMO_CLASSES = ("grow", "shrink", "pulse")
+
+# (container extension, codec, pixel format): real-world variety, all in PyAV's wheels.
+DEMO_FORMATS = (
+    ("mp4", "libx264", "yuv420p"),
+    ("avi", "mpeg4", "yuv420p"),
+    ("webm", "libvpx-vp9", "yuv420p"),
+    ("mkv", "ffv1", "yuv420p"),
+    ("avi", "mjpeg", "yuvj420p"),
+)
+
+
+def write_video(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    fps: int = 10,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+) -> Path:
+    """Encode RGB ``uint8`` frames ``(H, W, 3)`` into a video file.
+
+    ``codec="libx264rgb", pix_fmt="rgb24", options={"crf": "0"}`` is lossless, for tests
+    that compare decoded frames exactly. H.264 needs even width and height.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = None
+        for array in frames:
+            if stream is None:
+                stream = container.add_stream(codec, rate=fps)
+                stream.width, stream.height = array.shape[1], array.shape[0]
+                stream.pix_fmt = pix_fmt
+                stream.options = dict(options or {})
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+            container.mux(stream.encode(frame))
+        if stream is not None:
+            container.mux(stream.encode())
+    return path
+
+
+def write_frame_folder(folder: Path, frames: Iterable[np.ndarray], ext: str = "png") -> Path:
+    """Write frames as ``frame_00001.<ext>``, ``frame_00002.<ext>``... in ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, array in enumerate(frames, start=1):
+        Image.fromarray(array).save(folder / f"frame_{index:05d}.{ext}")
+    return folder
+
+
+def _sizes(kind: str, count: int, low: float, high: float) -> np.ndarray:
+    ramp = np.linspace(0.0, 1.0, count)
+    if kind == "grow":
+        shape = ramp
+    elif kind == "shrink":
+        shape = ramp[::-1]
+    elif kind == "pulse":
+        shape = 1.0 - np.abs(2.0 * ramp - 1.0)
+    else:
+        raise ValueError(f"unknown demo class. Received: kind={kind}")
+    return low + (high - low) * shape
+
+
+def render_clip(
+    kind: str, num_frames: int, width: int = 128, height: int = 96, seed: int = 0
+) -> list[np.ndarray]:
+    """RGB frames of one demo clip: a square of random colour that grows, shrinks or pulses."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 256, 3, dtype=np.uint8)
+    colour = (background.astype(int) + 96 + rng.integers(0, 64, 3)) % 256
+    side = min(width, height)
+    centre_x = width / 2 + rng.uniform(-0.15, 0.15) * width
+    centre_y = height / 2 + rng.uniform(-0.15, 0.15) * height
+    frames = []
+    for size in _sizes(kind, num_frames, 0.15 * side, 0.8 * side):
+        frame = np.empty((height, width, 3), np.uint8)
+        frame[:] = background
+        half = size / 2
+        top, bottom = int(max(0, centre_y - half)), int(min(height, centre_y + half))
+        left, right = int(max(0, centre_x - half)), int(min(width, centre_x + half))
+        frame[top:bottom, left:right] = colour
+        frames.append(frame)
+    return frames
+
+
+def make_demo_dataset(
+    root: Path,
+    clips_per_class: int = 8,
+    classes: Sequence[str] = DEMO_CLASSES,
+    fps: int = 10,
+    seconds: float = 3.0,
+    width: int = 128,
+    height: int = 96,
+    seed: int = 0,
+) -> list[Path]:
+    """Write a UCF101-style tree ``root/<class>/<class>_cNN.<ext>`` of synthetic clips.
+
+    Formats rotate over :data:`DEMO_FORMATS`, and the last clip of each class is a folder
+    of numbered PNG frames, so the demo exercises every input kind. Deterministic for a
+    given ``seed``.
+
+    Returns:
+        The paths written (files and frame folders).
+    """
+    root = Path(root)
+    written = []
+    num_frames = max(2, round(fps * seconds))
+    for class_index, kind in enumerate(classes):
+        for clip in range(clips_per_class):
+            frames = render_clip(kind, num_frames, width, height, seed * 1000 + class_index * 100 + clip)
+            name = f"{kind}_c{clip + 1:02d}"
+            if clip == clips_per_class - 1:
+                written.append(write_frame_folder(root / kind / name, frames))
+                continue
+            ext, codec, pix_fmt = DEMO_FORMATS[clip % len(DEMO_FORMATS)]
+            written.append(write_video(root / kind / f"{name}.{ext}", frames, fps, codec, pix_fmt))
+    return written

@@ -1,0 +1,463 @@
+"""Stage one orchestration: plan the work, keep the CNN busy, commit each finished video.
+
+Data flow::
+
+    decode thread:  fingerprint -> open -> sample -> fit to the square input -> pack frames
+                    of any number of videos into full batches ----> bounded queue
+    main thread:    batch -> compiled CNN call -> rows into each video's FeatureBuffer;
+                    a video whose last frame is done is committed to the cache (flushed)
+
+Decoding runs ahead of inference by up to ``queue_batches`` batches, so the model never
+waits while a new video is opened; batches always hold ``batch_size`` frames (from as many
+videos as it takes), except the very last one. A bad video is reported and dropped without
+stopping the rest; Ctrl-C (or SIGTERM) stops after the current batch and keeps every video
+already committed.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from features.backbone import FEATURE_DIM, FeatureExtractor, WeightsSpec
+from features.buffer import DEFAULT_SPILL_ROWS, FeatureBuffer
+from features.cache import CacheEntry, CacheLock, FeatureCache, read_settings
+from features.decode import open_source
+from features.discover import VideoSource
+from features.errors import VideoDecodeError
+from features.fingerprint import SourceStat, fingerprint, stat_source
+from features.sampling import sample
+from features.settings import FeatureSettings, SamplingSpec, check_compatible
+from features.transform import fit_frame
+
+EXTRACTED, CACHED, FAILED = "extracted", "cached", "failed"
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Options of one extraction run.
+
+    Args:
+        weights: where the backbone weights come from. Defaults to ImageNet.
+        image_size: side of the square CNN input. Defaults to 299.
+        resize: ``"center-crop"`` or ``"stretch"``. Defaults to ``"center-crop"``.
+        sampling: which frames are kept. Defaults to up to 5 fps.
+        folder_fps: frame rate of folders of frames. Defaults to 25.0.
+        precision: ``"float32"`` or ``"bfloat16"``. Defaults to ``"float32"``.
+        dtype: storage dtype, ``"float32"`` or ``"float16"``. Defaults to ``"float32"``.
+        batch_size: frames per CNN call. Defaults to 32.
+        overwrite: replace an existing cache instead of adding to it. Defaults to False.
+        prune: drop cached videos whose source file is gone. Defaults to False.
+        strict: stop at the first bad video. Defaults to False.
+        queue_batches: batches decoded ahead of the CNN. Defaults to 4.
+        spill_rows: feature rows per video kept in memory before spilling to a temporary
+            file. Defaults to 512.
+    """
+
+    weights: WeightsSpec = WeightsSpec("imagenet")
+    image_size: int = 299
+    resize: str = "center-crop"
+    sampling: SamplingSpec = SamplingSpec()
+    folder_fps: float = 25.0
+    precision: str = "float32"
+    dtype: str = "float32"
+    batch_size: int = 32
+    overwrite: bool = False
+    prune: bool = False
+    strict: bool = False
+    queue_batches: int = 4
+    spill_rows: int = DEFAULT_SPILL_ROWS
+
+    def settings(self, weights_sha256: str = "") -> FeatureSettings:
+        """The feature settings this run requests (validated)."""
+        return FeatureSettings(
+            weights=self.weights.identity,
+            weights_sha256=weights_sha256,
+            image_size=self.image_size,
+            resize=self.resize,
+            sampling=self.sampling,
+            folder_fps=self.folder_fps,
+            precision=self.precision,
+            dtype=self.dtype,
+        )
+
+
+@dataclass
+class VideoOutcome:
+    """What happened to one video: ``status`` is extracted, cached or failed."""
+
+    video_id: str
+    path: Path
+    status: str
+    frames: int = 0
+    reason: str = ""
+
+
+@dataclass
+class ExtractSummary:
+    """The result of a run."""
+
+    outcomes: list[VideoOutcome] = field(default_factory=list)
+    pruned: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+    interrupted: bool = False
+    stopped_early: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def failures(self) -> list[VideoOutcome]:
+        return [o for o in self.outcomes if o.status == FAILED]
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class Reporter:
+    """Progress callbacks; the base class ignores them (the library never prints)."""
+
+    def begin(self, total_videos: int) -> None: ...
+
+    def video(self, outcome: VideoOutcome) -> None: ...
+
+    def frames(self, count: int) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def end(self) -> None: ...
+
+
+def library_versions() -> dict[str, str]:
+    """Versions recorded in a new cache as provenance."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0]}
+    for name in ("vidcache", "tensorflow", "keras", "h5py", "numpy", "av", "pillow"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+@dataclass
+class _Job:
+    slot: int
+    source: VideoSource
+    stat: SourceStat
+
+
+@dataclass
+class _Batch:
+    images: np.ndarray
+    owners: list[tuple[int, float, int]] = field(default_factory=list)  # slot, time, index
+    events: list[tuple] = field(default_factory=list)
+
+    @property
+    def full(self) -> bool:
+        return len(self.owners) == len(self.images)
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Producer(threading.Thread):
+    """Decodes the jobs in order and packs their frames into full batches."""
+
+    def __init__(self, jobs: list[_Job], config: ExtractConfig, out: queue.Queue) -> None:
+        super().__init__(name="vidcache-decode", daemon=True)
+        self.jobs, self.config, self.out = jobs, config, out
+        self.stop = threading.Event()
+        size = config.image_size
+        self._shape = (config.batch_size, size, size, 3)
+
+    def _new_batch(self) -> _Batch:
+        return _Batch(np.empty(self._shape, np.uint8))
+
+    def _put(self, item) -> None:
+        while not self.stop.is_set():
+            try:
+                self.out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stop
+
+    def run(self) -> None:
+        try:
+            batch = self._new_batch()
+            for job in self.jobs:
+                if self.stop.is_set():
+                    raise _Stop
+                batch = self._decode(job, batch)
+            if batch.owners or batch.events:
+                self._put(batch)
+            self._put(None)
+        except _Stop:
+            pass
+        except BaseException as exc:  # a bug: hand it to the main thread, never hang it
+            try:
+                self.out.put(exc, timeout=5)
+            except queue.Full:
+                pass
+
+    def _decode(self, job: _Job, batch: _Batch) -> _Batch:
+        config = self.config
+        count = 0
+        try:
+            content = fingerprint(job.source)
+            with open_source(job.source, config.folder_fps) as reader:
+                total = reader.count_frames() if config.sampling.num_frames else None
+                for index, time_s, frame in sample(reader.frames(), config.sampling, total):
+                    batch.images[len(batch.owners)] = fit_frame(
+                        frame, config.image_size, config.resize
+                    )
+                    batch.owners.append((job.slot, time_s, index))
+                    count += 1
+                    if batch.full:
+                        self._put(batch)
+                        batch = self._new_batch()
+                info = reader.info
+            if count == 0:
+                raise VideoDecodeError("no frames were sampled")
+            batch.events.append(("done", job, info, content, count))
+        except _Stop:
+            raise
+        except VideoDecodeError as exc:
+            batch.events.append(("failed", job, str(exc)))
+        except OSError as exc:
+            batch.events.append(("failed", job, exc.strerror or str(exc)))
+        except Exception as exc:  # one odd file must not end the batch
+            batch.events.append(("failed", job, f"unexpected {type(exc).__name__}: {exc}"))
+        return batch
+
+
+class _Interrupts:
+    """Turns Ctrl-C/SIGTERM into a flag checked between batches, so commits are never torn."""
+
+    def __init__(self) -> None:
+        self.flag = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.flag:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _plan(
+    sources: list[VideoSource], entries: dict[str, CacheEntry], summary: ExtractSummary,
+    reporter: Reporter,
+) -> tuple[list[_Job], list[CacheEntry]]:
+    """Split sources into work and up-to-date videos (touched ones returned for update)."""
+    jobs, touched = [], []
+    for source in sources:
+        try:
+            stat = stat_source(source)
+        except OSError as exc:
+            outcome = VideoOutcome(source.video_id, source.path, FAILED, 0, exc.strerror or str(exc))
+            summary.outcomes.append(outcome)
+            reporter.video(outcome)
+            continue
+        entry = entries.get(source.video_id)
+        fresh = False
+        if entry is not None and entry.size == stat.size:
+            if entry.mtime == stat.mtime:
+                fresh = True
+            else:
+                try:
+                    fresh = fingerprint(source) == entry.fingerprint
+                except OSError:
+                    fresh = False
+                if fresh:
+                    touched.append(replace(entry, mtime=stat.mtime, path=str(source.path)))
+        if fresh:
+            outcome = VideoOutcome(source.video_id, source.path, CACHED, entry.num_frames)
+            summary.outcomes.append(outcome)
+            reporter.video(outcome)
+        else:
+            jobs.append(_Job(len(jobs), source, stat))
+    return jobs, touched
+
+
+def extract_features(
+    sources: list[VideoSource],
+    output: Path,
+    config: ExtractConfig = ExtractConfig(),
+    reporter: Reporter | None = None,
+    extractor_factory: Callable[[ExtractConfig], FeatureExtractor] | None = None,
+) -> ExtractSummary:
+    """Extract features of ``sources`` into the cache at ``output``, incrementally.
+
+    Args:
+        sources: the videos (from :func:`features.discover.discover`).
+        output: the HDF5 cache; created if missing.
+        config: run options.
+        reporter: progress callbacks. Defaults to none.
+        extractor_factory: builds the CNN (tests inject a shared one). Defaults to
+            :class:`FeatureExtractor` with the config's weights, size and precision.
+
+    Returns:
+        An :class:`ExtractSummary`; failures are in it, never raised.
+
+    Raises:
+        CacheLocked: another run writes ``output``.
+        SettingsMismatch: ``output`` holds features made with other settings.
+        CacheFormatError: ``output`` is not a vidcache cache.
+        WeightsUnavailable: the weights cannot be had.
+    """
+    reporter = reporter or Reporter()
+    output = Path(output)
+    requested = config.settings()
+    summary = ExtractSummary()
+    with CacheLock(output):
+        if config.overwrite and output.exists():
+            output.unlink()
+        cached = read_settings(output) if output.exists() else None
+        if cached is not None:
+            check_compatible(cached, requested, cache_name=str(output), ignore=("weights_sha256",))
+        entries = {}
+        if cached is not None:
+            with FeatureCache.open(output, cached, {}) as cache:
+                entries = cache.entries()
+        reporter.begin(len(sources))
+        jobs, touched = _plan(sources, entries, summary, reporter)
+        gone = []
+        if config.prune:
+            wanted = {s.video_id for s in sources}
+            gone = [e.video_id for e in entries.values()
+                    if e.video_id not in wanted and not Path(e.path).exists()]
+        if not (jobs or touched or gone):
+            reporter.end()
+            return summary
+
+        extractor = None
+        settings = cached
+        if jobs:
+            started = time.perf_counter()
+            factory = extractor_factory or (
+                lambda c: FeatureExtractor(c.image_size, c.weights, c.precision, c.batch_size)
+            )
+            extractor = factory(config)
+            summary.model_seconds = time.perf_counter() - started
+            settings = config.settings(extractor.weights_sha256)
+            if cached is not None:
+                check_compatible(cached, settings, cache_name=str(output))
+        with FeatureCache.open(output, settings or requested, library_versions()) as cache:
+            if gone:
+                summary.pruned = cache.delete_videos(gone)
+                reporter.note(f"pruned {summary.pruned} video(s) whose source is gone")
+            for entry in touched:
+                cache.touch_video(entry)
+            if jobs:
+                _run(jobs, config, extractor, cache, summary, reporter)
+    reporter.end()
+    return summary
+
+
+def _run(
+    jobs: list[_Job], config: ExtractConfig, extractor: FeatureExtractor, cache: FeatureCache,
+    summary: ExtractSummary, reporter: Reporter,
+) -> None:
+    pending: queue.Queue = queue.Queue(maxsize=max(1, config.queue_batches))
+    producer = _Producer(jobs, config, pending)
+    buffers: dict[int, FeatureBuffer] = {}
+    started = time.perf_counter()
+    with _Interrupts() as interrupts:
+        producer.start()
+        try:
+            while True:
+                if interrupts.flag:
+                    summary.interrupted = True
+                    break
+                try:
+                    item = pending.get(timeout=0.2)
+                except queue.Empty:
+                    if not producer.is_alive() and pending.empty():
+                        raise RuntimeError("the decode thread ended without finishing") from None
+                    continue
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if item.owners:
+                    features = extractor(item.images[: len(item.owners)])
+                    for row, (slot, time_s, index) in enumerate(item.owners):
+                        buffer = buffers.get(slot)
+                        if buffer is None:
+                            buffer = buffers[slot] = FeatureBuffer(FEATURE_DIM, config.spill_rows)
+                        buffer.append(features[row], time_s, index)
+                    summary.frames += len(item.owners)
+                    reporter.frames(len(item.owners))
+                for event in item.events:
+                    outcome = _finish(event, buffers, cache, config)
+                    summary.outcomes.append(outcome)
+                    reporter.video(outcome)
+                    if outcome.status == FAILED and config.strict:
+                        summary.stopped_early = True
+                if summary.stopped_early:
+                    break
+        finally:
+            producer.stop.set()
+            producer.join(timeout=10)
+            for buffer in buffers.values():
+                buffer.close()
+            summary.seconds = time.perf_counter() - started
+
+
+def _finish(
+    event: tuple, buffers: dict[int, FeatureBuffer], cache: FeatureCache, config: ExtractConfig
+) -> VideoOutcome:
+    kind, job = event[0], event[1]
+    buffer = buffers.pop(job.slot, None)
+    source = job.source
+    if kind == "failed":
+        if buffer is not None:
+            buffer.close()
+        return VideoOutcome(source.video_id, source.path, FAILED, 0, event[2])
+    _, _, info, content, count = event
+    entry = CacheEntry(
+        video_id=source.video_id,
+        path=str(source.path),
+        label=source.label or "",
+        kind=source.kind,
+        size=job.stat.size,
+        mtime=job.stat.mtime,
+        fingerprint=content,
+        num_frames=count,
+        fps=info.fps,
+        duration=info.duration if info.duration is not None else float("nan"),
+        source_frames=info.frame_count or -1,
+        width=info.width,
+        height=info.height,
+        codec=info.codec,
+        meta=dict(source.meta),
+    )
+    try:
+        cache.write_video(entry, buffer, config.dtype)
+    finally:
+        buffer.close()
+    return VideoOutcome(source.video_id, source.path, EXTRACTED, count)

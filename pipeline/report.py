@@ -1,0 +1,148 @@
+"""What the CLI shows: the progress bar, the end-of-run summary, the cache summary."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from features.cache import SCHEMA_VERSION, CacheReader
+from pipeline.extract import CACHED, EXTRACTED, FAILED, ExtractSummary, Reporter, VideoOutcome
+
+
+class ProgressReporter(Reporter):
+    """A tqdm bar over videos with frames/s, on stderr; it redraws only on a terminal.
+
+    Failed videos are printed as one ``skipped PATH: reason`` line each, always.
+
+    Args:
+        quiet: no bar (problems are still printed). Defaults to False.
+        stream: where to write. Defaults to ``sys.stderr``.
+    """
+
+    def __init__(self, quiet: bool = False, stream=None) -> None:
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self._bar = None
+        self._frames = 0
+
+    def begin(self, total_videos: int) -> None:
+        if not self.quiet:
+            self._bar = tqdm(
+                total=total_videos, unit="video", file=self.stream, dynamic_ncols=True,
+                disable=None,  # None: only on a TTY
+            )
+
+    def video(self, outcome: VideoOutcome) -> None:
+        if outcome.status == FAILED:
+            self.note(f"skipped {outcome.path}: {outcome.reason}")
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def frames(self, count: int) -> None:
+        self._frames += count
+        if self._bar is not None and not self._bar.disable:
+            elapsed = self._bar.format_dict.get("elapsed") or 0.0
+            rate = self._frames / elapsed if elapsed > 0 else 0.0
+            self._bar.set_postfix_str(f"{self._frames} frames, {rate:.1f} frames/s", refresh=False)
+
+    def note(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def end(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def format_summary(summary: ExtractSummary, output: Path) -> str:
+    """The end-of-run summary: counts, frames and throughput, and each failure."""
+    lines = []
+    if summary.interrupted:
+        lines.append("Interrupted: every video finished before the stop is kept; "
+                     "run the same command again to finish.")
+    if summary.stopped_early:
+        lines.append("Stopped at the first failure (--strict).")
+    counts = (
+        f"{summary.count(EXTRACTED)} extracted, {summary.count(CACHED)} already cached, "
+        f"{summary.count(FAILED)} failed"
+    )
+    if summary.pruned:
+        counts += f", {summary.pruned} pruned"
+    lines.append(f"{output}: {counts}")
+    if summary.frames:
+        lines.append(
+            f"{summary.frames} frames in {summary.seconds:.1f} s "
+            f"({summary.frames_per_second:.1f} frames/s; model built in {summary.model_seconds:.1f} s)"
+        )
+    for failure in summary.failures:
+        lines.append(f"  failed: {failure.path}: {failure.reason}")
+    return "\n".join(lines)
+
+
+def cache_summary(path: Path) -> dict:
+    """A JSON-ready summary of a cache: settings, provenance, videos and frames per label."""
+    with CacheReader(path) as reader:
+        entries = reader.entries()
+        labels: dict[str, dict[str, int]] = defaultdict(lambda: {"videos": 0, "frames": 0})
+        duration = 0.0
+        for entry in entries.values():
+            row = labels[entry.label or ""]
+            row["videos"] += 1
+            row["frames"] += entry.num_frames
+            if not math.isnan(entry.duration):
+                duration += entry.duration
+        return {
+            "path": str(path),
+            "schema_version": SCHEMA_VERSION,
+            "settings": reader.settings.to_dict(),
+            "settings_sha256": reader.settings.digest(),
+            "versions": reader.versions,
+            "created": reader.created,
+            "updated": reader.updated,
+            "videos": len(entries),
+            "frames": sum(e.num_frames for e in entries.values()),
+            "source_seconds": round(duration, 3),
+            "labels": dict(sorted(labels.items())),
+        }
+
+
+def format_cache_summary(summary: dict) -> str:
+    """The human-readable form of :func:`cache_summary`."""
+    s = summary["settings"]
+    sampling = s["sampling"]
+    if sampling["num_frames"]:
+        sampled = f"{sampling['num_frames']} frames evenly spaced"
+    else:
+        sampled = "every frame" if sampling["fps"] is None else f"up to {sampling['fps']:g} fps"
+        if sampling["max_frames"]:
+            sampled += f", at most {sampling['max_frames']} frames"
+    versions = summary["versions"]
+    lines = [
+        f"{summary['path']}: vidcache feature cache, schema {summary['schema_version']}",
+        f"  videos: {summary['videos']} in {len(summary['labels'])} label(s), "
+        f"frames: {summary['frames']}, source video: {summary['source_seconds']:.1f} s",
+        f"  backbone: {s['backbone']} ({s['pooling']}-pooled, {s['feature_dim']}-d), "
+        f"weights {s['weights']} (sha256 {s['weights_sha256'][:12]})",
+        f"  frames: {s['image_size']}x{s['image_size']} {s['resize']}, {sampled}; "
+        f"compute {s['precision']}, stored {s['dtype']}",
+        f"  settings sha256: {summary['settings_sha256'][:16]}",
+        "  made with: " + ", ".join(
+            f"{k} {versions[k]}" for k in ("vidcache", "tensorflow", "keras") if k in versions
+        ),
+        f"  created {summary['created']}, updated {summary['updated']}",
+    ]
+    if summary["labels"]:
+        width = max(12, *(len(label or "(none)") for label in summary["labels"]))
+        lines.append(f"  {'label':<{width}}  {'videos':>6}  {'frames':>7}")
+        for label, row in summary["labels"].items():
+            lines.append(f"  {label or '(none)':<{width}}  {row['videos']:>6}  {row['frames']:>7}")
+    if s["weights"].startswith("random"):
+        lines.append("  NOTE: random weights: these features are not pretrained (tests/demos only).")
+    return "\n".join(lines)
