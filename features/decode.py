@@ -45,6 +45,8 @@ class VideoInfo:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, av.error.EOFError):
+        return "no frames: the file ends right after its header"
     if isinstance(exc, av.error.FFmpegError):
         text = exc.strerror or str(exc)
         if isinstance(exc, av.error.InvalidDataError):
@@ -52,6 +54,8 @@ def _reason(exc: BaseException) -> str:
         return text
     if isinstance(exc, PermissionError):
         return "permission denied"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
     return str(exc) or type(exc).__name__
 
 
