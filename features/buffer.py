@@ -80,3 +80,9 @@ class FeatureBuffer:
             self._spill.close()
             self._spill = None
         self._rows = []
+
+    def __enter__(self) -> FeatureBuffer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
