@@ -63,6 +63,7 @@ def test_every_demo_format_decodes_with_sampling(tmp_path, ext, codec, pix_fmt):
 def truncated(tmp_path, ext, codec):
     path = write_video(tmp_path / f"full.{ext}", render_clip("grow", 40, 64, 48), 10, codec)
     data = path.read_bytes()
+    path.unlink()
     cut = tmp_path / f"cut.{ext}"
     cut.write_bytes(data[: len(data) // 2])
     return cut

@@ -1,0 +1,239 @@
+import os
+import signal
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import SMALL, lossless, random_frames
+from test_decode import bad_file
+
+from features.cache import CacheReader
+from features.decode import open_source
+from features.discover import discover
+from features.errors import SettingsMismatch
+from features.sampling import sample
+from features.settings import SamplingSpec
+from features.synthetic import write_frame_folder
+from features.transform import fit_frame
+from pipeline.extract import CACHED, EXTRACTED, FAILED, Reporter
+
+
+def reference_features(extractor, source, config):
+    """Features of one video computed alone: decode, sample, fit, CNN in its own batches."""
+    with open_source(source, config.folder_fps) as reader:
+        total = reader.count_frames() if config.sampling.num_frames else None
+        kept = list(sample(reader.frames(), config.sampling, total))
+        images = np.stack([fit_frame(f, config.image_size, config.resize) for _, _, f in kept])
+    rows = [extractor(images[i : i + extractor.batch_size])
+            for i in range(0, len(images), extractor.batch_size)]
+    return np.concatenate(rows), np.array([t for _, t, _ in kept])
+
+
+def stored(path):
+    with CacheReader(path) as reader:
+        return {vid: (reader.features(vid), reader.timestamps(vid), entry)
+                for vid, entry in reader.entries().items()}
+
+
+def statuses(summary):
+    return {o.video_id: o.status for o in summary.outcomes}
+
+
+def test_cross_video_batches_give_the_same_features_as_one_video_at_a_time(
+    tmp_path, dataset, extractor, small_config, run_extract
+):
+    config = small_config()  # 6 frames at 10 fps, 5 fps sampling: 3 frames a video, batch 4
+    summary = run_extract([dataset], tmp_path / "f.h5", config)
+    assert summary.count(EXTRACTED) == 4 and summary.frames == 12 and not summary.failures
+    cache = stored(tmp_path / "f.h5")
+    for source in discover([dataset]):
+        features, times, entry = cache[source.video_id]
+        expected, expected_times = reference_features(extractor, source, config)
+        np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(times, expected_times)
+        assert entry.label == source.label and entry.num_frames == 3
+        assert entry.fps == 10 and entry.codec == "h264" and entry.fingerprint.startswith("sha256:")
+
+
+def test_rerun_skips_cached_videos_and_handles_changed_touched_and_new_ones(
+    tmp_path, dataset, small_config, run_extract
+):
+    out = tmp_path / "f.h5"
+    run_extract([dataset], out, small_config())
+    before = stored(out)
+    again = run_extract([dataset], out, small_config())
+    assert set(statuses(again).values()) == {CACHED} and again.frames == 0
+
+    changed = dataset / "left" / "left_c0.mkv"
+    lossless(changed, random_frames(8, seed=99))
+    touched = dataset / "right" / "right_c0.mkv"
+    os.utime(touched, (time.time() + 100, time.time() + 100))
+    lossless(dataset / "right" / "right_new.mkv", random_frames(4, seed=7))
+    third = run_extract([dataset], out, small_config())
+    assert statuses(third) == {
+        "left/left_c0.mkv": EXTRACTED, "left/left_c1.mkv": CACHED,
+        "right/right_c0.mkv": CACHED, "right/right_c1.mkv": CACHED,
+        "right/right_new.mkv": EXTRACTED,
+    }
+    after = stored(out)
+    assert after["left/left_c0.mkv"][0].shape == (4, 2048)  # 8 frames at 5 of 10 fps
+    assert after["right/right_c0.mkv"][2].mtime == pytest.approx(os.stat(touched).st_mtime)
+    np.testing.assert_array_equal(after["right/right_c1.mkv"][0], before["right/right_c1.mkv"][0])
+
+
+def test_prune_drops_videos_whose_source_is_gone(tmp_path, dataset, small_config, run_extract):
+    out = tmp_path / "f.h5"
+    run_extract([dataset], out, small_config())
+    (dataset / "left" / "left_c1.mkv").unlink()
+    run_extract([dataset], out, small_config())
+    assert "left/left_c1.mkv" in stored(out)
+    summary = run_extract([dataset], out, small_config(prune=True))
+    assert summary.pruned == 1 and sorted(stored(out)) == [
+        "left/left_c0.mkv", "right/right_c0.mkv", "right/right_c1.mkv",
+    ]
+
+
+def test_other_settings_are_refused_and_overwrite_replaces(
+    tmp_path, dataset, small_config, run_extract
+):
+    out = tmp_path / "f.h5"
+    run_extract([dataset], out, small_config())
+    with pytest.raises(SettingsMismatch, match=r"sampling: .*'num_frames': 2"):
+        run_extract([dataset], out, small_config(sampling=SamplingSpec(fps=None, num_frames=2)))
+    summary = run_extract(
+        [dataset], out, small_config(sampling=SamplingSpec(fps=None, num_frames=2), overwrite=True)
+    )
+    assert summary.count(EXTRACTED) == 4
+    assert {e.num_frames for _, _, e in stored(out).values()} == {2}
+
+
+def test_same_declared_settings_but_other_weights_are_refused(
+    tmp_path, dataset, small_config, extractor
+):
+    from pipeline.extract import extract_features
+
+    out = tmp_path / "f.h5"
+    sources = discover([dataset])
+    extract_features(sources[:1], out, small_config(), extractor_factory=lambda c: extractor)
+
+    class Retrained:  # same declared identity (random:seed=0), other tensors
+        weights_sha256 = "0" * 64
+        batch_size = extractor.batch_size
+
+    with pytest.raises(SettingsMismatch, match="weights_sha256"):
+        extract_features(sources, out, small_config(), extractor_factory=lambda c: Retrained())
+
+
+def test_bad_inputs_are_reported_and_the_rest_of_the_batch_goes_on(
+    tmp_path, dataset, small_config, run_extract
+):
+    kinds = ("empty", "junk", "audio", "zero-frames", "truncated-mkv", "missing")
+    for kind in kinds:
+        target = dataset / "left" / f"bad_{kind}"
+        target.mkdir()
+        bad_file(target, kind)
+    summary = run_extract([dataset], tmp_path / "f.h5", small_config())
+    assert summary.count(EXTRACTED) == 4 and summary.count(FAILED) == len(kinds)
+    reasons = {o.video_id.split("/")[1]: o.reason for o in summary.failures}
+    assert reasons["bad_empty"] == "file is empty"
+    assert reasons["bad_audio"] == "no video stream (has: audio)"
+    assert reasons["bad_truncated-mkv"].startswith("truncated: frames end at")
+    assert reasons["bad_missing"] == "No such file or directory"
+    assert sorted(stored(tmp_path / "f.h5")) == [
+        "left/left_c0.mkv", "left/left_c1.mkv", "right/right_c0.mkv", "right/right_c1.mkv",
+    ]
+
+
+def test_strict_stops_at_the_first_failure_and_keeps_finished_work(
+    tmp_path, dataset, small_config, run_extract
+):
+    (dataset / "left" / "aaa_junk.mp4").write_bytes(b"junk")
+    summary = run_extract([dataset], tmp_path / "f.h5", small_config(strict=True))
+    assert summary.stopped_early and summary.count(FAILED) == 1
+    assert summary.count(EXTRACTED) < 4
+
+
+def test_spilled_buffers_and_num_frames_sampling(tmp_path, dataset, extractor, small_config,
+                                                 run_extract):
+    config = small_config(sampling=SamplingSpec(fps=None, num_frames=5), spill_rows=2)
+    run_extract([dataset], tmp_path / "f.h5", config)
+    (source, *_) = discover([dataset])
+    features, times, entry = stored(tmp_path / "f.h5")[source.video_id]
+    expected, expected_times = reference_features(extractor, source, config)
+    assert features.shape == (5, 2048) and entry.source_frames == -1
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(times, [0.0, 0.1, 0.3, 0.4, 0.5])  # frames 0,1,3,4,5 of 6
+
+
+def test_frame_folders_float16_storage_and_label_metadata(tmp_path, small_config, run_extract):
+    root = tmp_path / "v"
+    write_frame_folder(root / "jump" / "clip", random_frames(10), ext="jpg")
+    summary = run_extract([root], tmp_path / "f.h5", small_config(folder_fps=5, dtype="float16"))
+    assert summary.count(EXTRACTED) == 1
+    features, times, entry = stored(tmp_path / "f.h5")["jump/clip"]
+    assert features.dtype == np.float16 and features.shape == (10, 2048)
+    assert entry.kind == "frames" and entry.label == "jump" and entry.codec == "images"
+    np.testing.assert_allclose(times, np.arange(10) / 5)
+
+
+def test_ctrl_c_stops_after_the_current_batch_and_keeps_committed_videos(
+    tmp_path, dataset, small_config, run_extract
+):
+    class InterruptAfterFirstVideo(Reporter):
+        def video(self, outcome):
+            if outcome.status == EXTRACTED:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    for clip in range(4):  # more work so the stop lands mid-run
+        lossless(dataset / "left" / f"more_{clip}.mkv", random_frames(6, seed=50 + clip))
+    out = tmp_path / "f.h5"
+    summary = run_extract([dataset], out, small_config(), reporter=InterruptAfterFirstVideo())
+    assert summary.interrupted
+    done = summary.count(EXTRACTED)
+    assert 1 <= done < 8 and len(stored(out)) == done
+    rest = run_extract([dataset], out, small_config())
+    assert rest.count(CACHED) == done and rest.count(EXTRACTED) == 8 - done
+
+
+def test_an_unexpected_error_in_one_video_does_not_end_the_run(
+    tmp_path, dataset, small_config, run_extract, monkeypatch
+):
+    import pipeline.extract as module
+
+    real = module.fit_frame
+
+    def flaky(frame, size, policy):
+        if getattr(flaky, "calls", 0) == 0:
+            flaky.calls = 1
+            raise RuntimeError("boom")
+        return real(frame, size, policy)
+
+    monkeypatch.setattr(module, "fit_frame", flaky)
+    summary = run_extract([dataset], tmp_path / "f.h5", small_config())
+    assert [o.reason for o in summary.failures] == ["unexpected RuntimeError: boom"]
+    assert summary.count(EXTRACTED) == 3
+
+
+def test_nothing_to_do_builds_no_model(tmp_path, dataset, small_config, run_extract):
+    from pipeline.extract import extract_features
+
+    out = tmp_path / "f.h5"
+    run_extract([dataset], out, small_config())
+
+    def no_model(config):
+        raise AssertionError("the model was built although every video is cached")
+
+    summary = extract_features(discover([dataset]), out, small_config(), extractor_factory=no_model)
+    assert summary.count(CACHED) == 4
+
+
+def test_settings_of_the_run_are_stamped_on_the_cache(tmp_path, dataset, small_config,
+                                                       run_extract, extractor):
+    out = tmp_path / "f.h5"
+    config = small_config(resize="stretch")
+    run_extract([dataset], out, config)
+    with CacheReader(out) as reader:
+        assert reader.settings == replace(config.settings(extractor.weights_sha256))
+        assert reader.settings.image_size == SMALL and reader.settings.resize == "stretch"
+        assert {"tensorflow", "keras", "h5py", "av", "vidcache"} <= set(reader.versions)
