@@ -1,0 +1,142 @@
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+from conftest import SMALL
+
+from features.cache import CacheLock
+from pipeline.cli import cli, extract_features_command
+
+FAST = ["--weights", "random", "--image-size", str(SMALL), "--batch-size", "4", "-q"]
+
+
+def invoke(args, command=cli):
+    return CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=False)
+
+
+def all_commands():
+    yield cli
+    yield from cli.commands.values()
+
+
+@pytest.mark.parametrize("command", list(all_commands()), ids=lambda c: c.name)
+def test_every_command_has_help_with_an_example(command):
+    ctx = click.Context(command, info_name=command.name)
+    text = command.get_help(ctx)
+    assert "Example:" in text
+
+
+def test_extract_features_script_is_the_extract_command():
+    assert extract_features_command is cli.commands["extract"]
+    assert invoke(["--help"], extract_features_command).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--num-frames", "4", "--fps", "2"], "Error: --num-frames cannot be used with --fps\n"),
+        (["--num-frames", "4", "--max-frames", "2"],
+         "Error: --num-frames cannot be used with --max-frames\n"),
+        (["--weights", "missing.h5"],
+         "Error: weights file missing.h5 does not exist (use --weights imagenet, random or a PATH)\n"),
+    ],
+)
+def test_option_errors_are_one_line(tmp_path, dataset, extra, message):
+    result = invoke(["extract", dataset, "-o", tmp_path / "f.h5", *extra])
+    assert result.exit_code == 1 and result.output == message
+
+
+def test_missing_input_and_empty_folder(tmp_path):
+    result = invoke(["extract", tmp_path / "nope"])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    (tmp_path / "empty").mkdir()
+    result = invoke(["extract", tmp_path / "empty", "-o", tmp_path / "f.h5", *FAST])
+    assert result.exit_code == 1
+    assert result.output.endswith(f"Error: no videos found in {tmp_path / 'empty'} (see --glob)\n")
+
+
+def test_extract_inspect_and_rerun_end_to_end(tmp_path, dataset):
+    out = tmp_path / "f.h5"
+    result = invoke(["extract", dataset, "-o", out, *FAST])
+    assert result.exit_code == 0, result.output
+    assert "Warning: --weights random: features come from an UNTRAINED network" in result.output
+    assert f"{out}: 4 extracted, 0 already cached, 0 failed\n" in result.output
+    assert "12 frames in " in result.output
+
+    result = invoke(["inspect", out, "--json"])
+    summary = json.loads(result.output)
+    assert summary["videos"] == 4 and summary["frames"] == 12
+    assert summary["labels"] == {"left": {"videos": 2, "frames": 6},
+                                 "right": {"videos": 2, "frames": 6}}
+    assert summary["settings"]["weights"] == "random:seed=0"
+    text = invoke(["inspect", out]).output
+    assert "videos: 4 in 2 label(s), frames: 12" in text and "NOTE: random weights" in text
+
+    result = invoke(["extract", dataset, "-o", out, *FAST])
+    assert f"{out}: 0 extracted, 4 already cached, 0 failed\n" in result.output
+
+
+def test_failures_give_exit_code_1_and_a_summary(tmp_path, dataset):
+    (dataset / "left" / "broken.mp4").write_bytes(b"\0" * 100)
+    out = tmp_path / "f.h5"
+    result = invoke(["extract", dataset, "-o", out, *FAST])
+    assert result.exit_code == 1
+    bad = dataset.resolve() / "left" / "broken.mp4"
+    reason = "not a readable video (Invalid data found when processing input)"
+    assert f"skipped {bad}: {reason}\n" in result.output
+    assert f"{out}: 4 extracted, 0 already cached, 1 failed\n" in result.output
+    assert f"  failed: {bad}: {reason}" in result.output
+
+
+def test_mismatched_settings_are_a_one_line_error(tmp_path, dataset):
+    out = tmp_path / "f.h5"
+    invoke(["extract", dataset, "-o", out, *FAST])
+    result = invoke(["extract", dataset, "-o", out, *FAST, "--resize", "stretch"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: {out} holds features made with other settings (resize: 'center-crop' != "
+        "'stretch', cached != requested); use --overwrite to replace it, or write to a new file"
+    )
+
+
+def test_a_second_run_on_a_locked_cache_is_refused(tmp_path, dataset):
+    out = tmp_path / "f.h5"
+    with CacheLock(out):
+        result = invoke(["extract", dataset, "-o", out, *FAST])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(
+        "Error: f.h5 is being written by another vidcache run (pid "
+    )
+
+
+def test_labels_csv_and_inspect_of_a_non_cache(tmp_path, dataset):
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label,split\nleft/left_c0.mkv,walk,train\nghost.mkv,x,y\n")
+    out = tmp_path / "f.h5"
+    result = invoke(["extract", dataset, "-o", out, "--labels", csv, *FAST])
+    assert f"Warning: {csv}: ghost.mkv matches no video\n" in result.output
+    labels = json.loads(invoke(["inspect", out, "--json"]).output)["labels"]
+    assert labels["walk"] == {"videos": 1, "frames": 3}
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"x")
+    result = invoke(["inspect", junk])
+    assert result.exit_code == 1 and result.output.startswith(
+        f"Error: {junk} is not a readable HDF5 file"
+    )
+
+
+def test_weights_check_without_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    result = invoke(["weights", "--check"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ImageNet weights for InceptionV3 are not in ")
+
+
+def test_make_demo_data_writes_every_kind(tmp_path):
+    result = invoke(["make-demo-data", tmp_path / "demo", "--clips-per-class", "6", "--seconds", "1"])
+    assert result.exit_code == 0
+    assert result.output == f"wrote 18 clips of 3 classes (grow, shrink, pulse) to {tmp_path / 'demo'}\n"
+    names = sorted(p.name for p in (tmp_path / "demo" / "grow").iterdir())
+    assert names == ["grow_c01.mp4", "grow_c02.avi", "grow_c03.webm", "grow_c04.mkv",
+                     "grow_c05.avi", "grow_c06"]
