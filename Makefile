@@ -34,6 +34,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline features models tests bench
+	$(BIN)/ruff format --check pipeline features models tests bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py

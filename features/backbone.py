@@ -138,7 +138,9 @@ def imagenet_weights(download: bool = True) -> Path:
     )
     if path.is_file():
         if _md5(path) != IMAGENET_MD5:
-            raise WeightsUnavailable(f"{path} is damaged (MD5 differs from Keras'); delete it and {hint}")
+            raise WeightsUnavailable(
+                f"{path} is damaged (MD5 differs from Keras'); delete it and {hint}"
+            )
         return path
     if not download:
         raise WeightsUnavailable(f"ImageNet weights for InceptionV3 are not in {path}; {hint}")
@@ -148,7 +150,10 @@ def imagenet_weights(download: bool = True) -> Path:
         import keras
 
         fetched = keras.utils.get_file(
-            IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_MD5,
+            IMAGENET_FILE,
+            IMAGENET_URL,
+            cache_subdir="models",
+            file_hash=IMAGENET_MD5,
             cache_dir=str(path.parent.parent),
         )
     except Exception as exc:  # any network or file-system failure of the download

@@ -173,7 +173,9 @@ def _open_h5(path: Path, mode: str) -> h5py.File:
         text = str(exc)
         if "lock" in text.lower():
             raise CacheLocked(f"{path} is open for writing in another process") from None
-        raise CacheFormatError(f"{path} is not a readable HDF5 file ({text.splitlines()[0]})") from None
+        raise CacheFormatError(
+            f"{path} is not a readable HDF5 file ({text.splitlines()[0]})"
+        ) from None
 
 
 def _check_format(handle: h5py.File, path: Path) -> None:

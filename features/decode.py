@@ -85,6 +85,10 @@ class VideoReader:
             self._container.close()
             raise VideoDecodeError(f"no video stream (has: {', '.join(kinds)})")
         self._stream = self._container.streams.video[0]
+        # One FFmpeg thread per decoder: parallelism comes from decoding several videos at
+        # once (pipeline decode workers); FFmpeg's automatic threads would only compete with
+        # the CNN for the same cores (measured: 2.3 vs 2.8 ms of CPU per sampled frame).
+        self._stream.codec_context.thread_count = 1
         self.info = self._read_info()
 
     def _read_info(self) -> VideoInfo:
@@ -116,7 +120,9 @@ class VideoReader:
             with av.open(str(self.path), metadata_errors="ignore") as container:
                 stream = container.streams.video[0]
                 count = sum(
-                    1 for packet in container.demux(stream) if packet.size and packet.pts is not None
+                    1
+                    for packet in container.demux(stream)
+                    if packet.size and packet.pts is not None
                 )
         except (av.error.FFmpegError, OSError) as exc:
             raise VideoDecodeError(_reason(exc)) from None
@@ -147,7 +153,9 @@ class VideoReader:
                 count += 1
                 yield last, frame
         except (av.error.FFmpegError, OSError) as exc:
-            raise VideoDecodeError(f"decoding failed after {count} frames ({_reason(exc)})") from None
+            raise VideoDecodeError(
+                f"decoding failed after {count} frames ({_reason(exc)})"
+            ) from None
         if count == 0:
             raise VideoDecodeError("no frames could be decoded")
         declared, duration = self.info.frame_count, self.info.duration
@@ -185,7 +193,9 @@ class FrameFolderReader:
         if not self._files:
             raise VideoDecodeError("frame folder holds no images")
         width, height = self._open(self._files[0]).size
-        self.info = VideoInfo(fps, len(self._files) / fps, len(self._files), width, height, "images")
+        self.info = VideoInfo(
+            fps, len(self._files) / fps, len(self._files), width, height, "images"
+        )
 
     def _open(self, file: Path) -> Image.Image:
         try:

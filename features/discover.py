@@ -59,9 +59,7 @@ def frame_files(folder: Path) -> list[Path]:
         numbers = _DIGITS.findall(path.stem)
         return (int(numbers[-1]) if numbers else -1, path.name)
 
-    files = [
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    ]
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     return sorted(files, key=order)
 
 
@@ -166,9 +164,7 @@ def read_labels_csv(csv_path: Path) -> dict[str, tuple[str, tuple[tuple[str, str
     return rows
 
 
-def apply_labels(
-    sources: list[VideoSource], csv_path: Path
-) -> tuple[list[VideoSource], list[str]]:
+def apply_labels(sources: list[VideoSource], csv_path: Path) -> tuple[list[VideoSource], list[str]]:
     """Override labels (and add metadata) from a labels CSV.
 
     Returns:

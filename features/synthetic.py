@@ -125,7 +125,9 @@ def make_demo_dataset(
     num_frames = max(2, round(fps * seconds))
     for class_index, kind in enumerate(classes):
         for clip in range(clips_per_class):
-            frames = render_clip(kind, num_frames, width, height, seed * 1000 + class_index * 100 + clip)
+            frames = render_clip(
+                kind, num_frames, width, height, seed * 1000 + class_index * 100 + clip
+            )
             name = f"{kind}_c{clip + 1:02d}"
             if clip == clips_per_class - 1:
                 written.append(write_frame_folder(root / kind / name, frames))

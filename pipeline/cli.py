@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from features.errors import VidcacheError
+from features.settings import PRECISIONS, RESIZE_POLICIES, STORAGE_DTYPES
 from pipeline import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -59,45 +60,126 @@ Example:
 
 
 @click.command("extract", help=_EXTRACT_HELP, context_settings=CONTEXT)
-@click.argument(
-    "videos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
+@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("features.h5"),
+    show_default=True,
+    help="The HDF5 feature cache.",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("features.h5"), show_default=True, help="The HDF5 feature cache.")
-@click.option("--labels", "labels_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV with columns path,label (extra columns kept as metadata); overrides "
-                   "folder labels.")
-@click.option("--glob", "glob", metavar="PATTERN",
-              help="File-name pattern of videos (e.g. '*.avi'), instead of known extensions.")
-@click.option("--fps", type=click.FloatRange(min=0), default=None,
-              help="Keep frames at most F per second; 0 keeps every frame.  [default: 5]")
-@click.option("--num-frames", type=click.IntRange(min=1),
-              help="Keep exactly N frames evenly spaced over each clip.")
+@click.option(
+    "--labels",
+    "labels_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV with columns path,label (extra columns kept as metadata); overrides folder labels.",
+)
+@click.option(
+    "--glob",
+    "glob",
+    metavar="PATTERN",
+    help="File-name pattern of videos (e.g. '*.avi'), instead of known extensions.",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Keep frames at most F per second; 0 keeps every frame.  [default: 5]",
+)
+@click.option(
+    "--num-frames",
+    type=click.IntRange(min=1),
+    help="Keep exactly N frames evenly spaced over each clip.",
+)
 @click.option("--max-frames", type=click.IntRange(min=1), help="Keep at most N frames per clip.")
-@click.option("--image-size", type=click.IntRange(min=75), default=299, show_default=True,
-              help="Side of the square CNN input in pixels.")
-@click.option("--resize", type=click.Choice(["center-crop", "stretch"]), default="center-crop",
-              show_default=True, help="How frames become square (see docs/cache-format.md).")
-@click.option("--folder-fps", type=click.FloatRange(min=0, min_open=True), default=25.0,
-              show_default=True, help="Frame rate of folders of numbered images.")
-@click.option("--weights", default="imagenet", show_default=True, metavar="imagenet|random|PATH",
-              help="Backbone weights: Keras' ImageNet file, a seeded random init (tests and "
-                   "demos only), or a weights file.")
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=75),
+    default=299,
+    show_default=True,
+    help="Side of the square CNN input in pixels.",
+)
+@click.option(
+    "--resize",
+    type=click.Choice(RESIZE_POLICIES),
+    default="center-crop",
+    show_default=True,
+    help="How frames become square (see docs/cache-format.md).",
+)
+@click.option(
+    "--folder-fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=25.0,
+    show_default=True,
+    help="Frame rate of folders of numbered images.",
+)
+@click.option(
+    "--weights",
+    default="imagenet",
+    show_default=True,
+    metavar="imagenet|random|PATH",
+    help="Backbone weights: Keras' ImageNet file, a seeded random init (tests and "
+    "demos only), or a weights file.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --weights random.")
-@click.option("--precision", type=click.Choice(["float32", "bfloat16"]), default="float32",
-              show_default=True, help="CNN compute precision.")
-@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32",
-              show_default=True, help="Storage dtype of the features.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Frames per CNN call (packed across videos).")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="float32",
+    show_default=True,
+    help="CNN compute precision.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(STORAGE_DTYPES),
+    default="float32",
+    show_default=True,
+    help="Storage dtype of the features.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Frames per CNN call (packed across videos).",
+)
+@click.option(
+    "--decode-workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Videos decoded at once; 0: one on a CPU, several when a GPU runs the CNN.",
+)
 @click.option("--prune", is_flag=True, help="Drop cached videos whose source file is gone.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing cache instead of adding to it.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing cache instead of adding to it."
+)
 @click.option("--strict", is_flag=True, help="Stop at the first video that cannot be read.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; errors and summary only.")
 @core_errors
-def extract(videos, output, labels_csv, glob, fps, num_frames, max_frames, image_size, resize,
-            folder_fps, weights, seed, precision, dtype, batch_size, prune, overwrite, strict,
-            quiet) -> None:
+def extract(
+    videos,
+    output,
+    labels_csv,
+    glob,
+    fps,
+    num_frames,
+    max_frames,
+    image_size,
+    resize,
+    folder_fps,
+    weights,
+    seed,
+    precision,
+    dtype,
+    batch_size,
+    decode_workers,
+    prune,
+    overwrite,
+    strict,
+    quiet,
+) -> None:
     from features.backbone import WeightsSpec
     from features.discover import apply_labels, discover
     from features.settings import SamplingSpec
@@ -126,12 +208,22 @@ def extract(videos, output, labels_csv, glob, fps, num_frames, max_frames, image
     if spec.kind == "random":
         click.echo(
             f"Warning: --weights random: features come from an UNTRAINED network (seed {seed}); "
-            "use them for tests and demos only.", err=True
+            "use them for tests and demos only.",
+            err=True,
         )
     config = ExtractConfig(
-        weights=spec, image_size=image_size, resize=resize, sampling=sampling,
-        folder_fps=folder_fps, precision=precision, dtype=dtype, batch_size=batch_size,
-        overwrite=overwrite, prune=prune, strict=strict,
+        weights=spec,
+        image_size=image_size,
+        resize=resize,
+        sampling=sampling,
+        folder_fps=folder_fps,
+        precision=precision,
+        dtype=dtype,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        prune=prune,
+        strict=strict,
+        decode_workers=decode_workers,
     )
     reporter = ProgressReporter(quiet=quiet)
     summary = extract_features(sources, output, config, reporter)
@@ -174,7 +266,9 @@ def inspect_command(cache: Path, as_json: bool) -> None:
 @click.option("--seconds", type=click.FloatRange(min=0.5), default=3.0, show_default=True)
 @click.option("--fps", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def make_demo_data(directory: Path, clips_per_class: int, seconds: float, fps: int, seed: int) -> None:
+def make_demo_data(
+    directory: Path, clips_per_class: int, seconds: float, fps: int, seed: int
+) -> None:
     """Write small synthetic videos of three classes (grow, shrink, pulse) to DIRECTORY.
 
     Clips come in several containers and codecs (H.264 MP4, MPEG-4 AVI, VP9 WebM, FFV1 MKV,

@@ -16,6 +16,7 @@ already committed.
 
 from __future__ import annotations
 
+import os
 import queue
 import signal
 import sys
@@ -60,6 +61,8 @@ class ExtractConfig:
         queue_batches: batches decoded ahead of the CNN. Defaults to 4.
         spill_rows: feature rows per video kept in memory before spilling to a temporary
             file. Defaults to 512.
+        decode_workers: videos decoded at once; 0 picks :func:`default_decode_workers`.
+            Defaults to 0.
     """
 
     weights: WeightsSpec = WeightsSpec("imagenet")
@@ -75,6 +78,7 @@ class ExtractConfig:
     strict: bool = False
     queue_batches: int = 4
     spill_rows: int = DEFAULT_SPILL_ROWS
+    decode_workers: int = 0
 
     def settings(self, weights_sha256: str = "") -> FeatureSettings:
         """The feature settings this run requests (validated)."""
@@ -139,6 +143,20 @@ class Reporter:
     def end(self) -> None: ...
 
 
+def default_decode_workers() -> int:
+    """One decode thread when the CNN runs on the CPU, several when it runs on a GPU.
+
+    On the CPU the model already uses every core, so a second decoder would only take cycles
+    from it; a GPU outruns one decoding core, so up to 8 decode in parallel there.
+    """
+    from features.backbone import import_tensorflow
+
+    tf = import_tensorflow()
+    if tf.config.list_logical_devices("GPU"):
+        return max(1, min(8, (os.cpu_count() or 2) - 1))
+    return 1
+
+
 def library_versions() -> dict[str, str]:
     """Versions recorded in a new cache as provenance."""
     from importlib.metadata import PackageNotFoundError, version
@@ -174,15 +192,41 @@ class _Stop(Exception):
     pass
 
 
-class _Producer(threading.Thread):
-    """Decodes the jobs in order and packs their frames into full batches."""
+class _Producer:
+    """Decode threads: each takes the next job, decodes it and packs its frames into the
+    shared batch, so batches fill across video boundaries.
 
-    def __init__(self, jobs: list[_Job], config: ExtractConfig, out: queue.Queue) -> None:
-        super().__init__(name="vidcache-decode", daemon=True)
-        self.jobs, self.config, self.out = jobs, config, out
+    One video is always decoded by one thread, so its frames enter batches in order; its
+    "done" or "failed" event goes on the batch being filled after its last frame, so the
+    main thread handles it only after every frame of the video went through the CNN.
+    """
+
+    def __init__(
+        self, jobs: list[_Job], config: ExtractConfig, out: queue.Queue, workers: int = 1
+    ) -> None:
+        self.config, self.out = config, out
         self.stop = threading.Event()
         size = config.image_size
         self._shape = (config.batch_size, size, size, 3)
+        self._jobs = iter(jobs)
+        self._lock = threading.Lock()
+        self._batch = self._new_batch()
+        self._running = workers
+        self._threads = [
+            threading.Thread(target=self._work, name=f"vidcache-decode-{i}", daemon=True)
+            for i in range(workers)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def alive(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def join(self, timeout: float) -> None:
+        for thread in self._threads:
+            thread.join(timeout)
 
     def _new_batch(self) -> _Batch:
         return _Batch(np.empty(self._shape, np.uint8))
@@ -196,25 +240,47 @@ class _Producer(threading.Thread):
                 continue
         raise _Stop
 
-    def run(self) -> None:
-        try:
-            batch = self._new_batch()
-            for job in self.jobs:
-                if self.stop.is_set():
-                    raise _Stop
-                batch = self._decode(job, batch)
-            if batch.owners or batch.events:
+    def _add_frame(self, image: np.ndarray, owner: tuple[int, float, int]) -> None:
+        with self._lock:  # put under the lock too: batches reach the queue in fill order
+            batch = self._batch
+            batch.images[len(batch.owners)] = image
+            batch.owners.append(owner)
+            if batch.full:
                 self._put(batch)
-            self._put(None)
+                self._batch = self._new_batch()
+
+    def _add_event(self, event: tuple) -> None:
+        with self._lock:
+            self._batch.events.append(event)
+
+    def _next_job(self) -> _Job | None:
+        with self._lock:
+            return next(self._jobs, None)
+
+    def _work(self) -> None:
+        try:
+            while not self.stop.is_set():
+                job = self._next_job()
+                if job is None:
+                    break
+                self._add_event(self._decode(job))
+            with self._lock:
+                self._running -= 1
+                if self._running == 0 and not self.stop.is_set():  # the last one closes
+                    if self._batch.owners or self._batch.events:
+                        self._put(self._batch)
+                    self._put(None)
         except _Stop:
             pass
         except BaseException as exc:  # a bug: hand it to the main thread, never hang it
+            self.stop.set()
             try:
                 self.out.put(exc, timeout=5)
             except queue.Full:
                 pass
 
-    def _decode(self, job: _Job, batch: _Batch) -> _Batch:
+    def _decode(self, job: _Job) -> tuple:
+        """Feed the job's frames to the batches; returns its done or failed event."""
         config = self.config
         count = 0
         try:
@@ -222,27 +288,21 @@ class _Producer(threading.Thread):
             with open_source(job.source, config.folder_fps) as reader:
                 total = reader.count_frames() if config.sampling.num_frames else None
                 for index, time_s, frame in sample(reader.frames(), config.sampling, total):
-                    batch.images[len(batch.owners)] = fit_frame(
-                        frame, config.image_size, config.resize
-                    )
-                    batch.owners.append((job.slot, time_s, index))
+                    image = fit_frame(frame, config.image_size, config.resize)
+                    self._add_frame(image, (job.slot, time_s, index))
                     count += 1
-                    if batch.full:
-                        self._put(batch)
-                        batch = self._new_batch()
                 info = reader.info
             if count == 0:
                 raise VideoDecodeError("no frames were sampled")
-            batch.events.append(("done", job, info, content, count))
+            return ("done", job, info, content, count)
         except _Stop:
             raise
         except VideoDecodeError as exc:
-            batch.events.append(("failed", job, str(exc)))
+            return ("failed", job, str(exc))
         except OSError as exc:
-            batch.events.append(("failed", job, exc.strerror or str(exc)))
+            return ("failed", job, exc.strerror or str(exc))
         except Exception as exc:  # one odd file must not end the batch
-            batch.events.append(("failed", job, f"unexpected {type(exc).__name__}: {exc}"))
-        return batch
+            return ("failed", job, f"unexpected {type(exc).__name__}: {exc}")
 
 
 class _Interrupts:
@@ -269,7 +329,9 @@ class _Interrupts:
 
 
 def _plan(
-    sources: list[VideoSource], entries: dict[str, CacheEntry], summary: ExtractSummary,
+    sources: list[VideoSource],
+    entries: dict[str, CacheEntry],
+    summary: ExtractSummary,
     reporter: Reporter,
 ) -> tuple[list[_Job], list[CacheEntry]]:
     """Split sources into work and up-to-date videos (touched ones returned for update)."""
@@ -278,7 +340,9 @@ def _plan(
         try:
             stat = stat_source(source)
         except OSError as exc:
-            outcome = VideoOutcome(source.video_id, source.path, FAILED, 0, exc.strerror or str(exc))
+            outcome = VideoOutcome(
+                source.video_id, source.path, FAILED, 0, exc.strerror or str(exc)
+            )
             summary.outcomes.append(outcome)
             reporter.video(outcome)
             continue
@@ -334,9 +398,9 @@ def extract_features(
     requested = config.settings()
     summary = ExtractSummary()
     with CacheLock(output):
-        if config.overwrite and output.exists():
-            output.unlink()
-        cached = read_settings(output) if output.exists() else None
+        # --overwrite: the old file is ignored now and replaced only when the new one is made,
+        # so a run that fails early (missing weights...) does not destroy it.
+        cached = read_settings(output) if output.exists() and not config.overwrite else None
         if cached is not None:
             check_compatible(cached, requested, cache_name=str(output), ignore=("weights_sha256",))
         entries = {}
@@ -348,8 +412,11 @@ def extract_features(
         gone = []
         if config.prune:
             wanted = {s.video_id for s in sources}
-            gone = [e.video_id for e in entries.values()
-                    if e.video_id not in wanted and not Path(e.path).exists()]
+            gone = [
+                e.video_id
+                for e in entries.values()
+                if e.video_id not in wanted and not Path(e.path).exists()
+            ]
         if not (jobs or touched or gone):
             reporter.end()
             return summary
@@ -366,6 +433,8 @@ def extract_features(
             settings = config.settings(extractor.weights_sha256)
             if cached is not None:
                 check_compatible(cached, settings, cache_name=str(output))
+        if cached is None and output.exists():
+            output.unlink()
         with FeatureCache.open(output, settings or requested, library_versions()) as cache:
             if gone:
                 summary.pruned = cache.delete_videos(gone)
@@ -379,11 +448,16 @@ def extract_features(
 
 
 def _run(
-    jobs: list[_Job], config: ExtractConfig, extractor: FeatureExtractor, cache: FeatureCache,
-    summary: ExtractSummary, reporter: Reporter,
+    jobs: list[_Job],
+    config: ExtractConfig,
+    extractor: FeatureExtractor,
+    cache: FeatureCache,
+    summary: ExtractSummary,
+    reporter: Reporter,
 ) -> None:
     pending: queue.Queue = queue.Queue(maxsize=max(1, config.queue_batches))
-    producer = _Producer(jobs, config, pending)
+    workers = config.decode_workers or default_decode_workers()
+    producer = _Producer(jobs, config, pending, workers)
     buffers: dict[int, FeatureBuffer] = {}
     started = time.perf_counter()
     with _Interrupts() as interrupts:
@@ -396,7 +470,7 @@ def _run(
                 try:
                     item = pending.get(timeout=0.2)
                 except queue.Empty:
-                    if not producer.is_alive() and pending.empty():
+                    if not producer.alive() and pending.empty():
                         raise RuntimeError("the decode thread ended without finishing") from None
                     continue
                 if item is None:

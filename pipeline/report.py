@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,38 +17,68 @@ from pipeline.extract import CACHED, EXTRACTED, FAILED, ExtractSummary, Reporter
 class ProgressReporter(Reporter):
     """A tqdm bar over videos with frames/s, on stderr; it redraws only on a terminal.
 
-    Failed videos are printed as one ``skipped PATH: reason`` line each, always.
+    Without a terminal (a batch job writing a log) a plain progress line is printed every
+    ``log_every`` seconds instead. Failed videos are printed as one
+    ``skipped PATH: reason`` line each, always.
 
     Args:
-        quiet: no bar (problems are still printed). Defaults to False.
+        quiet: no bar and no progress lines (problems are still printed). Defaults to False.
         stream: where to write. Defaults to ``sys.stderr``.
+        log_every: seconds between progress lines when there is no terminal. Defaults to 30.
     """
 
-    def __init__(self, quiet: bool = False, stream=None) -> None:
+    def __init__(self, quiet: bool = False, stream=None, log_every: float = 30.0) -> None:
         self.quiet = quiet
         self.stream = stream or sys.stderr
+        self.log_every = log_every
         self._bar = None
         self._frames = 0
+        self._videos = 0
+        self._total = 0
+        self._started = self._logged = 0.0
 
     def begin(self, total_videos: int) -> None:
+        self._total = total_videos
+        self._started = self._logged = time.monotonic()
         if not self.quiet:
             self._bar = tqdm(
-                total=total_videos, unit="video", file=self.stream, dynamic_ncols=True,
+                total=total_videos,
+                unit="video",
+                file=self.stream,
+                dynamic_ncols=True,
                 disable=None,  # None: only on a TTY
             )
 
     def video(self, outcome: VideoOutcome) -> None:
         if outcome.status == FAILED:
             self.note(f"skipped {outcome.path}: {outcome.reason}")
+        self._videos += 1
         if self._bar is not None:
             self._bar.update(1)
+        self._maybe_log()
 
     def frames(self, count: int) -> None:
         self._frames += count
         if self._bar is not None and not self._bar.disable:
-            elapsed = self._bar.format_dict.get("elapsed") or 0.0
-            rate = self._frames / elapsed if elapsed > 0 else 0.0
-            self._bar.set_postfix_str(f"{self._frames} frames, {rate:.1f} frames/s", refresh=False)
+            self._bar.set_postfix_str(
+                f"{self._frames} frames, {self._rate():.1f} frames/s", refresh=False
+            )
+        self._maybe_log()
+
+    def _rate(self) -> float:
+        elapsed = time.monotonic() - self._started
+        return self._frames / elapsed if elapsed > 0 else 0.0
+
+    def _maybe_log(self) -> None:
+        if self.quiet or self._bar is None or not self._bar.disable:
+            return
+        now = time.monotonic()
+        if now - self._logged >= self.log_every:
+            self._logged = now
+            self.note(
+                f"progress: {self._videos}/{self._total} videos, {self._frames} frames, "
+                f"{self._rate():.1f} frames/s"
+            )
 
     def note(self, text: str) -> None:
         if self._bar is not None:
@@ -65,8 +96,10 @@ def format_summary(summary: ExtractSummary, output: Path) -> str:
     """The end-of-run summary: counts, frames and throughput, and each failure."""
     lines = []
     if summary.interrupted:
-        lines.append("Interrupted: every video finished before the stop is kept; "
-                     "run the same command again to finish.")
+        lines.append(
+            "Interrupted: every video finished before the stop is kept; "
+            "run the same command again to finish."
+        )
     if summary.stopped_early:
         lines.append("Stopped at the first failure (--strict).")
     counts = (
@@ -79,7 +112,8 @@ def format_summary(summary: ExtractSummary, output: Path) -> str:
     if summary.frames:
         lines.append(
             f"{summary.frames} frames in {summary.seconds:.1f} s "
-            f"({summary.frames_per_second:.1f} frames/s; model built in {summary.model_seconds:.1f} s)"
+            f"({summary.frames_per_second:.1f} frames/s; "
+            f"model built in {summary.model_seconds:.1f} s)"
         )
     for failure in summary.failures:
         lines.append(f"  failed: {failure.path}: {failure.reason}")
@@ -133,7 +167,8 @@ def format_cache_summary(summary: dict) -> str:
         f"  frames: {s['image_size']}x{s['image_size']} {s['resize']}, {sampled}; "
         f"compute {s['precision']}, stored {s['dtype']}",
         f"  settings sha256: {summary['settings_sha256'][:16]}",
-        "  made with: " + ", ".join(
+        "  made with: "
+        + ", ".join(
             f"{k} {versions[k]}" for k in ("vidcache", "tensorflow", "keras") if k in versions
         ),
         f"  created {summary['created']}, updated {summary['updated']}",
@@ -144,5 +179,7 @@ def format_cache_summary(summary: dict) -> str:
         for label, row in summary["labels"].items():
             lines.append(f"  {label or '(none)':<{width}}  {row['videos']:>6}  {row['frames']:>7}")
     if s["weights"].startswith("random"):
-        lines.append("  NOTE: random weights: these features are not pretrained (tests/demos only).")
+        lines.append(
+            "  NOTE: random weights: these features are not pretrained (tests/demos only)."
+        )
     return "\n".join(lines)

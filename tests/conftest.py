@@ -62,7 +62,9 @@ def small_config():
 
     def make(**changes):
         values = dict(
-            weights=WeightsSpec("random", seed=0), image_size=SMALL, batch_size=SMALL_BATCH,
+            weights=WeightsSpec("random", seed=0),
+            image_size=SMALL,
+            batch_size=SMALL_BATCH,
         )
         values.update(changes)
         return ExtractConfig(**values)
@@ -78,8 +80,9 @@ def run_extract(extractor):
 
     def run(inputs, output, config, **kwargs):
         sources = discover([Path(p) for p in inputs])
-        return extract_features(sources, output, config, extractor_factory=lambda c: extractor,
-                                **kwargs)
+        return extract_features(
+            sources, output, config, extractor_factory=lambda c: extractor, **kwargs
+        )
 
     return run
 
@@ -90,6 +93,8 @@ def dataset(tmp_path):
     root = tmp_path / "videos"
     for label_index, label in enumerate(("left", "right")):
         for clip in range(2):
-            lossless(root / label / f"{label}_c{clip}.mkv",
-                     random_frames(6, seed=10 * label_index + clip))
+            lossless(
+                root / label / f"{label}_c{clip}.mkv",
+                random_frames(6, seed=10 * label_index + clip),
+            )
     return root

@@ -50,7 +50,9 @@ def test_weights_file_loads_and_has_the_same_digest(tmp_path, extractor):
 def test_bad_weights_file_and_missing_path_are_one_line_errors(tmp_path):
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"not hdf5")
-    with pytest.raises(WeightsUnavailable, match=r"^cannot load InceptionV3 notop weights from .*junk.h5: "):
+    with pytest.raises(
+        WeightsUnavailable, match=r"^cannot load InceptionV3 notop weights from .*junk.h5: "
+    ):
         build_backbone(SMALL, WeightsSpec.parse(str(junk)))
     with pytest.raises(WeightsUnavailable, match="weights file nope.h5 does not exist"):
         WeightsSpec.parse("nope.h5")

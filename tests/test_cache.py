@@ -29,8 +29,16 @@ SETTINGS = FeatureSettings(weights="random:seed=0", weights_sha256="ab" * 32, im
 
 def entry(video_id="A/clip one.mp4", **changes):
     values = dict(
-        video_id=video_id, path=f"/data/{video_id}", label="A", kind="file", size=10,
-        mtime=1.5, fingerprint="sha256:00", num_frames=0, fps=10.0, duration=1.0,
+        video_id=video_id,
+        path=f"/data/{video_id}",
+        label="A",
+        kind="file",
+        size=10,
+        mtime=1.5,
+        fingerprint="sha256:00",
+        num_frames=0,
+        fps=10.0,
+        duration=1.0,
         meta={"split": "train"},
     )
     values.update(changes)
@@ -112,7 +120,11 @@ def test_incomplete_group_is_ignored_by_readers_and_removed_by_writers(tmp_path)
 def test_nan_duration_and_unicode_survive(tmp_path):
     path = tmp_path / "f.h5"
     with FeatureCache.open(path, SETTINGS, {}) as cache:
-        write(cache, entry("Été/çà 1.mkv", duration=math.nan, label="Été"), np.zeros((1, 8), np.float32))
+        write(
+            cache,
+            entry("Été/çà 1.mkv", duration=math.nan, label="Été"),
+            np.zeros((1, 8), np.float32),
+        )
     with CacheReader(path) as reader:
         got = reader.entries()["Été/çà 1.mkv"]
     assert math.isnan(got.duration) and got.label == "Été"
@@ -150,7 +162,9 @@ def test_lock_refuses_a_second_writer_in_another_process(tmp_path):
             except CacheLocked as exc:
                 print(exc)
         """)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         assert out.stdout.strip().startswith("f.h5 is being written by another vidcache run (pid ")
     with CacheLock(path):  # released: free again
         pass

@@ -36,10 +36,15 @@ def test_extract_features_script_is_the_extract_command():
     "extra, message",
     [
         (["--num-frames", "4", "--fps", "2"], "Error: --num-frames cannot be used with --fps\n"),
-        (["--num-frames", "4", "--max-frames", "2"],
-         "Error: --num-frames cannot be used with --max-frames\n"),
-        (["--weights", "missing.h5"],
-         "Error: weights file missing.h5 does not exist (use --weights imagenet, random or a PATH)\n"),
+        (
+            ["--num-frames", "4", "--max-frames", "2"],
+            "Error: --num-frames cannot be used with --max-frames\n",
+        ),
+        (
+            ["--weights", "missing.h5"],
+            "Error: weights file missing.h5 does not exist "
+            "(use --weights imagenet, random or a PATH)\n",
+        ),
     ],
 )
 def test_option_errors_are_one_line(tmp_path, dataset, extra, message):
@@ -67,8 +72,10 @@ def test_extract_inspect_and_rerun_end_to_end(tmp_path, dataset):
     result = invoke(["inspect", out, "--json"])
     summary = json.loads(result.output)
     assert summary["videos"] == 4 and summary["frames"] == 12
-    assert summary["labels"] == {"left": {"videos": 2, "frames": 6},
-                                 "right": {"videos": 2, "frames": 6}}
+    assert summary["labels"] == {
+        "left": {"videos": 2, "frames": 6},
+        "right": {"videos": 2, "frames": 6},
+    }
     assert summary["settings"]["weights"] == "random:seed=0"
     text = invoke(["inspect", out]).output
     assert "videos: 4 in 2 label(s), frames: 12" in text and "NOTE: random weights" in text
@@ -134,9 +141,47 @@ def test_weights_check_without_the_file(tmp_path, monkeypatch):
 
 
 def test_make_demo_data_writes_every_kind(tmp_path):
-    result = invoke(["make-demo-data", tmp_path / "demo", "--clips-per-class", "6", "--seconds", "1"])
+    result = invoke(
+        ["make-demo-data", tmp_path / "demo", "--clips-per-class", "6", "--seconds", "1"]
+    )
     assert result.exit_code == 0
-    assert result.output == f"wrote 18 clips of 3 classes (grow, shrink, pulse) to {tmp_path / 'demo'}\n"
+    assert (
+        result.output
+        == f"wrote 18 clips of 3 classes (grow, shrink, pulse) to {tmp_path / 'demo'}\n"
+    )
     names = sorted(p.name for p in (tmp_path / "demo" / "grow").iterdir())
-    assert names == ["grow_c01.mp4", "grow_c02.avi", "grow_c03.webm", "grow_c04.mkv",
-                     "grow_c05.avi", "grow_c06"]
+    assert names == [
+        "grow_c01.mp4",
+        "grow_c02.avi",
+        "grow_c03.webm",
+        "grow_c04.mkv",
+        "grow_c05.avi",
+        "grow_c06",
+    ]
+
+
+def test_progress_lines_without_a_terminal_and_failures_always_shown():
+    import io
+    from pathlib import Path
+
+    from pipeline.extract import EXTRACTED, FAILED, VideoOutcome
+    from pipeline.report import ProgressReporter
+
+    stream = io.StringIO()  # not a TTY: no bar, plain lines
+    reporter = ProgressReporter(stream=stream, log_every=0)
+    reporter.begin(2)
+    reporter.frames(5)
+    reporter.video(VideoOutcome("a", Path("/v/a.mp4"), EXTRACTED, 5))
+    reporter.video(VideoOutcome("b", Path("/v/b.mp4"), FAILED, 0, "file is empty"))
+    reporter.end()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("progress: 0/2 videos, 5 frames, ")
+    assert "skipped /v/b.mp4: file is empty" in lines
+    assert lines[-1].startswith("progress: 2/2 videos, 5 frames, ")
+
+    quiet = io.StringIO()
+    reporter = ProgressReporter(quiet=True, stream=quiet, log_every=0)
+    reporter.begin(1)
+    reporter.frames(3)
+    reporter.video(VideoOutcome("b", Path("/v/b.mp4"), FAILED, 0, "file is empty"))
+    assert quiet.getvalue() == "skipped /v/b.mp4: file is empty\n"

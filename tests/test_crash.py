@@ -20,8 +20,19 @@ from pipeline.extract import CACHED, EXTRACTED
 pytestmark = pytest.mark.slow
 
 CLIPS = 24
-ARGS = ["--weights", "random", "--seed", "0", "--image-size", str(SMALL), "--batch-size", "4",
-        "--fps", "0", "-q"]
+ARGS = [
+    "--weights",
+    "random",
+    "--seed",
+    "0",
+    "--image-size",
+    str(SMALL),
+    "--batch-size",
+    "4",
+    "--fps",
+    "0",
+    "-q",
+]
 
 
 @pytest.fixture
@@ -37,7 +48,10 @@ def start(root, out):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", "extract", str(root), "-o", str(out), *ARGS],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
 
 

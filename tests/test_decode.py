@@ -41,13 +41,16 @@ def test_frame_folder_reads_like_a_video(tmp_path):
     np.testing.assert_array_equal(np.asarray(decoded[2][1].load()), frames[2])
 
 
-@pytest.mark.parametrize("ext, codec, pix_fmt", [
-    ("mp4", "libx264", "yuv420p"),
-    ("avi", "mpeg4", "yuv420p"),
-    ("webm", "libvpx-vp9", "yuv420p"),
-    ("mkv", "ffv1", "yuv420p"),
-    ("avi", "mjpeg", "yuvj420p"),
-])
+@pytest.mark.parametrize(
+    "ext, codec, pix_fmt",
+    [
+        ("mp4", "libx264", "yuv420p"),
+        ("avi", "mpeg4", "yuv420p"),
+        ("webm", "libvpx-vp9", "yuv420p"),
+        ("mkv", "ffv1", "yuv420p"),
+        ("avi", "mjpeg", "yuvj420p"),
+    ],
+)
 def test_every_demo_format_decodes_with_sampling(tmp_path, ext, codec, pix_fmt):
     path = write_video(tmp_path / f"c.{ext}", render_clip("grow", 30, 64, 48), 10, codec, pix_fmt)
     source = VideoSource(path, path.name)

@@ -44,7 +44,12 @@ def test_folder_of_numbered_frames_is_one_video_in_numeric_order(tmp_path):
         touch(folder / f"img_{n}.jpg")
     sources = discover([tmp_path / "v"])
     assert [(s.video_id, s.label, s.kind) for s in sources] == [("Jump/clip1", "Jump", "frames")]
-    assert [p.name for p in frame_files(folder)] == ["img_1.jpg", "img_2.jpg", "img_9.jpg", "img_10.jpg"]
+    assert [p.name for p in frame_files(folder)] == [
+        "img_1.jpg",
+        "img_2.jpg",
+        "img_9.jpg",
+        "img_10.jpg",
+    ]
     # The folder itself passed as an argument is one video too.
     assert [s.kind for s in discover([folder])] == ["frames"]
 

@@ -25,25 +25,31 @@ def reference_features(extractor, source, config):
         total = reader.count_frames() if config.sampling.num_frames else None
         kept = list(sample(reader.frames(), config.sampling, total))
         images = np.stack([fit_frame(f, config.image_size, config.resize) for _, _, f in kept])
-    rows = [extractor(images[i : i + extractor.batch_size])
-            for i in range(0, len(images), extractor.batch_size)]
+    rows = [
+        extractor(images[i : i + extractor.batch_size])
+        for i in range(0, len(images), extractor.batch_size)
+    ]
     return np.concatenate(rows), np.array([t for _, t, _ in kept])
 
 
 def stored(path):
     with CacheReader(path) as reader:
-        return {vid: (reader.features(vid), reader.timestamps(vid), entry)
-                for vid, entry in reader.entries().items()}
+        return {
+            vid: (reader.features(vid), reader.timestamps(vid), entry)
+            for vid, entry in reader.entries().items()
+        }
 
 
 def statuses(summary):
     return {o.video_id: o.status for o in summary.outcomes}
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 def test_cross_video_batches_give_the_same_features_as_one_video_at_a_time(
-    tmp_path, dataset, extractor, small_config, run_extract
+    tmp_path, dataset, extractor, small_config, run_extract, workers
 ):
-    config = small_config()  # 6 frames at 10 fps, 5 fps sampling: 3 frames a video, batch 4
+    # 6 frames at 10 fps, 5 fps sampling: 3 frames a video, batches of 4 span videos.
+    config = small_config(decode_workers=workers)
     summary = run_extract([dataset], tmp_path / "f.h5", config)
     assert summary.count(EXTRACTED) == 4 and summary.frames == 12 and not summary.failures
     cache = stored(tmp_path / "f.h5")
@@ -72,8 +78,10 @@ def test_rerun_skips_cached_videos_and_handles_changed_touched_and_new_ones(
     lossless(dataset / "right" / "right_new.mkv", random_frames(4, seed=7))
     third = run_extract([dataset], out, small_config())
     assert statuses(third) == {
-        "left/left_c0.mkv": EXTRACTED, "left/left_c1.mkv": CACHED,
-        "right/right_c0.mkv": CACHED, "right/right_c1.mkv": CACHED,
+        "left/left_c0.mkv": EXTRACTED,
+        "left/left_c1.mkv": CACHED,
+        "right/right_c0.mkv": CACHED,
+        "right/right_c1.mkv": CACHED,
         "right/right_new.mkv": EXTRACTED,
     }
     after = stored(out)
@@ -90,7 +98,9 @@ def test_prune_drops_videos_whose_source_is_gone(tmp_path, dataset, small_config
     assert "left/left_c1.mkv" in stored(out)
     summary = run_extract([dataset], out, small_config(prune=True))
     assert summary.pruned == 1 and sorted(stored(out)) == [
-        "left/left_c0.mkv", "right/right_c0.mkv", "right/right_c1.mkv",
+        "left/left_c0.mkv",
+        "right/right_c0.mkv",
+        "right/right_c1.mkv",
     ]
 
 
@@ -141,7 +151,10 @@ def test_bad_inputs_are_reported_and_the_rest_of_the_batch_goes_on(
     assert reasons["bad_truncated-mkv"].startswith("truncated: frames end at")
     assert reasons["bad_missing"] == "No such file or directory"
     assert sorted(stored(tmp_path / "f.h5")) == [
-        "left/left_c0.mkv", "left/left_c1.mkv", "right/right_c0.mkv", "right/right_c1.mkv",
+        "left/left_c0.mkv",
+        "left/left_c1.mkv",
+        "right/right_c0.mkv",
+        "right/right_c1.mkv",
     ]
 
 
@@ -154,8 +167,9 @@ def test_strict_stops_at_the_first_failure_and_keeps_finished_work(
     assert summary.count(EXTRACTED) < 4
 
 
-def test_spilled_buffers_and_num_frames_sampling(tmp_path, dataset, extractor, small_config,
-                                                 run_extract):
+def test_spilled_buffers_and_num_frames_sampling(
+    tmp_path, dataset, extractor, small_config, run_extract
+):
     config = small_config(sampling=SamplingSpec(fps=None, num_frames=5), spill_rows=2)
     run_extract([dataset], tmp_path / "f.h5", config)
     (source, *_) = discover([dataset])
@@ -228,8 +242,9 @@ def test_nothing_to_do_builds_no_model(tmp_path, dataset, small_config, run_extr
     assert summary.count(CACHED) == 4
 
 
-def test_settings_of_the_run_are_stamped_on_the_cache(tmp_path, dataset, small_config,
-                                                       run_extract, extractor):
+def test_settings_of_the_run_are_stamped_on_the_cache(
+    tmp_path, dataset, small_config, run_extract, extractor
+):
     out = tmp_path / "f.h5"
     config = small_config(resize="stretch")
     run_extract([dataset], out, config)
@@ -237,3 +252,25 @@ def test_settings_of_the_run_are_stamped_on_the_cache(tmp_path, dataset, small_c
         assert reader.settings == replace(config.settings(extractor.weights_sha256))
         assert reader.settings.image_size == SMALL and reader.settings.resize == "stretch"
         assert {"tensorflow", "keras", "h5py", "av", "vidcache"} <= set(reader.versions)
+
+
+def test_overwrite_keeps_the_old_cache_when_the_run_fails_before_writing(
+    tmp_path, dataset, small_config, run_extract
+):
+    from features.errors import WeightsUnavailable
+    from pipeline.extract import extract_features
+
+    out = tmp_path / "f.h5"
+    run_extract([dataset], out, small_config())
+
+    def unavailable(config):
+        raise WeightsUnavailable("no weights here")
+
+    with pytest.raises(WeightsUnavailable):
+        extract_features(
+            discover([dataset]),
+            out,
+            small_config(image_size=99, overwrite=True),
+            extractor_factory=unavailable,
+        )
+    assert len(stored(out)) == 4

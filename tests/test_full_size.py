@@ -17,8 +17,20 @@ def test_full_size_inceptionv3_on_every_demo_format(tmp_path):
     make_demo_dataset(tmp_path / "v", clips_per_class=6, classes=("grow",), seconds=1.0)
     out = tmp_path / "f.h5"
     result = CliRunner().invoke(
-        cli, ["extract", str(tmp_path / "v"), "-o", str(out), "--weights", "random",
-              "--num-frames", "3", "--folder-fps", "10", "-q"],
+        cli,
+        [
+            "extract",
+            str(tmp_path / "v"),
+            "-o",
+            str(out),
+            "--weights",
+            "random",
+            "--num-frames",
+            "3",
+            "--folder-fps",
+            "10",
+            "-q",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output

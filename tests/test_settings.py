@@ -29,7 +29,9 @@ def test_compatible_settings_pass_and_others_name_every_difference():
 
 
 def test_ignored_fields_are_left_out():
-    check_compatible(make(), make(weights_sha256="other"), cache_name="f", ignore=("weights_sha256",))
+    check_compatible(
+        make(), make(weights_sha256="other"), cache_name="f", ignore=("weights_sha256",)
+    )
     with pytest.raises(SettingsMismatch):
         check_compatible(make(), make(weights_sha256="other"), cache_name="f")
 
