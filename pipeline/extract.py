@@ -356,8 +356,9 @@ def _plan(
                     fresh = fingerprint(source) == entry.fingerprint
                 except OSError:
                     fresh = False
-                if fresh:
-                    touched.append(replace(entry, mtime=stat.mtime, path=str(source.path)))
+            if fresh and (entry.mtime != stat.mtime or entry.path != str(source.path)):
+                # Touched, copied or moved but unchanged: record where and when it is now.
+                touched.append(replace(entry, mtime=stat.mtime, path=str(source.path)))
         if fresh:
             outcome = VideoOutcome(source.video_id, source.path, CACHED, entry.num_frames)
             summary.outcomes.append(outcome)
@@ -409,6 +410,10 @@ def extract_features(
                 entries = cache.entries()
         reporter.begin(len(sources))
         jobs, touched = _plan(sources, entries, summary, reporter)
+        if config.strict and summary.failures:
+            summary.stopped_early = True
+            reporter.end()
+            return summary
         gone = []
         if config.prune:
             wanted = {s.video_id for s in sources}

@@ -274,3 +274,25 @@ def test_overwrite_keeps_the_old_cache_when_the_run_fails_before_writing(
             extractor_factory=unavailable,
         )
     assert len(stored(out)) == 4
+
+
+def test_a_moved_dataset_is_not_re_extracted_and_its_new_paths_are_recorded(
+    tmp_path, dataset, small_config, run_extract
+):
+    out = tmp_path / "f.h5"
+    run_extract([dataset], out, small_config())
+    moved = dataset.rename(tmp_path / "moved")  # like `mv`: same ids, sizes and mtimes
+    summary = run_extract([moved], out, small_config())
+    assert set(statuses(summary).values()) == {CACHED}
+    assert {e.path for _, _, e in stored(out).values()} == {
+        str(p.resolve()) for p in moved.rglob("*.mkv")
+    }
+
+
+def test_strict_also_stops_on_a_source_that_vanished_before_extraction(
+    tmp_path, dataset, small_config, run_extract
+):
+    (dataset / "left" / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    summary = run_extract([dataset], tmp_path / "f.h5", small_config(strict=True))
+    assert summary.stopped_early and summary.count(FAILED) == 1 and summary.frames == 0
+    assert not (tmp_path / "f.h5").exists()
