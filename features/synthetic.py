@@ -42,7 +42,9 @@ def write_video(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
+    # bitexact: no random segment ids or dates (Matroska/WebM), so the same frames always
+    # give the same bytes and a regenerated demo is recognised as unchanged by re-runs.
+    with av.open(str(path), mode="w", options={"fflags": "+bitexact"}) as container:
         stream = None
         for array in frames:
             if stream is None:

@@ -303,5 +303,13 @@ def weights_command(check: bool) -> None:
         vidcache weights --check    # exit status 0 when present
     """
     from features.backbone import imagenet_weights
+    from features.errors import WeightsUnavailable
 
-    click.echo(f"ImageNet weights: {imagenet_weights(download=not check)}")
+    try:
+        path = imagenet_weights(download=not check)
+    except WeightsUnavailable as exc:
+        if not check:
+            raise
+        click.echo(f"Not available: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"ImageNet weights: {path}")

@@ -137,7 +137,7 @@ def test_weights_check_without_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     result = invoke(["weights", "--check"])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: ImageNet weights for InceptionV3 are not in ")
+    assert result.output.startswith("Not available: ImageNet weights for InceptionV3 are not in ")
 
 
 def test_make_demo_data_writes_every_kind(tmp_path):
@@ -185,3 +185,16 @@ def test_progress_lines_without_a_terminal_and_failures_always_shown():
     reporter.frames(3)
     reporter.video(VideoOutcome("b", Path("/v/b.mp4"), FAILED, 0, "file is empty"))
     assert quiet.getvalue() == "skipped /v/b.mp4: file is empty\n"
+
+
+def test_demo_data_is_byte_for_byte_reproducible(tmp_path):
+    from features.synthetic import make_demo_dataset
+
+    def digests(root):
+        return {
+            p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        }
+
+    make_demo_dataset(tmp_path / "a", clips_per_class=6, seconds=1.0)
+    make_demo_dataset(tmp_path / "b", clips_per_class=6, seconds=1.0)
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
