@@ -191,9 +191,7 @@ def test_demo_data_is_byte_for_byte_reproducible(tmp_path):
     from features.synthetic import make_demo_dataset
 
     def digests(root):
-        return {
-            p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-        }
+        return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
     make_demo_dataset(tmp_path / "a", clips_per_class=6, seconds=1.0)
     make_demo_dataset(tmp_path / "b", clips_per_class=6, seconds=1.0)
