@@ -22,7 +22,7 @@ demo: $(STAMP)
 	@if $(BIN)/vidcache weights --check; then W=imagenet; else \
 	  echo "ImageNet weights are not available offline: the demo uses --weights random (features are NOT pretrained)."; \
 	  W=random; fi; \
-	$(BIN)/extract-features $(DEMO)/videos -o $(DEMO)/features.h5 --weights $$W --seed 0 --folder-fps 10 \
+	$(BIN)/extract-features $(DEMO)/videos -o $(DEMO)/features.h5 --weights $$W --seed 0 --folder-fps 5 \
 	  --image-size $(DEMO_IMAGE_SIZE)
 	$(BIN)/vidcache inspect $(DEMO)/features.h5
 

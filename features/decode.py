@@ -63,19 +63,24 @@ class VideoReader:
     """Frames of one video file; use as a context manager.
 
     Args:
-        path: the video file.
+        path: the video file, or anything FFmpeg opens (a stream URL, a camera device).
+        input_format: FFmpeg input format, for devices (``"v4l2"``, ``"avfoundation"``...).
+            Defaults to None (guessed).
 
     Raises:
         VideoDecodeError: the file is empty, unreadable, not a video, or has no video
             stream.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str, input_format: str | None = None) -> None:
         self.path = Path(path)
+        location = str(path)
         try:
-            if self.path.stat().st_size == 0:
+            if self.path.is_file() and self.path.stat().st_size == 0:
                 raise VideoDecodeError("file is empty")
-            self._container = av.open(str(self.path), metadata_errors="ignore")
+            if "://" not in location and input_format is None and not self.path.exists():
+                raise FileNotFoundError(2, "No such file or directory", location)
+            self._container = av.open(location, format=input_format, metadata_errors="ignore")
         except VideoDecodeError:
             raise
         except (av.error.FFmpegError, OSError) as exc:

@@ -1,9 +1,11 @@
 """Small synthetic videos for the demo and the tests (no media files are ever committed).
 
 The demo classes differ only in the ORDER of their frames: a square that ``grow``\\s, one
-that ``shrink``\\s, and one that grows then shrinks (``pulse``) pass through the same sizes,
-so the mean of a clip's frames says almost nothing about its class while the sequence does.
-Colours and position vary per clip, so the classes are not told apart by colour.
+that ``shrink``\\s, and one that grows then shrinks (``pulse``) are made of exactly the same
+frames, only reordered, so the mean of a clip's frames carries nothing about its class
+while the sequence does. Colours (a small palette) and position vary per clip and are drawn
+the same way for every class. Clips are written at 5 fps, the default sampling rate, so extraction keeps
+every frame and the sampled frames are the same set in every class too.
 """
 
 from __future__ import annotations
@@ -69,28 +71,39 @@ def write_frame_folder(folder: Path, frames: Iterable[np.ndarray], ext: str = "p
 
 
 def _sizes(kind: str, count: int, low: float, high: float) -> np.ndarray:
-    ramp = np.linspace(0.0, 1.0, count)
+    """The square's size per frame: the same ``count`` sizes in every class, only reordered."""
+    sizes = np.linspace(low, high, count)
     if kind == "grow":
-        shape = ramp
-    elif kind == "shrink":
-        shape = ramp[::-1]
-    elif kind == "pulse":
-        shape = 1.0 - np.abs(2.0 * ramp - 1.0)
-    else:
-        raise ValueError(f"unknown demo class. Received: kind={kind}")
-    return low + (high - low) * shape
+        return sizes
+    if kind == "shrink":
+        return sizes[::-1]
+    if kind == "pulse":  # up through every other size, down through the rest
+        return np.concatenate([sizes[0::2], sizes[1::2][::-1]])
+    raise ValueError(f"unknown demo class. Received: kind={kind}")
+
+
+# Square and background colours: a small palette, so that with a few dozen clips the order
+# of the frames, not the look of a clip, is what a model has to learn.
+PALETTE = (
+    ((20, 20, 20), (240, 240, 240)),
+    ((20, 30, 90), (250, 220, 40)),
+    ((110, 110, 110), (220, 40, 40)),
+)
 
 
 def render_clip(
     kind: str, num_frames: int, width: int = 128, height: int = 96, seed: int = 0
 ) -> list[np.ndarray]:
-    """RGB frames of one demo clip: a square of random colour that grows, shrinks or pulses."""
+    """RGB frames of one demo clip: a square that grows, shrinks or pulses.
+
+    The seed picks the colours (from :data:`PALETTE`) and jitters the position; the same
+    seed gives the same frames in every class, in another order.
+    """
     rng = np.random.default_rng(seed)
-    background = rng.integers(0, 256, 3, dtype=np.uint8)
-    colour = (background.astype(int) + 96 + rng.integers(0, 64, 3)) % 256
+    background, colour = PALETTE[int(rng.integers(len(PALETTE)))]
     side = min(width, height)
-    centre_x = width / 2 + rng.uniform(-0.15, 0.15) * width
-    centre_y = height / 2 + rng.uniform(-0.15, 0.15) * height
+    centre_x = width / 2 + rng.uniform(-0.1, 0.1) * width
+    centre_y = height / 2 + rng.uniform(-0.1, 0.1) * height
     frames = []
     for size in _sizes(kind, num_frames, 0.15 * side, 0.8 * side):
         frame = np.empty((height, width, 3), np.uint8)
@@ -107,7 +120,7 @@ def make_demo_dataset(
     root: Path,
     clips_per_class: int = 8,
     classes: Sequence[str] = DEMO_CLASSES,
-    fps: int = 10,
+    fps: int = 5,
     seconds: float = 3.0,
     width: int = 128,
     height: int = 96,
@@ -125,11 +138,10 @@ def make_demo_dataset(
     root = Path(root)
     written = []
     num_frames = max(2, round(fps * seconds))
-    for class_index, kind in enumerate(classes):
+    for kind in classes:
         for clip in range(clips_per_class):
-            frames = render_clip(
-                kind, num_frames, width, height, seed * 1000 + class_index * 100 + clip
-            )
+            # The same appearance (colours, position) for clip k of every class.
+            frames = render_clip(kind, num_frames, width, height, seed * 1000 + clip)
             name = f"{kind}_c{clip + 1:02d}"
             if clip == clips_per_class - 1:
                 written.append(write_frame_folder(root / kind / name, frames))

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from features.errors import VidcacheError
 from features.settings import PRECISIONS, RESIZE_POLICIES, STORAGE_DTYPES
@@ -264,7 +265,7 @@ def inspect_command(cache: Path, as_json: bool) -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--clips-per-class", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--seconds", type=click.FloatRange(min=0.5), default=3.0, show_default=True)
-@click.option("--fps", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--fps", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def make_demo_data(
     directory: Path, clips_per_class: int, seconds: float, fps: int, seed: int
@@ -313,3 +314,334 @@ def weights_command(check: bool) -> None:
         click.echo(f"Not available: {exc}", err=True)
         sys.exit(1)
     click.echo(f"ImageNet weights: {path}")
+
+
+def _read_label_map(path: Path | None) -> dict:
+    """``old,new`` rows (a header ``label,new_label`` is optional); empty ``new`` drops."""
+    if path is None:
+        return {}
+    import csv
+
+    mapping = {}
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        for row in csv.reader(handle):
+            if not row or row[0].startswith("#") or row[:2] == ["label", "new_label"]:
+                continue
+            if len(row) < 2:
+                raise click.ClickException(f"{path}: each row needs 'old,new' (got {row})")
+            mapping[row[0].strip()] = row[1].strip()
+    return mapping
+
+
+_TRAIN_HELP = """Train a sequence classifier on cached features (stage two).
+
+Reads labelled videos from one or more FEATURES caches (made with the same settings),
+splits them (stratified by label, never splitting a UCF101 group), standardises features
+on the training split, trains, and writes RUN: model.keras, labels.json, config.json,
+history.csv, metrics.json, learning_curves.png, confusion_matrix.png.
+
+\b
+Example:
+    train-rnn features.h5 -o runs/lstm
+    train-rnn features.h5 -o runs/mean --head mean
+    train-rnn a.h5 b.h5 -o runs/big --layers 2 --units 256 --class-weight balanced
+"""
+
+
+@click.command("train-rnn", help=_TRAIN_HELP, context_settings=CONTEXT)
+@click.argument(
+    "features",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option(
+    "-o",
+    "--output",
+    "run_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The run folder.",
+)
+@click.option(
+    "--head",
+    type=click.Choice(["lstm", "mean"]),
+    default="lstm",
+    show_default=True,
+    help="LSTM, or the mean-of-frames baseline.",
+)
+@click.option("--units", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--bidirectional", is_flag=True, help="Bidirectional LSTMs (no --stream then).")
+@click.option(
+    "--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True
+)
+@click.option(
+    "--recurrent-dropout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Adam learning rate.",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Epochs without a better validation loss before stopping.",
+)
+@click.option(
+    "--val-split",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+)
+@click.option(
+    "--group-regex",
+    default=r"_g(\d+)_c\d+",
+    show_default=True,
+    help="Clips whose names share its match stay on one side of the split.",
+)
+@click.option(
+    "--split-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV path,split (train/val/test) instead of --val-split.",
+)
+@click.option("--seq-len", type=click.IntRange(min=1), help="Resample sequences to N steps.")
+@click.option("--max-len", type=click.IntRange(min=1), help="Crop sequences to N steps.")
+@click.option(
+    "--stream",
+    "stream_data",
+    is_flag=True,
+    help="Read sequences from HDF5 per batch (data larger than memory).",
+)
+@click.option(
+    "--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True
+)
+@click.option(
+    "--label-map",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV old,new to rename or merge labels (empty new drops a class).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--tensorboard", is_flag=True, help="Write TensorBoard logs to RUN/logs.")
+@click.option("-q", "--quiet", is_flag=True, help="No per-epoch output.")
+@core_errors
+def train_rnn_command(
+    features,
+    run_dir,
+    head,
+    units,
+    layers,
+    bidirectional,
+    dropout,
+    recurrent_dropout,
+    epochs,
+    batch_size,
+    lr,
+    patience,
+    val_split,
+    group_regex,
+    split_file,
+    seq_len,
+    max_len,
+    stream_data,
+    class_weight,
+    label_map,
+    seed,
+    tensorboard,
+    quiet,
+) -> None:
+    from pipeline.train import TrainConfig, train_rnn
+
+    if seq_len is not None and max_len is not None:
+        raise click.ClickException("--seq-len cannot be used with --max-len")
+    config = TrainConfig(
+        head=head,
+        units=units,
+        layers=layers,
+        bidirectional=bidirectional,
+        dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        val_split=val_split,
+        group_regex=group_regex,
+        split_file=str(split_file) if split_file else None,
+        seq_len=seq_len,
+        max_len=max_len,
+        stream=stream_data,
+        class_weight=class_weight,
+        label_map=_read_label_map(label_map),
+        seed=seed,
+        tensorboard=tensorboard,
+        verbose=0 if quiet else 2,
+    )
+    result = train_rnn(list(features), run_dir, config)
+    m = result.metrics
+    if result.interrupted:
+        click.echo("Interrupted: the best model so far is kept.")
+    click.echo(
+        f"{run_dir}: {head} trained {result.epochs_run} epochs; validation top-1 {m['top1']:.3f}, "
+        f"top-5 {m['top5']:.3f}, macro F1 {m['macro_f1']:.3f} on {m['examples']} videos"
+    )
+    if result.test_metrics:
+        t = result.test_metrics
+        click.echo(f"test top-1 {t['top1']:.3f} on {t['examples']} videos")
+
+
+cli.add_command(train_rnn_command)
+train_rnn_script = train_rnn_command
+
+
+@cli.command("evaluate", context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("features", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write metrics.json and confusion_matrix.png.  [default: RUN/eval-<cache name>]",
+)
+@core_errors
+def evaluate_command(run_dir: Path, features: Path, output: Path | None) -> None:
+    """Recompute a run's metrics on any cache made with the same settings.
+
+    \b
+    Example:
+        vidcache evaluate runs/lstm test_features.h5
+    """
+    from pipeline.train import evaluate_run
+
+    metrics, out = evaluate_run(run_dir, features, output)
+    click.echo(
+        f"{features}: top-1 {metrics['top1']:.3f}, top-5 {metrics['top5']:.3f}, macro F1 "
+        f"{metrics['macro_f1']:.3f} on {metrics['examples']} videos -> {out}/metrics.json"
+    )
+    if metrics["unknown_label_videos"]:
+        click.echo(
+            f"({metrics['unknown_label_videos']} videos with labels the run does not know "
+            "were left out)"
+        )
+
+
+@cli.command("predict", context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("videos", nargs=-1, required=True)
+@click.option("--top", "top_k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV: path,rank,label,probability.")
+@click.option(
+    "--stream",
+    "as_stream",
+    is_flag=True,
+    help="Frame by frame: CNN once per frame, LSTM state carried on.",
+)
+@click.option(
+    "--every",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="With --stream: print a prediction every K sampled frames.",
+)
+@click.option("--format", "input_format", help="With --stream: FFmpeg input format (v4l2...).")
+@click.option(
+    "--weights",
+    "weights_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The weights file, when the run's cache used one.",
+)
+@core_errors
+def predict_command(
+    run_dir, videos, top_k, as_json, as_csv, as_stream, every, input_format, weights_path
+) -> None:
+    """Predict the classes of new videos with a trained RUN.
+
+    Features are made exactly as in the run's cache (refused if they cannot be); videos
+    already in that cache are not extracted again. With --stream, one video (or camera, or
+    stream URL) is processed frame by frame the way a live system would.
+
+    \b
+    Example:
+        vidcache predict runs/lstm new/*.mp4 --top 3
+        vidcache predict runs/lstm clip.mp4 --stream --every 5
+        vidcache predict runs/lstm /dev/video0 --stream --format v4l2
+    """
+    from pipeline.predict import predict_videos, stream_predict
+    from pipeline.train import load_run
+
+    if as_json and as_csv:
+        raise click.ClickException("--json cannot be used with --csv")
+    run = load_run(run_dir)
+    if as_stream:
+        if len(videos) != 1:
+            raise click.ClickException("--stream takes exactly one video or source")
+
+        def show(frame, top):
+            click.echo(f"frame {frame}: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
+
+        report = stream_predict(run, videos[0], every, top_k, weights_path, show, input_format)
+        if report.frames == 0:
+            raise click.ClickException(f"{videos[0]}: no frames")
+        total = np.add(report.cnn_seconds, report.step_seconds) * 1e3
+        steady = slice(1, None) if report.frames > 1 else slice(None)
+        cnn = np.median(report.cnn_seconds[steady]) * 1e3
+        step = np.median(report.step_seconds[steady]) * 1e3
+        click.echo(
+            f"final after {report.frames} frames: "
+            + ", ".join(f"{c} {p:.3f}" for c, p in report.top)
+        )
+        click.echo(
+            f"latency per frame (median after the first): CNN {cnn:.1f} ms + LSTM step "
+            f"{step:.2f} ms; first frame {total[0]:.0f} ms (includes tracing)"
+        )
+        return
+    from features.discover import discover
+
+    sources = discover([Path(v) for v in videos])
+    if not sources:
+        raise click.ClickException("no videos found")
+    predictions = predict_videos(run, sources, top_k, weights_path)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "path": p.path,
+                        "video_id": p.video_id,
+                        "source": p.source,
+                        "error": p.error or None,
+                        "top": [{"label": c, "probability": round(q, 6)} for c, q in p.top],
+                    }
+                    for p in predictions
+                ],
+                indent=2,
+            )
+        )
+    elif as_csv:
+        click.echo("path,rank,label,probability")
+        for p in predictions:
+            for rank, (c, q) in enumerate(p.top, start=1):
+                click.echo(f"{_csv_field(p.path)},{rank},{_csv_field(c)},{q:.6f}")
+    else:
+        for p in predictions:
+            if p.error:
+                click.echo(f"{p.path}: skipped: {p.error}", err=True)
+            else:
+                click.echo(f"{p.path}: " + ", ".join(f"{c} {q:.3f}" for c, q in p.top))
+    if any(p.error for p in predictions):
+        sys.exit(1)
+
+
+def _csv_field(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\n') else text

@@ -1,0 +1,195 @@
+"""Labelled sequences from feature caches, and the ``tf.data`` input pipeline over them.
+
+Caches are read only through :class:`features.cache.CacheReader`. Sequences are loaded
+into memory once, or (``stream=True``) read from HDF5 per batch for data larger than memory.
+Batches are padded to their longest sequence with zeros; the model masks the padding.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from features.cache import CacheReader
+from features.errors import SettingsMismatch, VidcacheError
+from features.sampling import count_indices
+from features.settings import FeatureSettings
+
+
+class DataError(VidcacheError):
+    """The caches cannot give a training set (no labels, one class...)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled video of a cache."""
+
+    cache: int  # index into the list of caches
+    video_id: str
+    label: str
+    length: int
+
+
+def open_caches(paths: list[Path]) -> tuple[list[CacheReader], FeatureSettings]:
+    """Open caches and check they share one set of feature settings.
+
+    Raises:
+        SettingsMismatch: two caches were made with other settings.
+        CacheFormatError: a file is not a readable cache.
+    """
+    readers = []
+    try:
+        for path in paths:
+            readers.append(CacheReader(path))
+    except Exception:
+        for reader in readers:
+            reader.close()
+        raise
+    first = readers[0].settings
+    for reader in readers[1:]:
+        diffs = first.differences(reader.settings)
+        if diffs:
+            for r in readers:
+                r.close()
+            raise SettingsMismatch(
+                f"{reader.path} and {readers[0].path} hold features made with other settings "
+                f"({'; '.join(diffs)}); train on caches of one kind"
+            )
+    return readers, first
+
+
+def collect_examples(
+    readers: list[CacheReader], label_map: dict[str, str] | None = None
+) -> list[Example]:
+    """Every labelled video of the caches; ``label_map`` renames or merges labels
+    (a label mapped to ``""`` is dropped).
+
+    Raises:
+        DataError: no video has a label, or a video id occurs in two caches.
+    """
+    examples, seen = [], {}
+    for index, reader in enumerate(readers):
+        for video_id, entry in reader.entries().items():
+            label = entry.label
+            if label_map is not None:
+                label = label_map.get(label, label)
+            if not label:
+                continue
+            if video_id in seen:
+                raise DataError(f"video {video_id!r} is in both {seen[video_id]} and {reader.path}")
+            seen[video_id] = reader.path
+            examples.append(Example(index, video_id, label, entry.num_frames))
+    if not examples:
+        names = ", ".join(str(r.path) for r in readers)
+        raise DataError(f"no labelled videos in {names} (give labels by folder or --labels)")
+    return examples
+
+
+def check_classes(examples: list[Example]) -> list[str]:
+    """The sorted class names; at least two classes of at least two clips each.
+
+    Raises:
+        DataError: a single class, or a class with a single clip.
+    """
+    counts = Counter(e.label for e in examples)
+    if len(counts) < 2:
+        raise DataError(f"only one class ({next(iter(counts))!r}); a classifier needs two or more")
+    lonely = sorted(label for label, n in counts.items() if n < 2)
+    if lonely:
+        raise DataError(
+            f"class(es) with a single clip: {', '.join(lonely)}; each class needs at least two "
+            "(one to train, one to validate), or drop it with --label-map"
+        )
+    return sorted(counts)
+
+
+def shape_sequence(x: np.ndarray, seq_len: int | None, max_len: int | None) -> np.ndarray:
+    """Resample to exactly ``seq_len`` steps (uniform), or crop to the first ``max_len``."""
+    if seq_len is not None:
+        return x[count_indices(len(x), seq_len)]
+    if max_len is not None:
+        return x[:max_len]
+    return x
+
+
+class SequenceSource:
+    """Features of examples, from memory or read from the caches on demand.
+
+    Args:
+        readers: the open caches.
+        examples: what to serve.
+        stream: read from HDF5 per request instead of loading everything now.
+        seq_len: resample every sequence to this many steps.
+        max_len: crop sequences to this many steps.
+    """
+
+    def __init__(self, readers, examples, stream=False, seq_len=None, max_len=None) -> None:
+        self.readers, self.examples = readers, examples
+        self.stream, self.seq_len, self.max_len = stream, seq_len, max_len
+        self._memory = None if stream else [self._read(e) for e in examples]
+
+    def _read(self, example: Example) -> np.ndarray:
+        x = self.readers[example.cache].features(example.video_id).astype(np.float32)
+        if len(x) == 0:
+            raise DataError(f"video {example.video_id!r} has an empty sequence")
+        return shape_sequence(x, self.seq_len, self.max_len)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self._memory[i] if self._memory is not None else self._read(self.examples[i])
+
+
+def standardization(source: SequenceSource) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and variance over every frame of ``source`` (the training split)."""
+    total, total_sq, count = 0.0, 0.0, 0
+    for i in range(len(source)):
+        x = source[i].astype(np.float64)
+        total = total + x.sum(0)
+        total_sq = total_sq + (x**2).sum(0)
+        count += len(x)
+    mean = total / count
+    variance = np.maximum(total_sq / count - mean**2, 0.0)
+    return mean.astype(np.float32), variance.astype(np.float32)
+
+
+def make_dataset(
+    source: SequenceSource,
+    targets: np.ndarray,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+):
+    """A ``tf.data.Dataset`` of ``(padded_batch (B, T, D), labels (B,))``.
+
+    Shuffling is seeded and differs per epoch; padding is zeros up to the batch's longest
+    sequence (the model's ``Masking`` layer ignores it).
+    """
+    from features.backbone import import_tensorflow
+
+    tf = import_tensorflow()
+    dim = source[0].shape[1] if len(source) else 2048
+    epoch = [0]
+
+    def generate():
+        order = np.arange(len(source))
+        if shuffle:
+            order = np.random.default_rng(seed + epoch[0]).permutation(order)
+            epoch[0] += 1
+        for i in order:
+            yield source[int(i)], np.int32(targets[i])
+
+    dataset = tf.data.Dataset.from_generator(
+        generate,
+        output_signature=(
+            tf.TensorSpec((None, dim), tf.float32),
+            tf.TensorSpec((), tf.int32),
+        ),
+    )
+    # The length is known: Keras then counts steps per epoch instead of running out of data.
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(source)))
+    return dataset.padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)

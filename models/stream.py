@@ -1,0 +1,90 @@
+"""Run a trained classifier one frame at a time, carrying the LSTM state.
+
+The same layers (and weights) as the offline model: each new frame is standardised, goes
+through one step of each LSTM cell, and the classifier reads the last hidden state; after
+the last frame the probabilities equal the offline model's on the whole sequence. The mean
+head keeps a running mean instead. Bidirectional models cannot stream (their backward
+direction needs frames that have not arrived yet).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from features.errors import VidcacheError
+
+
+class StreamError(VidcacheError):
+    """This model cannot be run as a stream."""
+
+
+class StreamingClassifier:
+    """Frame-by-frame predictions of a model built by :func:`models.heads.build_classifier`.
+
+    Args:
+        model: the trained Keras model.
+    """
+
+    def __init__(self, model) -> None:
+        from features.backbone import import_tensorflow
+
+        tf = import_tensorflow()
+        names = [layer.name for layer in model.layers]
+        if any(name.startswith("bilstm_") for name in names):
+            raise StreamError(
+                "a bidirectional model cannot run as a stream (its backward pass needs future "
+                "frames); predict without --stream"
+            )
+        self._standardize = model.get_layer("standardize")
+        self._classifier = model.get_layer("classifier")
+        lstm_names = sorted((n for n in names if n.startswith("lstm_")), key=lambda n: int(n[5:]))
+        self._cells = [model.get_layer(name).cell for name in lstm_names]
+        self._hidden = model.get_layer("hidden") if "hidden" in names else None
+        self._units = [cell.units for cell in self._cells]
+        self.reset()
+
+        standardize, classifier, cells, hidden = (
+            self._standardize,
+            self._classifier,
+            self._cells,
+            self._hidden,
+        )
+
+        @tf.function(reduce_retracing=True)
+        def lstm_step(x, states):
+            # The layer's statistics are shaped for (batch, time, dim): one frame is (1, dim).
+            x = tf.reshape(standardize(x[None, :]), (1, -1))
+            new_states = []
+            for cell, (h, c) in zip(cells, states):
+                x, (h, c) = cell(x, [h, c], training=False)
+                new_states.append((h, c))
+            return classifier(x)[0], new_states
+
+        @tf.function(reduce_retracing=True)
+        def mean_step(x, total, count):
+            total = total + tf.reshape(standardize(x[None, :]), (1, -1))
+            count = count + 1.0
+            return classifier(hidden(total / count))[0], total, count
+
+        self._lstm_step, self._mean_step = lstm_step, mean_step
+
+    def reset(self) -> None:
+        """Forget every frame seen so far."""
+        self._states = [
+            (np.zeros((1, u), np.float32), np.zeros((1, u), np.float32)) for u in self._units
+        ]
+        self._total = None
+        self._count = np.float32(0.0)
+        self.frames = 0
+
+    def step(self, features: np.ndarray) -> np.ndarray:
+        """Take one frame's feature vector ``(D,)``; return the class probabilities so far."""
+        x = np.asarray(features, np.float32)
+        self.frames += 1
+        if self._cells:
+            probs, self._states = self._lstm_step(x, self._states)
+        else:
+            if self._total is None:
+                self._total = np.zeros((1, x.shape[-1]), np.float32)
+            probs, self._total, self._count = self._mean_step(x, self._total, self._count)
+        return np.asarray(probs)

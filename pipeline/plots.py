@@ -1,0 +1,75 @@
+"""The run's figures (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curves(history_csv: Path, out: Path) -> None:
+    """Loss and accuracy per epoch, training and validation side by side."""
+    plt = _pyplot()
+    with open(history_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            key = prefix + metric
+            if rows and key in rows[0]:
+                ax.plot(
+                    epochs,
+                    [float(r[key]) for r in rows],
+                    style,
+                    marker="o",
+                    markersize=3,
+                    label="validation" if prefix else "training",
+                )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(metrics: dict, out: Path, title: str) -> None:
+    """The confusion matrix with counts in the cells (rows: true class, columns: predicted)."""
+    plt = _pyplot()
+    classes, matrix = metrics["classes"], metrics["confusion"]
+    size = max(4.0, 0.45 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title}: top-1 {metrics['top1']:.1%} on {metrics['examples']} videos")
+    if len(classes) <= 30:
+        peak = max(max(row) for row in matrix) or 1
+        for i, row in enumerate(matrix):
+            for j, value in enumerate(row):
+                ax.text(
+                    j,
+                    i,
+                    str(value),
+                    ha="center",
+                    va="center",
+                    color="white" if value > peak / 2 else "black",
+                    fontsize=8,
+                )
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,239 @@
+"""Predict with a trained run: on whole videos, or frame by frame as a stream.
+
+Features are made exactly as in the run's cache (same weights, checked by checksum, same
+image size, resize, sampling and precision); a video already in one of the run's caches
+(same content fingerprint) is not extracted again.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from features.backbone import FeatureExtractor, WeightsSpec
+from features.cache import CacheReader
+from features.decode import VideoReader, open_source
+from features.discover import VideoSource
+from features.errors import (
+    CacheFormatError,
+    SettingsMismatch,
+    VideoDecodeError,
+    WeightsUnavailable,
+)
+from features.fingerprint import fingerprint
+from features.sampling import sample
+from features.settings import FeatureSettings
+from features.transform import fit_frame
+from models.data import shape_sequence
+from pipeline.extract import ExtractConfig, extract_features
+from pipeline.train import Run
+
+
+def weights_for(settings: FeatureSettings, weights_path: Path | None = None) -> WeightsSpec:
+    """The weights that made the run's cache; a weights file must be given again by path.
+
+    Raises:
+        WeightsUnavailable: the run used a weights file and none was given.
+    """
+    if settings.weights == "imagenet":
+        return WeightsSpec("imagenet")
+    if settings.weights.startswith("random:seed="):
+        return WeightsSpec("random", seed=int(settings.weights.split("=", 1)[1]))
+    if weights_path is None:
+        raise WeightsUnavailable(
+            f"the run's features were made with the weights file {settings.weights[5:]}; "
+            "pass it with --weights PATH"
+        )
+    return WeightsSpec.parse(str(weights_path))
+
+
+def build_extractor(settings: FeatureSettings, weights_path: Path | None, batch_size: int):
+    """A CNN that reproduces the run's features, or an error saying why it cannot.
+
+    Raises:
+        SettingsMismatch: the weights found are not the ones the run's cache was made with.
+    """
+    extractor = FeatureExtractor(
+        settings.image_size, weights_for(settings, weights_path), settings.precision, batch_size
+    )
+    if extractor.weights_sha256 != settings.weights_sha256:
+        raise SettingsMismatch(
+            f"cannot reproduce the run's features: the weights ({settings.weights}) have checksum "
+            f"{extractor.weights_sha256[:12]}, the run's cache was made with "
+            f"{settings.weights_sha256[:12]}"
+        )
+    return extractor
+
+
+def extract_config(settings: FeatureSettings, weights: WeightsSpec, batch_size: int = 32):
+    """The ExtractConfig that makes features with ``settings``."""
+    return ExtractConfig(
+        weights=weights,
+        image_size=settings.image_size,
+        resize=settings.resize,
+        sampling=settings.sampling,
+        folder_fps=settings.folder_fps,
+        precision=settings.precision,
+        dtype=settings.dtype,
+        batch_size=batch_size,
+    )
+
+
+@dataclass
+class Prediction:
+    """Top-k classes of one video, or why there are none."""
+
+    video_id: str
+    path: str
+    top: list[tuple[str, float]] = field(default_factory=list)
+    source: str = ""  # "cache" or "extracted"
+    error: str = ""
+
+
+def _cached_features(run: Run, sources: list[VideoSource]) -> dict[str, np.ndarray]:
+    """Features of sources found (by content fingerprint) in the run's caches."""
+    wanted = {}
+    for source in sources:
+        try:
+            wanted[fingerprint(source)] = source.video_id
+        except OSError:
+            continue
+    found = {}
+    for cache in run.config.get("caches", []):
+        path = Path(cache["path"])
+        if not path.is_file() or cache.get("settings_sha256") != run.settings.digest():
+            continue
+        try:
+            with CacheReader(path) as reader:
+                for video_id, entry in reader.entries().items():
+                    hit = wanted.get(entry.fingerprint)
+                    if hit is not None and hit not in found:
+                        found[hit] = reader.features(video_id).astype(np.float32)
+        except CacheFormatError:
+            continue
+    return found
+
+
+def predict_videos(
+    run: Run,
+    sources: list[VideoSource],
+    top_k: int = 5,
+    weights_path: Path | None = None,
+    batch_size: int = 32,
+) -> list[Prediction]:
+    """Top-k predictions for each source; unreadable videos get an ``error`` instead."""
+    features = _cached_features(run, sources)
+    results = {s.video_id: Prediction(s.video_id, str(s.path)) for s in sources}
+    for video_id in features:
+        results[video_id].source = "cache"
+    missing = [s for s in sources if s.video_id not in features]
+    if missing:
+        extractor = build_extractor(run.settings, weights_path, batch_size)
+        config = extract_config(run.settings, extractor.weights, batch_size)
+        with tempfile.TemporaryDirectory(prefix="vidcache-predict-") as tmp:
+            out = Path(tmp) / "features.h5"
+            summary = extract_features(missing, out, config, extractor_factory=lambda c: extractor)
+            for outcome in summary.failures:
+                results[outcome.video_id].error = outcome.reason
+            if out.exists():
+                with CacheReader(out) as reader:
+                    for video_id in reader.entries():
+                        features[video_id] = reader.features(video_id).astype(np.float32)
+                        results[video_id].source = "extracted"
+    train = run.config.get("train", {})
+    order = [s.video_id for s in sources if s.video_id in features]
+    for video_id in order:
+        x = shape_sequence(features[video_id], train.get("seq_len"), train.get("max_len"))
+        probs = run.model.predict(x[None], verbose=0)[0]
+        best = np.argsort(-probs)[: min(top_k, len(run.classes))]
+        results[video_id].top = [(run.classes[i], float(probs[i])) for i in best]
+    return [results[s.video_id] for s in sources]
+
+
+@dataclass
+class StreamReport:
+    """The stream's last prediction and the per-frame latencies (seconds)."""
+
+    frames: int
+    top: list[tuple[str, float]]
+    cnn_seconds: list[float]
+    step_seconds: list[float]
+    probabilities: np.ndarray
+
+
+def stream_predict(
+    run: Run,
+    location: str,
+    every: int = 1,
+    top_k: int = 3,
+    weights_path: Path | None = None,
+    on_update=None,
+    input_format: str | None = None,
+) -> StreamReport:
+    """Decode ``location`` (a file, or anything PyAV opens: a camera, a stream URL) frame by
+    frame; each sampled frame goes through the CNN once and one step of the LSTM.
+
+    Args:
+        run: the trained run.
+        location: path or URL.
+        every: call ``on_update(frame_number, top)`` every this many sampled frames.
+        top_k: classes reported.
+        weights_path: the weights file, if the run used one.
+        on_update: progress callback. Defaults to none.
+        input_format: FFmpeg input format for devices (``"v4l2"``...). Defaults to None.
+
+    Raises:
+        StreamError: a bidirectional run.
+        VideoDecodeError: the source cannot be read.
+    """
+    from models.stream import StreamingClassifier
+
+    settings = run.settings
+    if settings.sampling.num_frames is not None:
+        raise SettingsMismatch(
+            "the run's features sample a fixed number of frames per clip (--num-frames), "
+            "which needs the whole video; predict without --stream"
+        )
+    if run.config.get("train", {}).get("seq_len"):
+        raise SettingsMismatch("the run resamples sequences (--seq-len); predict without --stream")
+    stream = StreamingClassifier(run.model)
+    extractor = build_extractor(settings, weights_path, 1)
+    try:
+        return _stream(run, location, every, top_k, on_update, input_format, stream, extractor)
+    except VideoDecodeError as exc:
+        raise VideoDecodeError(f"{location}: {exc}") from None
+
+
+def _stream(run, location, every, top_k, on_update, input_format, stream, extractor):
+    settings = run.settings
+    path = Path(location)
+    if path.is_dir():
+        source = VideoSource(path.resolve(), path.name, kind="frames")
+        reader = open_source(source, settings.folder_fps)
+    else:
+        reader = VideoReader(location, input_format=input_format)
+    cnn, steps = [], []
+    probs = None
+    with reader:
+        for count, (_, _, frame) in enumerate(sample(reader.frames(), settings.sampling), start=1):
+            started = time.perf_counter()
+            image = fit_frame(frame, settings.image_size, settings.resize)
+            features = extractor(image[None])[0]
+            middle = time.perf_counter()
+            probs = stream.step(features)
+            cnn.append(middle - started)
+            steps.append(time.perf_counter() - middle)
+            if on_update is not None and count % every == 0:
+                on_update(count, _top(probs, run.classes, top_k))
+    if probs is None:
+        probs = np.full(len(run.classes), np.nan)
+    return StreamReport(stream.frames, _top(probs, run.classes, top_k), cnn, steps, probs)
+
+
+def _top(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
+    best = np.argsort(-probs)[: min(k, len(classes))]
+    return [(classes[i], float(probs[i])) for i in best]

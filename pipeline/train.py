@@ -1,0 +1,358 @@
+"""Stage two orchestration: train a sequence classifier on cached features, evaluate it.
+
+A run folder holds everything needed to use and to reproduce the model::
+
+    model.keras            the best model (by validation loss), safe-mode loadable
+    labels.json            class names in output order
+    config.json            the exact configuration: caches and their settings hash, the
+                           feature settings, the split (ids), hyper-parameters, versions
+    history.csv            per-epoch loss and accuracy (Keras CSVLogger)
+    metrics.json           top-1, top-5, per-class precision/recall/F1, confusion matrix
+    learning_curves.png    loss and accuracy per epoch
+    confusion_matrix.png   the confusion matrix of the validation split
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from features.cache import CacheReader
+from features.errors import SettingsMismatch, VidcacheError
+from features.settings import FeatureSettings
+from models.data import (
+    DataError,
+    SequenceSource,
+    check_classes,
+    collect_examples,
+    make_dataset,
+    open_caches,
+    standardization,
+)
+from models.metrics import classification_metrics
+from models.split import UCF101_GROUP, group_of, read_split_file, stratified_group_split
+
+
+class RunError(VidcacheError):
+    """A run folder is missing or incomplete."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of ``train-rnn``; every field is recorded in ``config.json``.
+
+    Args:
+        head: ``"lstm"`` or ``"mean"`` (the order-blind baseline). Defaults to ``"lstm"``.
+        units: LSTM units (MLP units for ``mean``). Defaults to 128.
+        layers: stacked LSTM layers. Defaults to 1.
+        bidirectional: bidirectional LSTMs (cannot stream). Defaults to False.
+        dropout: LSTM input dropout. Defaults to 0.2.
+        recurrent_dropout: LSTM recurrent dropout. Defaults to 0.0.
+        epochs: at most this many epochs. Defaults to 50.
+        batch_size: sequences per batch. Defaults to 16.
+        lr: Adam learning rate. Defaults to 1e-3.
+        patience: epochs without a better validation loss before stopping. Defaults to 8.
+        val_split: share of each class held out for validation. Defaults to 0.2.
+        group_regex: clips matching it share a group that is never split. Defaults to the
+            UCF101 ``_g<NN>_c<NN>`` pattern.
+        split_file: CSV ``path,split`` with explicit train/val/test. Defaults to None.
+        seq_len: resample every sequence to this many steps. Defaults to None.
+        max_len: crop sequences to this many steps. Defaults to None.
+        stream: read sequences from HDF5 per batch instead of loading them. Defaults to False.
+        class_weight: ``"none"`` or ``"balanced"``. Defaults to ``"none"``.
+        label_map: ``{old: new}`` label renames; ``""`` drops a class. Defaults to None.
+        seed: seeds the split, initialisation and shuffling. Defaults to 0.
+        tensorboard: write TensorBoard logs to ``RUN/logs``. Defaults to False.
+        verbose: Keras progress output (0, 1, 2). Defaults to 2.
+    """
+
+    head: str = "lstm"
+    units: int = 128
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.2
+    recurrent_dropout: float = 0.0
+    epochs: int = 50
+    batch_size: int = 16
+    lr: float = 1e-3
+    patience: int = 8
+    val_split: float = 0.2
+    group_regex: str = UCF101_GROUP
+    split_file: str | None = None
+    seq_len: int | None = None
+    max_len: int | None = None
+    stream: bool = False
+    class_weight: str = "none"
+    label_map: dict = field(default_factory=dict)
+    seed: int = 0
+    tensorboard: bool = False
+    verbose: int = 2
+
+
+@dataclass
+class TrainResult:
+    """What ``train_rnn`` returns: the run folder and the validation metrics."""
+
+    run_dir: Path
+    metrics: dict
+    epochs_run: int
+    interrupted: bool = False
+    test_metrics: dict | None = None
+
+
+def _split(examples, config: TrainConfig) -> dict[str, list[int]]:
+    if config.split_file:
+        assigned = read_split_file(Path(config.split_file))
+        parts = {"train": [], "val": [], "test": []}
+        for i, example in enumerate(examples):
+            split = assigned.get(example.video_id)
+            if split is not None:
+                parts[split].append(i)
+        if not parts["val"] and parts["test"]:
+            parts["val"] = parts["test"]
+    else:
+        labels = [e.label for e in examples]
+        groups = [group_of(e.video_id, e.label, config.group_regex) for e in examples]
+        train, val = stratified_group_split(labels, groups, config.val_split, config.seed)
+        parts = {"train": train, "val": val, "test": []}
+    if not parts["train"] or not parts["val"]:
+        raise DataError("the split leaves no training or no validation videos")
+    return parts
+
+
+def _class_weights(targets: np.ndarray, classes: int) -> dict[int, float]:
+    counts = np.bincount(targets, minlength=classes)
+    return {i: float(len(targets) / (classes * n)) for i, n in enumerate(counts) if n}
+
+
+def _predict(model, source: SequenceSource, batch_size: int) -> np.ndarray:
+    dataset = make_dataset(source, np.zeros(len(source), np.int32), batch_size)
+    return model.predict(dataset.map(lambda x, y: x), verbose=0)
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def train_rnn(
+    cache_paths: list[Path], run_dir: Path, config: TrainConfig = TrainConfig()
+) -> TrainResult:
+    """Train a classifier on the labelled videos of ``cache_paths``; write the run folder.
+
+    Raises:
+        SettingsMismatch: caches made with other settings.
+        DataError: no labels, a single class, a class with one clip, an impossible split.
+    """
+    from features.backbone import import_tensorflow
+
+    tf = import_tensorflow()
+    import keras
+
+    from models.heads import build_classifier
+    from pipeline.extract import library_versions
+    from pipeline.plots import plot_confusion, plot_learning_curves
+
+    run_dir = Path(run_dir)
+    readers, settings = open_caches([Path(p) for p in cache_paths])
+    try:
+        examples = collect_examples(readers, config.label_map or None)
+        classes = check_classes(examples)
+        index = {name: i for i, name in enumerate(classes)}
+        targets = np.array([index[e.label] for e in examples], np.int32)
+        parts = _split(examples, config)
+        missing = sorted(set(classes) - {examples[i].label for i in parts["train"]})
+        if missing:
+            raise DataError(f"no training videos for class(es) {', '.join(missing)}")
+
+        def source(indices):
+            return SequenceSource(
+                readers,
+                [examples[i] for i in indices],
+                config.stream,
+                config.seq_len,
+                config.max_len,
+            )
+
+        train_source, val_source = source(parts["train"]), source(parts["val"])
+        mean, variance = standardization(train_source)
+
+        keras.utils.set_random_seed(config.seed)
+        model = build_classifier(
+            len(classes),
+            mean,
+            variance,
+            config.head,
+            config.units,
+            config.layers,
+            config.bidirectional,
+            config.dropout,
+            config.recurrent_dropout,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.lr),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        train_targets, val_targets = targets[parts["train"]], targets[parts["val"]]
+        callbacks = [
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config.patience, restore_best_weights=True
+            ),
+            keras.callbacks.ModelCheckpoint(
+                str(run_dir / "model.keras"), monitor="val_loss", save_best_only=True
+            ),
+            keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+        ]
+        if config.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
+        interrupted = False
+        history = None
+        try:
+            history = model.fit(
+                make_dataset(train_source, train_targets, config.batch_size, True, config.seed),
+                validation_data=make_dataset(val_source, val_targets, config.batch_size),
+                epochs=config.epochs,
+                shuffle=False,  # the dataset shuffles itself, seeded, per epoch
+                callbacks=callbacks,
+                class_weight=(
+                    _class_weights(train_targets, len(classes))
+                    if config.class_weight == "balanced"
+                    else None
+                ),
+                verbose=config.verbose,
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+            if not (run_dir / "model.keras").exists():
+                raise
+            model = keras.models.load_model(run_dir / "model.keras")
+        model.save(run_dir / "model.keras")  # the best weights (restored by early stopping)
+        epochs_run = len(history.history["loss"]) if history else 0
+
+        val_metrics = classification_metrics(
+            _predict(model, val_source, config.batch_size), val_targets, classes
+        )
+        test_metrics = None
+        if parts["test"] and parts["test"] != parts["val"]:
+            test_source = source(parts["test"])
+            test_metrics = classification_metrics(
+                _predict(model, test_source, config.batch_size), targets[parts["test"]], classes
+            )
+        _write_json(run_dir / "labels.json", classes)
+        _write_json(
+            run_dir / "metrics.json",
+            {
+                "split": "val",
+                **val_metrics,
+                **({"test": test_metrics} if test_metrics else {}),
+            },
+        )
+        _write_json(
+            run_dir / "config.json",
+            {
+                "task": "classify",
+                "train": asdict(config),
+                "caches": [
+                    {"path": str(r.path.resolve()), "settings_sha256": r.settings.digest()}
+                    for r in readers
+                ],
+                "feature_settings": settings.to_dict(),
+                "classes": classes,
+                "split": {name: [examples[i].video_id for i in ids] for name, ids in parts.items()},
+                "epochs_run": epochs_run,
+                "interrupted": interrupted,
+                "versions": library_versions(),
+            },
+        )
+        plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png")
+        plot_confusion(val_metrics, run_dir / "confusion_matrix.png", "validation")
+        del tf
+        return TrainResult(run_dir, val_metrics, epochs_run, interrupted, test_metrics)
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+@dataclass
+class Run:
+    """A trained run folder, loaded."""
+
+    path: Path
+    model: object
+    classes: list[str]
+    config: dict
+    settings: FeatureSettings
+
+
+def load_run(run_dir: Path) -> Run:
+    """Load ``model.keras``, ``labels.json`` and ``config.json`` of a run.
+
+    Raises:
+        RunError: the folder is not a complete run.
+    """
+    run_dir = Path(run_dir)
+    needed = [run_dir / name for name in ("model.keras", "labels.json", "config.json")]
+    missing = [p.name for p in needed if not p.is_file()]
+    if missing:
+        raise RunError(f"{run_dir} is not a vidcache run (missing {', '.join(missing)})")
+    from features.backbone import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        classes = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))
+        settings = FeatureSettings.from_json(json.dumps(config["feature_settings"]))
+        model = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunError(
+            f"{run_dir}: cannot load the run ({str(exc).splitlines()[0][:200]})"
+        ) from None
+    return Run(run_dir, model, classes, config, settings)
+
+
+def evaluate_run(run_dir: Path, cache_path: Path, out_dir: Path | None = None) -> tuple[dict, Path]:
+    """Recompute the metrics of a run on every labelled video of a cache.
+
+    Videos whose label is not one of the run's classes are left out (and counted).
+
+    Returns:
+        The metrics and the folder they were written to (``RUN/eval-<cache name>`` by default).
+
+    Raises:
+        SettingsMismatch: the cache was made with other feature settings than the run's.
+    """
+    from pipeline.plots import plot_confusion
+
+    run = load_run(run_dir)
+    out_dir = Path(out_dir) if out_dir else run.path / f"eval-{Path(cache_path).stem}"
+    with CacheReader(cache_path) as reader:
+        diffs = run.settings.differences(reader.settings)
+        if diffs:
+            raise SettingsMismatch(
+                f"{cache_path} holds features made with other settings than run {run.path} "
+                f"({'; '.join(diffs)}, run != cache)"
+            )
+        label_map = run.config.get("train", {}).get("label_map") or None
+        examples = collect_examples([reader], label_map)
+        index = {name: i for i, name in enumerate(run.classes)}
+        known = [e for e in examples if e.label in index]
+        if not known:
+            raise DataError(f"no video of {cache_path} has one of the run's classes")
+        train = run.config.get("train", {})
+        source = SequenceSource([reader], known, False, train.get("seq_len"), train.get("max_len"))
+        targets = np.array([index[e.label] for e in known], np.int32)
+        metrics = classification_metrics(
+            _predict(run.model, source, int(train.get("batch_size", 16))), targets, run.classes
+        )
+    metrics["unknown_label_videos"] = len(examples) - len(known)
+    metrics["cache"] = str(Path(cache_path).resolve())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / "metrics.json", metrics)
+    plot_confusion(metrics, out_dir / "confusion_matrix.png", Path(cache_path).name)
+    return metrics, out_dir
