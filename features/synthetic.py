@@ -4,8 +4,8 @@ The demo classes differ only in the ORDER of their frames: a square that ``grow`
 that ``shrink``\\s, and one that grows then shrinks (``pulse``) are made of exactly the same
 frames, only reordered, so the mean of a clip's frames carries nothing about its class
 while the sequence does. Colours (a small palette) and position vary per clip and are drawn
-the same way for every class. Clips are written at 5 fps, the default sampling rate, so extraction keeps
-every frame and the sampled frames are the same set in every class too.
+the same way for every class. Clips are written at 5 fps, the default sampling rate, so
+extraction keeps every frame and the sampled frames are the same set in every class too.
 """
 
 from __future__ import annotations

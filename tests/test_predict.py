@@ -1,0 +1,94 @@
+"""Prediction on new videos and as a stream, with a real (small, random-init) CNN."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import lossless, random_frames
+
+from features.discover import discover
+from features.errors import SettingsMismatch, WeightsUnavailable
+from features.settings import FeatureSettings
+from pipeline.cli import cli
+from pipeline.predict import predict_videos, stream_predict, weights_for
+from pipeline.train import TrainConfig, load_run, train_rnn
+
+
+@pytest.fixture
+def run(tmp_path, dataset, small_config, run_extract):
+    cache = tmp_path / "f.h5"
+    run_extract([dataset], cache, small_config())
+    train_rnn([cache], tmp_path / "run", TrainConfig(units=4, epochs=1, verbose=0, val_split=0.5))
+    return tmp_path / "run"
+
+
+def test_predict_reuses_cached_videos_and_extracts_new_ones(tmp_path, dataset, run):
+    new = lossless(tmp_path / "new" / "clip.mkv", random_frames(6, seed=123))
+    loaded = load_run(run)
+    sources = discover([dataset / "left" / "left_c0.mkv", new])
+    predictions = predict_videos(loaded, sources, top_k=2, batch_size=4)
+    assert [p.source for p in predictions] == ["cache", "extracted"]
+    for p in predictions:
+        assert len(p.top) == 2 and abs(sum(q for _, q in p.top) - 1) < 1e-5
+        assert {c for c, _ in p.top} == {"left", "right"}
+    offline = loaded.model.predict(
+        np.stack([load_cached(tmp_path / "f.h5", "left/left_c0.mkv")]), verbose=0
+    )[0]
+    assert dict(predictions[0].top)["left"] == pytest.approx(float(offline[0]), abs=1e-6)
+
+
+def load_cached(path, video_id):
+    from features.cache import CacheReader
+
+    with CacheReader(path) as reader:
+        return reader.features(video_id)
+
+
+def test_the_final_streamed_prediction_equals_the_offline_one(tmp_path, run):
+    clip = lossless(tmp_path / "s" / "clip.mkv", random_frames(10, seed=5))
+    loaded = load_run(run)
+    updates = []
+    report = stream_predict(
+        loaded, str(clip), every=2, top_k=2, on_update=lambda n, top: updates.append(n)
+    )
+    (offline,) = predict_videos(loaded, discover([clip]), top_k=2, batch_size=4)
+    assert report.frames == 5 and updates == [2, 4]
+    assert [c for c, _ in report.top] == [c for c, _ in offline.top]
+    np.testing.assert_allclose([q for _, q in report.top], [q for _, q in offline.top], atol=1e-4)
+    assert len(report.cnn_seconds) == 5 and min(report.step_seconds) > 0
+
+
+def test_features_that_cannot_be_reproduced_are_refused(tmp_path, run):
+    config_path = run / "config.json"
+    config = json.loads(config_path.read_text())
+    config["feature_settings"]["weights_sha256"] = "0" * 64
+    config_path.write_text(json.dumps(config))
+    clip = lossless(tmp_path / "n" / "clip.mkv", random_frames(4))
+    with pytest.raises(SettingsMismatch, match="cannot reproduce the run's features"):
+        predict_videos(load_run(run), discover([clip]))
+    config["feature_settings"]["weights"] = "file:mine.h5"
+    with pytest.raises(WeightsUnavailable, match="weights file mine.h5; pass it with --weights"):
+        weights_for(FeatureSettings.from_json(json.dumps(config["feature_settings"])))
+
+
+def test_cli_predict_json_csv_and_stream(tmp_path, dataset, run):
+    runner = CliRunner()
+    video = dataset / "right" / "right_c1.mkv"
+    result = runner.invoke(cli, ["predict", str(run), str(video), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(result.output)
+    assert entry["source"] == "cache" and len(entry["top"]) == 2 and entry["error"] is None
+    result = runner.invoke(cli, ["predict", str(run), str(video), "--csv", "--top", "1"])
+    assert result.output.splitlines()[0] == "path,rank,label,probability"
+    assert result.output.splitlines()[1].startswith(f"{video.resolve()},1,")
+    result = runner.invoke(cli, ["predict", str(run), str(video), "--stream", "--every", "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("frame 1: ") and lines[-2].startswith("final after 3 frames: ")
+    assert lines[-1].startswith("latency per frame (median after the first): CNN ")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"junk")
+    result = runner.invoke(cli, ["predict", str(run), str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad.resolve()}: skipped: not a readable video" in result.output
