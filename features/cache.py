@@ -381,6 +381,10 @@ class CacheReader:
         """``(T, 2048)`` features of one video, in the stored dtype."""
         return self._group(video_id)["features"][()]
 
+    def features_dataset(self, video_id: str) -> h5py.Dataset:
+        """The open ``features`` dataset of one video, for repeated reads without lookups."""
+        return self._group(video_id)["features"]
+
     def timestamps(self, video_id: str) -> np.ndarray:
         """``(T,)`` seconds of each stored frame."""
         return self._group(video_id)["timestamps"][()]

@@ -129,10 +129,16 @@ class SequenceSource:
     def __init__(self, readers, examples, stream=False, seq_len=None, max_len=None) -> None:
         self.readers, self.examples = readers, examples
         self.stream, self.seq_len, self.max_len = stream, seq_len, max_len
-        self._memory = None if stream else [self._read(e) for e in examples]
+        if stream:  # keep the datasets open: a read is then one HDF5 call, no path lookups
+            self._handles = [readers[e.cache].features_dataset(e.video_id) for e in examples]
+        self._memory = None if stream else [self._read(i) for i in range(len(examples))]
 
-    def _read(self, example: Example) -> np.ndarray:
-        x = self.readers[example.cache].features(example.video_id).astype(np.float32)
+    def _read(self, i: int) -> np.ndarray:
+        example = self.examples[i]
+        if self.stream:
+            x = self._handles[i][()].astype(np.float32, copy=False)
+        else:
+            x = self.readers[example.cache].features(example.video_id).astype(np.float32)
         if len(x) == 0:
             raise DataError(f"video {example.video_id!r} has an empty sequence")
         return shape_sequence(x, self.seq_len, self.max_len)
@@ -141,7 +147,7 @@ class SequenceSource:
         return len(self.examples)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self._memory[i] if self._memory is not None else self._read(self.examples[i])
+        return self._memory[i] if self._memory is not None else self._read(i)
 
 
 def standardization(source: SequenceSource) -> tuple[np.ndarray, np.ndarray]:
@@ -166,30 +172,38 @@ def make_dataset(
 ):
     """A ``tf.data.Dataset`` of ``(padded_batch (B, T, D), labels (B,))``.
 
-    Shuffling is seeded and differs per epoch; padding is zeros up to the batch's longest
-    sequence (the model's ``Masking`` layer ignores it).
+    Whole batches are assembled in numpy (zero-padded to the batch's longest sequence; the
+    model's ``Masking`` layer ignores the padding) and prefetched on a background thread, so
+    the model does not wait for data; shuffling is seeded and differs per epoch.
     """
     from features.backbone import import_tensorflow
 
     tf = import_tensorflow()
-    dim = source[0].shape[1] if len(source) else 2048
+    count = len(source)
+    dim = source[0].shape[1] if count else 2048
+    targets = np.asarray(targets, np.int32)
     epoch = [0]
 
-    def generate():
-        order = np.arange(len(source))
+    def batches():
+        order = np.arange(count)
         if shuffle:
-            order = np.random.default_rng(seed + epoch[0]).permutation(order)
+            order = np.random.default_rng(seed + epoch[0]).permutation(count)
             epoch[0] += 1
-        for i in order:
-            yield source[int(i)], np.int32(targets[i])
+        for start in range(0, count, batch_size):
+            rows = order[start : start + batch_size]
+            sequences = [source[int(i)] for i in rows]
+            x = np.zeros((len(rows), max(len(s) for s in sequences), dim), np.float32)
+            for row, sequence in enumerate(sequences):
+                x[row, : len(sequence)] = sequence
+            yield x, targets[rows]
 
     dataset = tf.data.Dataset.from_generator(
-        generate,
+        batches,
         output_signature=(
-            tf.TensorSpec((None, dim), tf.float32),
-            tf.TensorSpec((), tf.int32),
+            tf.TensorSpec((None, None, dim), tf.float32),
+            tf.TensorSpec((None,), tf.int32),
         ),
     )
     # The length is known: Keras then counts steps per epoch instead of running out of data.
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(source)))
-    return dataset.padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    steps = -(-count // batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(4)
