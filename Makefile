@@ -46,6 +46,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache *.egg-info

@@ -227,6 +227,8 @@ def train_rnn(
             )
         except KeyboardInterrupt:
             interrupted = True
+            for callback in callbacks:  # Keras skips this on an interrupt: close history.csv
+                callback.on_train_end()
             if not (run_dir / "model.keras").exists():
                 raise
             model = keras.models.load_model(run_dir / "model.keras")

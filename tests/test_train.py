@@ -251,3 +251,47 @@ def test_cli_train_with_a_split_file_and_label_map(tmp_path):
     assert json.loads((tmp_path / "run" / "labels.json").read_text()) == ["down", "up"]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert len(config["split"]["val"]) == 2 and len(config["split"]["test"]) == 2
+
+
+def test_streamed_training_matches_in_memory_training(tmp_path):
+    cache = write_cache(tmp_path / "f.h5", ordered_videos(per_class=4))
+    common = dict(units=4, epochs=2, verbose=0, seed=1)
+    a = train_rnn([cache], tmp_path / "a", TrainConfig(**common))
+    b = train_rnn([cache], tmp_path / "b", TrainConfig(stream=True, **common))
+    history_a = (tmp_path / "a" / "history.csv").read_text().splitlines()
+    history_b = (tmp_path / "b" / "history.csv").read_text().splitlines()
+    assert len(history_a) == len(history_b) == 3
+    losses = [[float(v) for v in line.split(",")[1:]] for line in (history_a[1], history_b[1])]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+    assert a.metrics["confusion"] == b.metrics["confusion"]
+
+
+def test_ctrl_c_during_training_keeps_the_best_model_so_far(tmp_path, monkeypatch):
+    import keras
+
+    cache = write_cache(tmp_path / "f.h5", ordered_videos(per_class=4))
+    real = keras.callbacks.CSVLogger.on_epoch_end
+
+    def interrupt_after_two(self, epoch, logs=None):
+        real(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", interrupt_after_two)
+    result = train_rnn([cache], tmp_path / "run", TrainConfig(units=4, epochs=20, verbose=0))
+    assert result.interrupted
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["interrupted"] is True
+    assert load_run(tmp_path / "run").model is not None
+    assert (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_sequence_shaping_and_balanced_class_weights():
+    from models.data import shape_sequence
+    from pipeline.train import _class_weights
+
+    x = np.arange(10)[:, None] * np.ones((1, 2))
+    np.testing.assert_array_equal(shape_sequence(x, 4, None)[:, 0], [1, 3, 6, 8])
+    np.testing.assert_array_equal(shape_sequence(x, None, 3)[:, 0], [0, 1, 2])
+    assert shape_sequence(x, None, None) is x
+    weights = _class_weights(np.array([0, 0, 0, 1]), 2)
+    assert weights == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
