@@ -138,6 +138,7 @@ def test_training_writes_a_complete_run_and_standardises_on_train_only(tmp_path)
     assert not np.allclose(np.ravel(mean), all_frames.mean(0), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_lstm_learns_order_that_the_mean_baseline_cannot(tmp_path):
     cache = write_cache(tmp_path / "f.h5", ordered_videos(per_class=12))
     common = dict(epochs=60, patience=60, verbose=0, units=16, lr=3e-3, val_split=0.25)
