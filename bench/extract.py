@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _table import print_table
 
 from features.backbone import FeatureExtractor, WeightsSpec, import_tensorflow
 from features.discover import discover
@@ -218,16 +219,12 @@ def main() -> None:
             )
         )
 
-    print(
-        f"\nvidcache stage-one benchmark: InceptionV3 {size}x{size}, batch {batch}, "
+    print_table(
+        f"vidcache stage-one benchmark: InceptionV3 {size}x{size}, batch {batch}, "
         f"random weights, {WIDTH}x{HEIGHT} H.264 at {FPS} fps sampled at 5 fps; "
-        f"max RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10} MiB\n"
+        f"max RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10} MiB",
+        rows,
     )
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'measure':<{width}} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name:<{width}} | {value} |")
 
 
 if __name__ == "__main__":

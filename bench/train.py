@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _table import print_table
 
 from features.backbone import FeatureExtractor, WeightsSpec, import_tensorflow
 from features.buffer import FeatureBuffer
@@ -159,12 +160,7 @@ def main() -> None:
         )
         del tf
 
-    print("\nvidcache stage-two benchmark (2048-d features, LSTM 128 units, float32)\n")
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'measure':<{width}} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name:<{width}} | {value} |")
+    print_table("vidcache stage-two benchmark (2048-d features, LSTM 128 units, float32)", rows)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,22 @@ class ExtractConfig:
     spill_rows: int = DEFAULT_SPILL_ROWS
     decode_workers: int = 0
 
+    @classmethod
+    def for_settings(
+        cls, settings: FeatureSettings, weights: WeightsSpec, batch_size: int = 32
+    ) -> ExtractConfig:
+        """The config that makes features with ``settings`` (the inverse of :meth:`settings`)."""
+        return cls(
+            weights=weights,
+            image_size=settings.image_size,
+            resize=settings.resize,
+            sampling=settings.sampling,
+            folder_fps=settings.folder_fps,
+            precision=settings.precision,
+            dtype=settings.dtype,
+            batch_size=batch_size,
+        )
+
     def settings(self, weights_sha256: str = "") -> FeatureSettings:
         """The feature settings this run requests (validated)."""
         return FeatureSettings(

@@ -69,20 +69,6 @@ def build_extractor(settings: FeatureSettings, weights_path: Path | None, batch_
     return extractor
 
 
-def extract_config(settings: FeatureSettings, weights: WeightsSpec, batch_size: int = 32):
-    """The ExtractConfig that makes features with ``settings``."""
-    return ExtractConfig(
-        weights=weights,
-        image_size=settings.image_size,
-        resize=settings.resize,
-        sampling=settings.sampling,
-        folder_fps=settings.folder_fps,
-        precision=settings.precision,
-        dtype=settings.dtype,
-        batch_size=batch_size,
-    )
-
-
 @dataclass
 class Prediction:
     """Top-k classes of one video, or why there are none."""
@@ -133,7 +119,7 @@ def predict_videos(
     missing = [s for s in sources if s.video_id not in features]
     if missing:
         extractor = build_extractor(run.settings, weights_path, batch_size)
-        config = extract_config(run.settings, extractor.weights, batch_size)
+        config = ExtractConfig.for_settings(run.settings, extractor.weights, batch_size)
         with tempfile.TemporaryDirectory(prefix="vidcache-predict-") as tmp:
             out = Path(tmp) / "features.h5"
             summary = extract_features(missing, out, config, extractor_factory=lambda c: extractor)
