@@ -151,7 +151,12 @@ class SequenceSource:
 
 
 def standardization(source: SequenceSource) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and variance over every frame of ``source`` (the training split)."""
+    """Per-dimension mean and variance over every frame of ``source`` (the training split).
+
+    Dimensions that are (nearly) constant in training, such as dead ReLU channels, get the
+    mean variance instead of their own: dividing by ~0 would turn any later change in them
+    (new data, or fine-tuning in stage three) into values of 1e5 and wreck the model.
+    """
     total, total_sq, count = 0.0, 0.0, 0
     for i in range(len(source)):
         x = source[i].astype(np.float64)
@@ -160,6 +165,11 @@ def standardization(source: SequenceSource) -> tuple[np.ndarray, np.ndarray]:
         count += len(x)
     mean = total / count
     variance = np.maximum(total_sq / count - mean**2, 0.0)
+    typical = variance.mean()
+    if typical > 0:
+        variance = np.where(variance < 1e-6 * typical, typical, variance)
+    else:
+        variance = np.ones_like(variance)
     return mean.astype(np.float32), variance.astype(np.float32)
 
 

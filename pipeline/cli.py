@@ -645,3 +645,85 @@ def predict_command(
 
 def _csv_field(text: str) -> str:
     return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\n') else text
+
+
+@cli.command("train-e2e", context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--unfreeze-from",
+    default="mixed9",
+    show_default=True,
+    help="First trainable inception block (mixed1..mixed10), or all.",
+)
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Videos per step (of equal length).",
+)
+@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--cache-cut",
+    is_flag=True,
+    help="Compute the frozen layers once per frame; epochs run only the top blocks.",
+)
+@click.option(
+    "--weights",
+    "weights_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The weights file, when the run's cache used one.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+@core_errors
+def train_e2e_command(
+    run_dir,
+    videos,
+    output,
+    unfreeze_from,
+    optimizer,
+    lr,
+    epochs,
+    batch_size,
+    patience,
+    cache_cut,
+    weights_path,
+    seed,
+    quiet,
+) -> None:
+    """Fine-tune InceptionV3's top blocks and RUN's LSTM together (stage three).
+
+    Starts exactly where RUN is (same weights, sampling and split); VIDEOS must hold RUN's
+    training and validation videos. Writes the run files plus comparison.json.
+
+    \b
+    Example:
+        vidcache train-e2e runs/lstm data/videos -o runs/lstm-e2e --cache-cut
+    """
+    from models.e2e import cut_layer_name
+    from pipeline.e2e import E2EConfig, train_e2e
+
+    cut_layer_name(unfreeze_from)  # checked before any work
+    config = E2EConfig(
+        unfreeze_from=unfreeze_from,
+        optimizer=optimizer,
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        patience=patience,
+        cache_cut=cache_cut,
+        seed=seed,
+        verbose=0 if quiet else 2,
+    )
+    c = train_e2e(run_dir, list(videos), output, config, weights_path)
+    click.echo(
+        f"{output}: validation top-1 {c['stage_two_top1']:.3f} (stage two) -> "
+        f"{c['end_to_end_top1']:.3f} (end to end) on {c['validation_videos']} videos; "
+        f"{c['seconds_per_epoch']} s per epoch"
+    )

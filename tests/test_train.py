@@ -296,3 +296,17 @@ def test_sequence_shaping_and_balanced_class_weights():
     assert shape_sequence(x, None, None) is x
     weights = _class_weights(np.array([0, 0, 0, 1]), 2)
     assert weights == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
+
+
+def test_constant_dimensions_are_not_blown_up_by_standardisation():
+    from models.data import SequenceSource, standardization
+
+    class Fixed(SequenceSource):
+        def __init__(self, arrays):
+            self._memory, self.examples = arrays, arrays
+
+    x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    x[:, 2] = 0.0  # a dead channel
+    mean, variance = standardization(Fixed([x]))
+    np.testing.assert_allclose(variance[[0, 1, 3]], x[:, [0, 1, 3]].var(0), rtol=1e-4)
+    assert variance[2] == pytest.approx(x.var(0).mean(), rel=1e-4)

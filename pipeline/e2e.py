@@ -1,0 +1,267 @@
+"""Stage three orchestration: fine-tune InceptionV3's top blocks and the LSTM together.
+
+Starts from a stage-two run: its head (standardisation, LSTM, classifier) and the backbone
+weights that made its cache (verified by checksum), the same frame sampling, and the same
+train/validation split, so the comparison with the run is fair. Frames are decoded on the
+fly each epoch (nothing the size of a dataset is held in memory); with ``cache_cut`` the
+activation at the cut is computed once per frame and kept in ``RUN-e2e/cut_cache.h5``, and
+every epoch runs only the unfrozen blocks and the head.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from features.backbone import build_backbone
+from features.decode import open_source
+from features.discover import discover
+from features.errors import SettingsMismatch
+from features.sampling import sample
+from features.transform import fit_frame
+from models.data import DataError
+from models.e2e import (
+    DEFAULT_UNFREEZE,
+    build_e2e,
+    cut_layer_name,
+    freeze,
+    length_batches,
+    split_backbone,
+)
+from models.metrics import classification_metrics
+from pipeline.predict import weights_for
+from pipeline.train import load_run
+
+
+@dataclass(frozen=True)
+class E2EConfig:
+    """Options of ``train-e2e``; recorded in ``config.json``.
+
+    Args:
+        unfreeze_from: first trainable block (``mixed1``..``mixed10``) or ``all``.
+            Defaults to ``"mixed9"`` (the top two blocks).
+        optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9). Defaults to ``"adam"``.
+        lr: learning rate; low, so pretrained features are nudged, not erased.
+            Defaults to 1e-5.
+        clipnorm: gradient clipping by norm. Defaults to 1.0.
+        epochs: at most this many. Defaults to 10.
+        batch_size: videos per step (of equal length: no padding frames). Defaults to 2.
+        patience: early stopping on validation loss. Defaults to 3.
+        cache_cut: cache the activation at the cut once per frame. Defaults to False.
+        seed: batch order. Defaults to 0.
+        verbose: Keras output. Defaults to 2.
+    """
+
+    unfreeze_from: str = DEFAULT_UNFREEZE
+    optimizer: str = "adam"
+    lr: float = 1e-5
+    clipnorm: float = 1.0
+    epochs: int = 10
+    batch_size: int = 2
+    patience: int = 3
+    cache_cut: bool = False
+    seed: int = 0
+    verbose: int = 2
+
+
+def _decode_frames(source, settings) -> np.ndarray:
+    """Frames of one video, sampled and fitted exactly as stage one did."""
+    with open_source(source, settings.folder_fps) as reader:
+        total = reader.count_frames() if settings.sampling.num_frames else None
+        return np.stack(
+            [
+                fit_frame(frame, settings.image_size, settings.resize)
+                for _, _, frame in sample(reader.frames(), settings.sampling, total)
+            ]
+        )
+
+
+class _Epochs:
+    """Batches of equal-length videos: frames decoded per batch, or cut activations read
+    from the cut cache."""
+
+    def __init__(self, items, targets, batch_size, seed, load) -> None:
+        self.items, self.targets, self.batch_size = items, np.asarray(targets), batch_size
+        self.seed, self.load = seed, load
+        self.lengths = [len(load(i)) for i in range(len(items))] if load else []
+        self.epoch = 0
+
+    def dataset(self, shuffle: bool):
+        from features.backbone import import_tensorflow
+
+        tf = import_tensorflow()
+        sample_shape = self.load(0).shape[1:]
+        dtype = tf.uint8 if self.load(0).dtype == np.uint8 else tf.float32
+
+        def generate():
+            seed = self.seed + self.epoch if shuffle else None
+            self.epoch += int(shuffle)
+            for batch in length_batches(self.lengths, self.batch_size, seed):
+                yield np.stack([self.load(i) for i in batch]), self.targets[batch]
+
+        steps = len(length_batches(self.lengths, self.batch_size, None))
+        dataset = tf.data.Dataset.from_generator(
+            generate,
+            output_signature=(
+                tf.TensorSpec((None, None, *sample_shape), dtype),
+                tf.TensorSpec((None,), tf.int32),
+            ),
+        )
+        return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
+
+
+def train_e2e(
+    run_dir: Path,
+    videos: list[Path],
+    out_dir: Path,
+    config: E2EConfig = E2EConfig(),
+    weights_path: Path | None = None,
+) -> dict:
+    """Fine-tune end to end from a stage-two run; writes ``out_dir`` like ``train-rnn``
+    plus ``comparison.json`` (before/after accuracy and seconds per epoch).
+
+    Raises:
+        SettingsMismatch: the backbone weights found are not the ones of the run's cache.
+        DataError: VIDEOS hold none of the run's training or validation videos.
+    """
+    import h5py
+    import keras
+
+    from pipeline.plots import plot_confusion, plot_learning_curves
+
+    run = load_run(run_dir)
+    settings = run.settings
+    cut = cut_layer_name(config.unfreeze_from)
+    backbone, digest = build_backbone(settings.image_size, weights_for(settings, weights_path))
+    if digest != settings.weights_sha256:
+        raise SettingsMismatch(
+            f"cannot rebuild the backbone of run {run.path}: weights {settings.weights} have "
+            f"checksum {digest[:12]}, the run's cache was made with {settings.weights_sha256[:12]}"
+        )
+    split = run.config.get("split", {})
+    index = {name: i for i, name in enumerate(run.classes)}
+    by_id = {s.video_id: s for s in discover([Path(v) for v in videos])}
+    labels = {}
+    for cache in run.config.get("caches", []):
+        from features.cache import CacheReader
+
+        if Path(cache["path"]).is_file():
+            with CacheReader(cache["path"]) as reader:
+                labels.update({k: e.label for k, e in reader.entries().items()})
+    parts = {}
+    for name in ("train", "val"):
+        ids = [v for v in split.get(name, []) if v in by_id and labels.get(v) in index]
+        if not ids:
+            raise DataError(f"none of run {run.path}'s {name} videos are under the given VIDEOS")
+        parts[name] = ids
+    freeze(backbone, cut)
+    head = run.model
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    preprocess = keras.applications.inception_v3.preprocess_input
+    if config.cache_cut and cut is not None:
+        bottom, top = split_backbone(backbone, cut)
+        cache_path = out_dir / "cut_cache.h5"
+        with h5py.File(cache_path, "w") as handle:
+            for ids in parts.values():
+                for video_id in ids:
+                    frames = _decode_frames(by_id[video_id], settings)
+                    handle[video_id.replace("/", "%2F")] = bottom.predict(
+                        preprocess(frames.astype(np.float32)), verbose=0
+                    )
+        store = h5py.File(cache_path, "r")
+
+        def loader(ids):
+            return lambda i: store[ids[i].replace("/", "%2F")][()]
+
+        model = build_e2e(
+            head, top, settings.image_size, store[parts["train"][0].replace("/", "%2F")].shape[1:]
+        )
+    else:
+        store = None
+
+        def loader(ids):
+            return lambda i: _decode_frames(by_id[ids[i]], settings)
+
+        model = build_e2e(head, backbone, settings.image_size)
+    optimizer = (
+        keras.optimizers.SGD(config.lr, momentum=0.9, clipnorm=config.clipnorm)
+        if config.optimizer == "sgd"
+        else keras.optimizers.Adam(config.lr, clipnorm=config.clipnorm)
+    )
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    epochs = {
+        name: _Epochs(
+            ids, [index[labels[v]] for v in ids], config.batch_size, config.seed, loader(ids)
+        )
+        for name, ids in parts.items()
+    }
+    val_targets = np.array([index[labels[v]] for v in parts["val"]])
+    before = classification_metrics(
+        model.predict(epochs["val"].dataset(False).map(lambda x, y: x), verbose=0),
+        val_targets,
+        run.classes,
+    )
+    times = []
+    timer = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda e, logs: times.append(-time.perf_counter()),
+        on_epoch_end=lambda e, logs: times.__setitem__(-1, times[-1] + time.perf_counter()),
+    )
+    keras.utils.set_random_seed(config.seed)  # same dropout masks with or without cut cache
+    model.fit(
+        epochs["train"].dataset(True),
+        validation_data=epochs["val"].dataset(False),
+        epochs=config.epochs,
+        shuffle=False,
+        verbose=config.verbose,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                "val_loss", patience=config.patience, restore_best_weights=True
+            ),
+            keras.callbacks.CSVLogger(str(out_dir / "history.csv")),
+            timer,
+        ],
+    )
+    after = classification_metrics(
+        model.predict(epochs["val"].dataset(False).map(lambda x, y: x), verbose=0),
+        val_targets,
+        run.classes,
+    )
+    if store is not None:
+        store.close()
+    full = build_e2e(head, backbone, settings.image_size)  # same layers, trained weights
+    full.save(out_dir / "model.keras")
+    comparison = {
+        "validation_videos": len(parts["val"]),
+        "stage_two_top1": before["top1"],
+        "end_to_end_top1": after["top1"],
+        "seconds_per_epoch": round(float(np.median(times)), 3) if times else None,
+        "cache_cut": config.cache_cut,
+        "unfreeze_from": config.unfreeze_from,
+    }
+    (out_dir / "labels.json").write_text(json.dumps(run.classes, indent=2) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps({"split": "val", **after}, indent=2) + "\n")
+    (out_dir / "comparison.json").write_text(json.dumps(comparison, indent=2) + "\n")
+    (out_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "task": "classify-e2e",
+                "from_run": str(Path(run_dir).resolve()),
+                "e2e": asdict(config),
+                "feature_settings": settings.to_dict(),
+                "classes": run.classes,
+                "split": parts,
+                "train": run.config.get("train", {}),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    plot_learning_curves(out_dir / "history.csv", out_dir / "learning_curves.png")
+    plot_confusion(after, out_dir / "confusion_matrix.png", "validation (end to end)")
+    return comparison

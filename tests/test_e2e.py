@@ -1,0 +1,148 @@
+"""Stage three: the end-to-end model built from a stage-two run."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import SMALL
+
+from features.backbone import WeightsSpec, build_backbone
+from features.errors import SettingsMismatch
+from models.e2e import E2EError, build_e2e, cut_layer_name, freeze, length_batches, split_backbone
+from models.heads import build_classifier
+from pipeline.cli import cli
+from pipeline.e2e import E2EConfig, train_e2e
+from pipeline.train import TrainConfig, train_rnn
+
+
+@pytest.fixture(scope="module")
+def parts():
+    """A random-init backbone (frozen up to mixed8) and a small head on its features."""
+    import keras
+
+    backbone, _ = build_backbone(SMALL, WeightsSpec("random", seed=0))
+    freeze(backbone, cut_layer_name("mixed9"))
+    frames = np.random.default_rng(0).integers(0, 256, (2, 4, SMALL, SMALL, 3), dtype=np.uint8)
+    scaled = keras.applications.inception_v3.preprocess_input(frames.astype(np.float32))
+    features = np.stack([np.asarray(backbone(clip)) for clip in scaled])
+    head = build_classifier(
+        3,
+        features.reshape(-1, 2048).mean(0),
+        features.reshape(-1, 2048).var(0),
+        units=4,
+        dropout=0.0,
+    )
+    return backbone, head, frames, scaled, features
+
+
+def test_unfreeze_from_names_the_cut():
+    assert cut_layer_name("mixed9") == "mixed8" and cut_layer_name("mixed1") == "mixed0"
+    assert cut_layer_name("all") is None
+    for bad in ("mixed0", "mixed11", "block9"):
+        with pytest.raises(E2EError, match="--unfreeze-from must be mixed1 ... mixed10 or all"):
+            cut_layer_name(bad)
+
+
+def test_only_the_top_blocks_train_and_batch_norm_stays_frozen(parts):
+    import keras
+
+    backbone = parts[0]
+    names = [layer.name for layer in backbone.layers]
+    cut = names.index("mixed8")
+    for index, layer in enumerate(backbone.layers):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            assert not layer.trainable
+        elif layer.weights:
+            assert layer.trainable == (index > cut), layer.name
+    assert len(backbone.trainable_weights) == 18  # the 18 conv kernels of mixed9 and mixed10
+
+
+def test_the_hand_over_from_stage_two_is_exact_and_bn_runs_in_inference_mode(parts):
+    backbone, head, frames, _, features = parts
+    model = build_e2e(head, backbone, SMALL)
+    expected = np.asarray(head(features))
+    # Float rounding only: the head standardises by variances fitted on 8 frames.
+    np.testing.assert_allclose(np.asarray(model(frames)), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(model(frames, training=True)), expected, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_cut_cache_training_follows_the_same_loss_trajectory(parts):
+    import keras
+
+    backbone, head, frames, scaled, _ = parts
+    labels = np.array([0, 2])
+    bottom, top = split_backbone(backbone, "mixed8")
+    activations = np.stack([np.asarray(bottom(clip)) for clip in scaled])
+    start = [w.numpy().copy() for w in backbone.weights + head.weights]
+
+    def trajectory(model, inputs):
+        for weight, value in zip(backbone.weights + head.weights, start):
+            weight.assign(value)
+        model.compile(keras.optimizers.SGD(1e-3), "sparse_categorical_crossentropy")
+        return [float(model.train_on_batch(inputs, labels)) for _ in range(3)]
+
+    full = trajectory(build_e2e(head, backbone, SMALL), frames)
+    cached = trajectory(build_e2e(head, top, SMALL, activations.shape[2:]), activations)
+    assert len(set(full)) == 3  # the weights move
+    np.testing.assert_allclose(cached, full, rtol=1e-4)
+
+
+def test_equal_length_batches():
+    batches = length_batches([3, 5, 3, 3, 5], 2, seed=None)
+    assert batches == [[0, 2], [3], [1, 4]]
+    shuffled = length_batches([3, 5, 3, 3, 5], 2, seed=1)
+    assert sorted(i for b in shuffled for i in b) == [0, 1, 2, 3, 4]
+    assert all(len({[3, 5, 3, 3, 5][i] for i in b}) == 1 for b in shuffled)
+
+
+@pytest.mark.slow
+def test_train_e2e_end_to_end_and_refuses_another_backbone(
+    tmp_path, dataset, small_config, run_extract
+):
+    import keras
+
+    cache = tmp_path / "f.h5"
+    run_extract([dataset], cache, small_config())
+    train_rnn(
+        [cache],
+        tmp_path / "run",
+        TrainConfig(units=4, epochs=1, verbose=0, val_split=0.5, dropout=0.0),
+    )
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train-e2e",
+            str(tmp_path / "run"),
+            str(dataset),
+            "-o",
+            str(tmp_path / "e2e"),
+            "--epochs",
+            "1",
+            "--cache-cut",
+            "-q",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    comparison = json.loads((tmp_path / "e2e" / "comparison.json").read_text())
+    run_metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert comparison["stage_two_top1"] == run_metrics["top1"]  # same split, exact hand-over
+    assert {
+        "model.keras",
+        "history.csv",
+        "metrics.json",
+        "config.json",
+        "learning_curves.png",
+        "confusion_matrix.png",
+    } <= {p.name for p in (tmp_path / "e2e").iterdir()}
+    model = keras.models.load_model(tmp_path / "e2e" / "model.keras")  # safe mode
+    assert model.input.shape[-3:] == (SMALL, SMALL, 3)
+
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["feature_settings"]["weights_sha256"] = "0" * 64
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SettingsMismatch, match="cannot rebuild the backbone of run"):
+        train_e2e(tmp_path / "run", [dataset], tmp_path / "e2e2", E2EConfig(epochs=1, verbose=0))
