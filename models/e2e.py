@@ -136,3 +136,54 @@ def length_batches(lengths: list[int], batch_size: int, seed: int | None) -> lis
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def bytes_per_frame(backbone, cut: str | None, cached: bool = False) -> int:
+    """Estimated memory one frame costs in a training step.
+
+    The float32 outputs of every layer after the cut are kept for the backward pass and get
+    gradients of the same size (x2); the frozen part runs forward only, so its cost is about
+    its two largest consecutive outputs (nothing of it when its output is cached).
+    """
+    names = [layer.name for layer in backbone.layers]
+    first = 0 if cut is None else names.index(cut) + 1
+
+    def size(layer) -> int:
+        return int(np.prod(layer.output.shape[1:])) * 4
+
+    trainable = sum(size(layer) for layer in backbone.layers[first:])
+    frozen = 0 if cached else 2 * max((size(layer) for layer in backbone.layers[:first]), default=0)
+    return 2 * trainable + frozen
+
+
+def fit_batch_size(batch_size: int, frames_per_video: int, per_frame: int, available: int) -> int:
+    """The largest batch (videos per step, at most ``batch_size``) whose estimated training
+    memory stays under 60% of ``available`` bytes.
+
+    Raises:
+        E2EError: not even one video fits.
+    """
+    budget = 0.6 * available
+    fitting = int(budget // max(1, per_frame * frames_per_video))
+    if fitting < 1:
+        need = per_frame * frames_per_video / 2**30
+        raise E2EError(
+            f"one video of {frames_per_video} frames needs about {need:.1f} GiB to train end to "
+            f"end, more than 60% of the {available / 2**30:.1f} GiB available; use --cache-cut, "
+            "a later --unfreeze-from, or fewer frames per clip"
+        )
+    return min(batch_size, fitting)
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (``MemAvailable``), or the physical total."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -674,6 +674,11 @@ def _csv_field(text: str) -> str:
     help="Compute the frozen layers once per frame; epochs run only the top blocks.",
 )
 @click.option(
+    "--frames-cache",
+    is_flag=True,
+    help="Keep decoded frames in OUT/frames_cache.h5: later epochs skip decoding.",
+)
+@click.option(
     "--weights",
     "weights_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -693,6 +698,7 @@ def train_e2e_command(
     batch_size,
     patience,
     cache_cut,
+    frames_cache,
     weights_path,
     seed,
     quiet,
@@ -718,6 +724,7 @@ def train_e2e_command(
         batch_size=batch_size,
         patience=patience,
         cache_cut=cache_cut,
+        frames_cache=frames_cache,
         seed=seed,
         verbose=0 if quiet else 2,
     )

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from features.backbone import build_backbone
+from features.cache import CacheReader
 from features.decode import open_source
 from features.discover import discover
 from features.errors import SettingsMismatch
@@ -26,8 +28,11 @@ from features.transform import fit_frame
 from models.data import DataError
 from models.e2e import (
     DEFAULT_UNFREEZE,
+    available_memory,
     build_e2e,
+    bytes_per_frame,
     cut_layer_name,
+    fit_batch_size,
     freeze,
     length_batches,
     split_backbone,
@@ -52,6 +57,8 @@ class E2EConfig:
         batch_size: videos per step (of equal length: no padding frames). Defaults to 2.
         patience: early stopping on validation loss. Defaults to 3.
         cache_cut: cache the activation at the cut once per frame. Defaults to False.
+        frames_cache: keep decoded, fitted uint8 frames in ``OUT/frames_cache.h5`` so later
+            epochs (and later runs into the same folder) skip decoding. Defaults to False.
         seed: batch order. Defaults to 0.
         verbose: Keras output. Defaults to 2.
     """
@@ -64,6 +71,7 @@ class E2EConfig:
     batch_size: int = 2
     patience: int = 3
     cache_cut: bool = False
+    frames_cache: bool = False
     seed: int = 0
     verbose: int = 2
 
@@ -84,10 +92,9 @@ class _Epochs:
     """Batches of equal-length videos: frames decoded per batch, or cut activations read
     from the cut cache."""
 
-    def __init__(self, items, targets, batch_size, seed, load) -> None:
+    def __init__(self, items, targets, lengths, batch_size, seed, load) -> None:
         self.items, self.targets, self.batch_size = items, np.asarray(targets), batch_size
-        self.seed, self.load = seed, load
-        self.lengths = [len(load(i)) for i in range(len(items))] if load else []
+        self.seed, self.load, self.lengths = seed, load, list(lengths)
         self.epoch = 0
 
     def dataset(self, shuffle: bool):
@@ -145,13 +152,12 @@ def train_e2e(
     split = run.config.get("split", {})
     index = {name: i for i, name in enumerate(run.classes)}
     by_id = {s.video_id: s for s in discover([Path(v) for v in videos])}
-    labels = {}
+    labels, lengths = {}, {}
     for cache in run.config.get("caches", []):
-        from features.cache import CacheReader
-
         if Path(cache["path"]).is_file():
             with CacheReader(cache["path"]) as reader:
-                labels.update({k: e.label for k, e in reader.entries().items()})
+                for video_id, entry in reader.entries().items():
+                    labels[video_id], lengths[video_id] = entry.label, entry.num_frames
     parts = {}
     for name in ("train", "val"):
         ids = [v for v in split.get(name, []) if v in by_id and labels.get(v) in index]
@@ -159,6 +165,15 @@ def train_e2e(
             raise DataError(f"none of run {run.path}'s {name} videos are under the given VIDEOS")
         parts[name] = ids
     freeze(backbone, cut)
+    per_frame = bytes_per_frame(backbone, cut, cached=config.cache_cut and cut is not None)
+    longest = max(lengths[v] for ids in parts.values() for v in ids)
+    batch_size = fit_batch_size(config.batch_size, longest, per_frame, available_memory())
+    if batch_size < config.batch_size:
+        warnings.warn(
+            f"--batch-size {config.batch_size} would need about "
+            f"{per_frame * longest * config.batch_size / 2**30:.1f} GiB; using {batch_size}",
+            stacklevel=2,
+        )
     head = run.model
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,12 +197,26 @@ def train_e2e(
         model = build_e2e(
             head, top, settings.image_size, store[parts["train"][0].replace("/", "%2F")].shape[1:]
         )
+    elif config.frames_cache:
+        # Decoded, fitted uint8 frames kept on disk: epochs after the first skip decoding.
+        store = h5py.File(out_dir / "frames_cache.h5", "a")
+
+        def loader(ids):
+            def load(i):
+                key = ids[i].replace("/", "%2F")
+                if key not in store:
+                    store[key] = _decode_frames(by_id[ids[i]], settings)
+                return store[key][()]
+
+            return load
+
     else:
         store = None
 
         def loader(ids):
             return lambda i: _decode_frames(by_id[ids[i]], settings)
 
+    if not (config.cache_cut and cut is not None):
         model = build_e2e(head, backbone, settings.image_size)
     optimizer = (
         keras.optimizers.SGD(config.lr, momentum=0.9, clipnorm=config.clipnorm)
@@ -197,7 +226,12 @@ def train_e2e(
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
     epochs = {
         name: _Epochs(
-            ids, [index[labels[v]] for v in ids], config.batch_size, config.seed, loader(ids)
+            ids,
+            [index[labels[v]] for v in ids],
+            [lengths[v] for v in ids],
+            batch_size,
+            config.seed,
+            loader(ids),
         )
         for name, ids in parts.items()
     }
@@ -243,6 +277,8 @@ def train_e2e(
         "seconds_per_epoch": round(float(np.median(times)), 3) if times else None,
         "cache_cut": config.cache_cut,
         "unfreeze_from": config.unfreeze_from,
+        "batch_size": batch_size,
+        "estimated_gib_per_step": round(per_frame * longest * batch_size / 2**30, 3),
     }
     (out_dir / "labels.json").write_text(json.dumps(run.classes, indent=2) + "\n")
     (out_dir / "metrics.json").write_text(json.dumps({"split": "val", **after}, indent=2) + "\n")

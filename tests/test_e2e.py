@@ -146,3 +146,38 @@ def test_train_e2e_end_to_end_and_refuses_another_backbone(
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     with pytest.raises(SettingsMismatch, match="cannot rebuild the backbone of run"):
         train_e2e(tmp_path / "run", [dataset], tmp_path / "e2e2", E2EConfig(epochs=1, verbose=0))
+
+
+def test_memory_estimate_reduces_the_batch_or_says_what_to_do(parts):
+    from models.e2e import bytes_per_frame, fit_batch_size
+
+    backbone = parts[0]
+    full = bytes_per_frame(backbone, "mixed8")
+    cached = bytes_per_frame(backbone, "mixed8", cached=True)
+    everything = bytes_per_frame(backbone, None)
+    assert 0 < cached < full < everything
+    assert fit_batch_size(8, 10, 1000, available=10**9) == 8
+    assert fit_batch_size(8, 10, 10**6, available=50 * 10**6) == 3
+    with pytest.raises(E2EError, match=r"one video of 10 frames needs about .* use --cache-cut"):
+        fit_batch_size(8, 10, 10**9, available=10**9)
+
+
+@pytest.mark.slow
+def test_frames_cache_keeps_decoded_frames_for_later_epochs(
+    tmp_path, dataset, small_config, run_extract
+):
+    import h5py
+
+    cache = tmp_path / "f.h5"
+    run_extract([dataset], cache, small_config())
+    train_rnn([cache], tmp_path / "run", TrainConfig(units=4, epochs=1, verbose=0, val_split=0.5))
+    result = train_e2e(
+        tmp_path / "run",
+        [dataset],
+        tmp_path / "e2e",
+        E2EConfig(epochs=2, verbose=0, frames_cache=True),
+    )
+    with h5py.File(tmp_path / "e2e" / "frames_cache.h5", "r") as f:
+        assert len(f) == 4 and all(f[k].shape == (3, SMALL, SMALL, 3) for k in f)
+        assert all(f[k].dtype == np.uint8 for k in f)
+    assert result["batch_size"] == 2 and result["estimated_gib_per_step"] > 0
