@@ -47,6 +47,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/e2e.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache *.egg-info

@@ -732,5 +732,7 @@ def train_e2e_command(
     click.echo(
         f"{output}: validation top-1 {c['stage_two_top1']:.3f} (stage two) -> "
         f"{c['end_to_end_top1']:.3f} (end to end) on {c['validation_videos']} videos; "
-        f"{c['seconds_per_epoch']} s per epoch"
+        f"seconds per epoch {c['stage_two_seconds_per_epoch']} (stage two) -> "
+        f"{c['seconds_per_epoch']} (end to end); batch {c['batch_size']} videos, about "
+        f"{c['estimated_gib_per_step']} GiB per step"
     )

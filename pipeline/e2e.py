@@ -273,6 +273,7 @@ def train_e2e(
     comparison = {
         "validation_videos": len(parts["val"]),
         "stage_two_top1": before["top1"],
+        "stage_two_seconds_per_epoch": run.config.get("seconds_per_epoch"),
         "end_to_end_top1": after["top1"],
         "seconds_per_epoch": round(float(np.median(times)), 3) if times else None,
         "cache_cut": config.cache_cut,

@@ -15,6 +15,7 @@ A run folder holds everything needed to use and to reproduce the model::
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -209,6 +210,15 @@ def train_rnn(
         ]
         if config.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
+        epoch_seconds: list[float] = []
+        callbacks.append(
+            keras.callbacks.LambdaCallback(
+                on_epoch_begin=lambda epoch, logs: epoch_seconds.append(-time.perf_counter()),
+                on_epoch_end=lambda epoch, logs: epoch_seconds.append(
+                    epoch_seconds.pop() + time.perf_counter()
+                ),
+            )
+        )
         interrupted = False
         history = None
         try:
@@ -266,6 +276,9 @@ def train_rnn(
                 "classes": classes,
                 "split": {name: [examples[i].video_id for i in ids] for name, ids in parts.items()},
                 "epochs_run": epochs_run,
+                "seconds_per_epoch": (
+                    round(float(np.median(epoch_seconds)), 3) if epoch_seconds else None
+                ),
                 "interrupted": interrupted,
                 "versions": library_versions(),
             },
