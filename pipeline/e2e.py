@@ -23,8 +23,7 @@ from features.cache import CacheReader
 from features.decode import open_source
 from features.discover import discover
 from features.errors import SettingsMismatch
-from features.sampling import sample
-from features.transform import fit_frame
+from features.frames import frames_as_settings
 from models.data import DataError
 from models.e2e import (
     DEFAULT_UNFREEZE,
@@ -79,13 +78,7 @@ class E2EConfig:
 def _decode_frames(source, settings) -> np.ndarray:
     """Frames of one video, sampled and fitted exactly as stage one did."""
     with open_source(source, settings.folder_fps) as reader:
-        total = reader.count_frames() if settings.sampling.num_frames else None
-        return np.stack(
-            [
-                fit_frame(frame, settings.image_size, settings.resize)
-                for _, _, frame in sample(reader.frames(), settings.sampling, total)
-            ]
-        )
+        return np.stack([image for _, _, image in frames_as_settings(reader, settings)])
 
 
 class _Epochs:

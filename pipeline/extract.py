@@ -35,9 +35,8 @@ from features.decode import open_source
 from features.discover import VideoSource
 from features.errors import VideoDecodeError
 from features.fingerprint import SourceStat, fingerprint, stat_source
-from features.sampling import sample
+from features.frames import sampled_frames
 from features.settings import FeatureSettings, SamplingSpec, check_compatible
-from features.transform import fit_frame
 
 EXTRACTED, CACHED, FAILED = "extracted", "cached", "failed"
 
@@ -302,9 +301,9 @@ class _Producer:
         try:
             content = fingerprint(job.source)
             with open_source(job.source, config.folder_fps) as reader:
-                total = reader.count_frames() if config.sampling.num_frames else None
-                for index, time_s, frame in sample(reader.frames(), config.sampling, total):
-                    image = fit_frame(frame, config.image_size, config.resize)
+                for index, time_s, image in sampled_frames(
+                    reader, config.sampling, config.image_size, config.resize
+                ):
                     self._add_frame(image, (job.slot, time_s, index))
                     count += 1
                 info = reader.info

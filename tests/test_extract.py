@@ -213,7 +213,7 @@ def test_ctrl_c_stops_after_the_current_batch_and_keeps_committed_videos(
 def test_an_unexpected_error_in_one_video_does_not_end_the_run(
     tmp_path, dataset, small_config, run_extract, monkeypatch
 ):
-    import pipeline.extract as module
+    import features.frames as module  # where extraction fits its frames
 
     real = module.fit_frame
 
