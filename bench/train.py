@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     videos, frames, batch = (160, 20, 16) if args.quick else (960, 40, 16)
-    tf = import_tensorflow()
+    import_tensorflow()  # quietly, before Keras
     import keras
 
     rows = []
@@ -158,7 +158,6 @@ def main() -> None:
         rows.append(
             ("streaming latency per frame: one LSTM step, median ms", f"{np.median(step_ms):.2f}")
         )
-        del tf
 
     print_table("vidcache stage-two benchmark (2048-d features, LSTM 128 units, float32)", rows)
 

@@ -94,8 +94,9 @@ class _Epochs:
         from features.backbone import import_tensorflow
 
         tf = import_tensorflow()
-        sample_shape = self.load(0).shape[1:]
-        dtype = tf.uint8 if self.load(0).dtype == np.uint8 else tf.float32
+        first = self.load(0)  # once: in frames mode a load is a decode
+        sample_shape = first.shape[1:]
+        dtype = tf.uint8 if first.dtype == np.uint8 else tf.float32
 
         def generate():
             seed = self.seed + self.epoch if shuffle else None

@@ -149,7 +149,7 @@ def train_rnn(
     """
     from features.backbone import import_tensorflow
 
-    tf = import_tensorflow()
+    import_tensorflow()  # quietly, before Keras
     import keras
 
     from models.heads import build_classifier
@@ -285,7 +285,6 @@ def train_rnn(
         )
         plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png")
         plot_confusion(val_metrics, run_dir / "confusion_matrix.png", "validation")
-        del tf
         return TrainResult(run_dir, val_metrics, epochs_run, interrupted, test_metrics)
     finally:
         for reader in readers:
