@@ -31,7 +31,7 @@ from features.cache import CacheEntry, FeatureCache
 from features.settings import FeatureSettings
 from models.data import SequenceSource, collect_examples, make_dataset, open_caches
 from models.heads import build_classifier
-from models.stream import StreamingClassifier
+from models.stream import StreamingModel
 
 CLASSES, DIM = 10, 2048
 
@@ -136,7 +136,7 @@ def main() -> None:
         rows.append(("ratio (CNN epoch / cached epoch)", f"{epoch_cnn / epoch_cached:.0f}x"))
 
         model = build_classifier(len(classes), np.zeros(DIM), np.ones(DIM))
-        stream = StreamingClassifier(model)
+        stream = StreamingModel(model)
         single = FeatureExtractor(299, WeightsSpec("random"), "float32", 1)
         frame = probe[:1]
         stream.step(single(frame)[0])

@@ -10,6 +10,7 @@ extraction keeps every frame and the sampled frames are the same set in every cl
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -89,6 +90,38 @@ PALETTE = (
     ((20, 30, 90), (250, 220, 40)),
     ((110, 110, 110), (220, 40, 40)),
 )
+# What a person would call them: (background, square), for the demo captions.
+COLOUR_NAMES = (("black", "white"), ("blue", "yellow"), ("grey", "red"))
+
+# Three ways to say each motion: captions are several references per clip, as in MSVD.
+_MOTIONS = {
+    "grow": ("grows", "gets bigger", "is growing"),
+    "shrink": ("shrinks", "gets smaller", "is shrinking"),
+    "pulse": ("grows and then shrinks", "gets bigger then smaller", "is pulsing"),
+}
+
+
+def _palette_index(seed: int) -> int:
+    # The first draw of render_clip's generator.
+    return int(np.random.default_rng(seed).integers(len(PALETTE)))
+
+
+def describe_clip(kind: str, seed: int = 0) -> list[str]:
+    """Reference captions of the clip ``render_clip(kind, ..., seed=seed)`` draws: its
+    square's colour, its background and its motion, said three ways."""
+    background, square = COLOUR_NAMES[_palette_index(seed)]
+    first, second, third = _MOTIONS[kind]
+    return [
+        f"a {square} square {first}",
+        f"a {square} square {second} on a {background} background",
+        f"the {square} square {third}",
+    ]
+
+
+def square_sizes(kind: str, num_frames: int) -> np.ndarray:
+    """The side of the square in each frame of a clip, as a fraction of the frame's
+    shorter side (the demo's per-frame regression target)."""
+    return _sizes(kind, num_frames, 0.15, 0.8)
 
 
 def render_clip(
@@ -100,7 +133,7 @@ def render_clip(
     seed gives the same frames in every class, in another order.
     """
     rng = np.random.default_rng(seed)
-    background, colour = PALETTE[int(rng.integers(len(PALETTE)))]
+    background, colour = PALETTE[int(rng.integers(len(PALETTE)))]  # see _palette_index
     side = min(width, height)
     centre_x = width / 2 + rng.uniform(-0.1, 0.1) * width
     centre_y = height / 2 + rng.uniform(-0.1, 0.1) * height
@@ -126,7 +159,10 @@ def make_demo_dataset(
     height: int = 96,
     seed: int = 0,
 ) -> list[Path]:
-    """Write a UCF101-style tree ``root/<class>/<class>_cNN.<ext>`` of synthetic clips.
+    """Write a UCF101-style tree ``root/<class>/<class>_cNN.<ext>`` of synthetic clips,
+    with what was drawn: ``root/captions.csv`` (``path,caption``, three per clip, see
+    :func:`describe_clip`) and ``root/targets.csv`` (``path,time,size``: the square's side
+    at each frame, see :func:`square_sizes`).
 
     Formats rotate over :data:`DEMO_FORMATS`, and the last clip of each class is a folder
     of numbered PNG frames, so the demo exercises every input kind. Deterministic for a
@@ -137,15 +173,25 @@ def make_demo_dataset(
     """
     root = Path(root)
     written = []
+    captions, targets = [("path", "caption")], [("path", "time", "size")]
     num_frames = max(2, round(fps * seconds))
     for kind in classes:
         for clip in range(clips_per_class):
             # The same appearance (colours, position) for clip k of every class.
-            frames = render_clip(kind, num_frames, width, height, seed * 1000 + clip)
+            clip_seed = seed * 1000 + clip
+            frames = render_clip(kind, num_frames, width, height, clip_seed)
             name = f"{kind}_c{clip + 1:02d}"
             if clip == clips_per_class - 1:
-                written.append(write_frame_folder(root / kind / name, frames))
-                continue
-            ext, codec, pix_fmt = DEMO_FORMATS[clip % len(DEMO_FORMATS)]
-            written.append(write_video(root / kind / f"{name}.{ext}", frames, fps, codec, pix_fmt))
+                path = write_frame_folder(root / kind / name, frames)
+            else:
+                ext, codec, pix_fmt = DEMO_FORMATS[clip % len(DEMO_FORMATS)]
+                path = write_video(root / kind / f"{name}.{ext}", frames, fps, codec, pix_fmt)
+            written.append(path)
+            video_id = path.relative_to(root).as_posix()
+            captions.extend((video_id, text) for text in describe_clip(kind, clip_seed))
+            for index, size in enumerate(square_sizes(kind, num_frames)):
+                targets.append((video_id, f"{index / fps:.6g}", f"{size:.6f}"))
+    for name, rows in (("captions.csv", captions), ("targets.csv", targets)):
+        with open(root / name, "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle, lineterminator="\n").writerows(rows)
     return written

@@ -62,13 +62,15 @@ def open_caches(paths: list[Path]) -> tuple[list[CacheReader], FeatureSettings]:
 
 
 def collect_examples(
-    readers: list[CacheReader], label_map: dict[str, str] | None = None
+    readers: list[CacheReader],
+    label_map: dict[str, str] | None = None,
+    labelled_only: bool = True,
 ) -> list[Example]:
-    """Every labelled video of the caches; ``label_map`` renames or merges labels
-    (a label mapped to ``""`` is dropped).
+    """Every labelled video of the caches (every video, when not ``labelled_only``);
+    ``label_map`` renames or merges labels (a label mapped to ``""`` is dropped).
 
     Raises:
-        DataError: no video has a label, or a video id occurs in two caches.
+        DataError: no (labelled) video, or a video id occurs in two caches.
     """
     examples, seen = [], {}
     for index, reader in enumerate(readers):
@@ -76,7 +78,7 @@ def collect_examples(
             label = entry.label
             if label_map is not None:
                 label = label_map.get(label, label)
-            if not label:
+            if not label and labelled_only:
                 continue
             if video_id in seen:
                 raise DataError(f"video {video_id!r} is in both {seen[video_id]} and {reader.path}")
@@ -84,6 +86,8 @@ def collect_examples(
             examples.append(Example(index, video_id, label, entry.num_frames))
     if not examples:
         names = ", ".join(str(r.path) for r in readers)
+        if not labelled_only:
+            raise DataError(f"no videos in {names}")
         raise DataError(f"no labelled videos in {names} (give labels by folder or --labels)")
     return examples
 
@@ -173,6 +177,47 @@ def standardization(source: SequenceSource) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), variance.astype(np.float32)
 
 
+def pad_sequences(sequences: list[np.ndarray], dtype=np.float32) -> np.ndarray:
+    """Stack ``(T_i, ...)`` arrays into ``(B, max T_i, ...)``, zero-padded at the end."""
+    longest = max(len(s) for s in sequences)
+    out = np.zeros((len(sequences), longest, *sequences[0].shape[1:]), dtype)
+    for row, sequence in enumerate(sequences):
+        out[row, : len(sequence)] = sequence
+    return out
+
+
+def batched_dataset(count: int, make_batch, signature, batch_size: int, shuffle=False, seed=0):
+    """A ``tf.data.Dataset`` of ``make_batch(rows)`` for consecutive ``rows`` of
+    ``range(count)`` (seeded reshuffle per epoch when ``shuffle``), prefetched on a
+    background thread so the model does not wait; Keras knows its length.
+
+    Args:
+        count: examples.
+        make_batch: ``rows (np.ndarray of int) -> tuple of arrays`` matching ``signature``.
+        signature: the ``tf.TensorSpec`` structure of a batch.
+        batch_size: examples per batch.
+        shuffle: a new seeded order every epoch. Defaults to False.
+        seed: the first epoch's shuffle seed. Defaults to 0.
+    """
+    from features.backbone import import_tensorflow
+
+    tf = import_tensorflow()
+    epoch = [0]
+
+    def batches():
+        order = np.arange(count)
+        if shuffle:
+            order = np.random.default_rng(seed + epoch[0]).permutation(count)
+            epoch[0] += 1
+        for start in range(0, count, batch_size):
+            yield make_batch(order[start : start + batch_size])
+
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    # The length is known: Keras then counts steps per epoch instead of running out of data.
+    steps = -(-count // batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(4)
+
+
 def make_dataset(
     source: SequenceSource,
     targets: np.ndarray,
@@ -189,31 +234,11 @@ def make_dataset(
     from features.backbone import import_tensorflow
 
     tf = import_tensorflow()
-    count = len(source)
-    dim = source[0].shape[1] if count else 2048
+    dim = source[0].shape[1] if len(source) else 2048
     targets = np.asarray(targets, np.int32)
-    epoch = [0]
 
-    def batches():
-        order = np.arange(count)
-        if shuffle:
-            order = np.random.default_rng(seed + epoch[0]).permutation(count)
-            epoch[0] += 1
-        for start in range(0, count, batch_size):
-            rows = order[start : start + batch_size]
-            sequences = [source[int(i)] for i in rows]
-            x = np.zeros((len(rows), max(len(s) for s in sequences), dim), np.float32)
-            for row, sequence in enumerate(sequences):
-                x[row, : len(sequence)] = sequence
-            yield x, targets[rows]
+    def make_batch(rows):
+        return pad_sequences([source[int(i)] for i in rows]), targets[rows]
 
-    dataset = tf.data.Dataset.from_generator(
-        batches,
-        output_signature=(
-            tf.TensorSpec((None, None, dim), tf.float32),
-            tf.TensorSpec((None,), tf.int32),
-        ),
-    )
-    # The length is known: Keras then counts steps per epoch instead of running out of data.
-    steps = -(-count // batch_size)
-    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(4)
+    signature = (tf.TensorSpec((None, None, dim), tf.float32), tf.TensorSpec((None,), tf.int32))
+    return batched_dataset(len(source), make_batch, signature, batch_size, shuffle, seed)

@@ -1,10 +1,11 @@
-"""Sequence classifiers over cached frame features.
+"""Sequence classifiers and regressors over cached frame features.
 
 ``lstm`` (the default): Masking -> Normalization (standardisation fitted on the training
 split) -> LSTM stack -> Dense softmax. ``mean``: the mean of the frame features -> MLP, the
 order-blind baseline. Both are plain Keras layers, so ``model.keras`` reloads with
 ``keras.models.load_model`` in safe mode. Layer names are fixed (``standardize``,
-``lstm_0``..., ``classifier``) so :mod:`models.stream` can run the same weights step by step.
+``lstm_0``..., ``classifier`` or ``regressor`` + ``target_scale``) so :mod:`models.stream`
+can run the same weights step by step.
 """
 
 from __future__ import annotations
@@ -12,6 +13,49 @@ from __future__ import annotations
 import numpy as np
 
 HEADS = ("lstm", "mean")
+
+
+def _sequence_body(
+    inputs,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    head: str,
+    units: int,
+    layers: int,
+    bidirectional: bool,
+    dropout: float,
+    recurrent_dropout: float,
+    per_step: bool = False,
+):
+    """Masking -> standardisation -> LSTM stack (or mean + MLP): the shared body of heads."""
+    import keras
+
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}. Received: head={head}")
+    if layers < 1:
+        raise ValueError(f"layers must be at least 1. Received: layers={layers}")
+    if per_step and head != "lstm":
+        raise ValueError("per-step outputs need the lstm head")
+    x = keras.layers.Masking(mask_value=0.0, name="padding_mask")(inputs)
+    x = keras.layers.Normalization(
+        mean=np.asarray(mean, np.float32),
+        variance=np.asarray(variance, np.float32),
+        name="standardize",
+    )(x)
+    if head == "mean":
+        x = keras.layers.GlobalAveragePooling1D(name="mean_over_time")(x)
+        x = keras.layers.Dense(units, activation="relu", name="hidden")(x)
+        return keras.layers.Dropout(dropout, name="hidden_dropout")(x)
+    for i in range(layers):
+        lstm = keras.layers.LSTM(
+            units,
+            return_sequences=per_step or i < layers - 1,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            name=f"lstm_{i}",
+        )
+        x = keras.layers.Bidirectional(lstm, name=f"bilstm_{i}")(x) if bidirectional else lstm(x)
+    return x
 
 
 def build_classifier(
@@ -40,35 +84,63 @@ def build_classifier(
     """
     import keras
 
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {HEADS}. Received: head={head}")
-    if layers < 1:
-        raise ValueError(f"layers must be at least 1. Received: layers={layers}")
     dim = int(np.asarray(mean).shape[-1])
     inputs = keras.Input((None, dim), name="frames")
-    x = keras.layers.Masking(mask_value=0.0, name="padding_mask")(inputs)
-    x = keras.layers.Normalization(
-        mean=np.asarray(mean, np.float32),
-        variance=np.asarray(variance, np.float32),
-        name="standardize",
-    )(x)
-    if head == "lstm":
-        for i in range(layers):
-            lstm = keras.layers.LSTM(
-                units,
-                return_sequences=i < layers - 1,
-                dropout=dropout,
-                recurrent_dropout=recurrent_dropout,
-                name=f"lstm_{i}",
-            )
-            x = (
-                keras.layers.Bidirectional(lstm, name=f"bilstm_{i}")(x)
-                if bidirectional
-                else lstm(x)
-            )
-    else:
-        x = keras.layers.GlobalAveragePooling1D(name="mean_over_time")(x)
-        x = keras.layers.Dense(units, activation="relu", name="hidden")(x)
-        x = keras.layers.Dropout(dropout, name="hidden_dropout")(x)
+    x = _sequence_body(
+        inputs, mean, variance, head, units, layers, bidirectional, dropout, recurrent_dropout
+    )
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs, name=f"vidcache_{head}")
+
+
+def build_regressor(
+    target_mean: np.ndarray,
+    target_variance: np.ndarray,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    per_frame: bool = False,
+    head: str = "lstm",
+    units: int = 128,
+    layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.2,
+    recurrent_dropout: float = 0.0,
+):
+    """Build an uncompiled regressor: one vector per video ``(B, K)``, or one per frame
+    ``(B, T, K)`` with ``per_frame``.
+
+    A linear layer ``regressor`` predicts standardised targets and ``target_scale`` (an
+    inverted ``Normalization`` holding the training targets' mean and variance) maps them
+    back to the targets' own units, so the model's output is directly usable.
+
+    Args:
+        target_mean: per-output mean of the training targets ``(K,)``.
+        target_variance: per-output variance of the training targets ``(K,)``.
+        mean, variance, head, units, layers, bidirectional, dropout, recurrent_dropout: as
+            in :func:`build_classifier`.
+        per_frame: an output at every frame (the LSTM head only). Defaults to False.
+    """
+    import keras
+
+    dim = int(np.asarray(mean).shape[-1])
+    target_mean = np.asarray(target_mean, np.float32).reshape(-1)
+    target_variance = np.maximum(np.asarray(target_variance, np.float32).reshape(-1), 1e-12)
+    inputs = keras.Input((None, dim), name="frames")
+    x = _sequence_body(
+        inputs,
+        mean,
+        variance,
+        head,
+        units,
+        layers,
+        bidirectional,
+        dropout,
+        recurrent_dropout,
+        per_step=per_frame,
+    )
+    x = keras.layers.Dense(len(target_mean), name="regressor")(x)
+    outputs = keras.layers.Normalization(
+        mean=target_mean, variance=target_variance, invert=True, name="target_scale"
+    )(x)
+    kind = "frames" if per_frame else "video"
+    return keras.Model(inputs, outputs, name=f"vidcache_{head}_regress_{kind}")

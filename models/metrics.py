@@ -1,4 +1,4 @@
-"""Classification metrics from predicted probabilities (plain numpy)."""
+"""Classification and regression metrics (plain numpy)."""
 
 from __future__ import annotations
 
@@ -48,3 +48,51 @@ def classification_metrics(
         "classes": list(classes),
         "confusion": confusion.tolist(),
     }
+
+
+def regression_metrics(
+    predictions: list[np.ndarray],
+    targets: list[np.ndarray],
+    weights: list[np.ndarray] | None,
+    baseline: np.ndarray,
+    names: list[str],
+) -> dict:
+    """MSE, MAE and RMSE overall and per output, with the same errors for a constant
+    ``baseline`` prediction (the training targets' mean) and R^2 = 1 - MSE / baseline MSE.
+
+    Args:
+        predictions: per video, ``(K,)`` or per frame ``(T, K)``.
+        targets: the same shapes.
+        weights: per video ``(T,)`` frame weights (0: frame has no target), or None.
+        baseline: ``(K,)`` constant prediction.
+        names: the ``K`` output names.
+    """
+    pred = np.concatenate([np.reshape(p, (-1, len(names))) for p in predictions])
+    true = np.concatenate([np.reshape(t, (-1, len(names))) for t in targets])
+    if weights is not None:
+        keep = np.concatenate([np.reshape(w, -1) for w in weights]) > 0
+        pred, true = pred[keep], true[keep]
+    errors = pred.astype(np.float64) - true
+    base = np.asarray(baseline, np.float64)[None, :] - true
+    mse, mae = (errors**2).mean(0), np.abs(errors).mean(0)
+    base_mse, base_mae = (base**2).mean(0), np.abs(base).mean(0)
+    result = {
+        "mse": float(mse.mean()),
+        "mae": float(mae.mean()),
+        "rmse": float(np.sqrt(mse.mean())),
+        "r2": float(1 - mse.mean() / base_mse.mean()) if base_mse.mean() > 0 else None,
+        "baseline_mean": {"mse": float(base_mse.mean()), "mae": float(base_mae.mean())},
+        "per_output": {
+            name: {
+                "mse": float(mse[k]),
+                "mae": float(mae[k]),
+                "baseline_mse": float(base_mse[k]),
+                "baseline_mae": float(base_mae[k]),
+            }
+            for k, name in enumerate(names)
+        },
+        "videos": len(predictions),
+    }
+    if weights is not None:
+        result["frames"] = int(len(pred))
+    return result

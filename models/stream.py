@@ -1,8 +1,9 @@
-"""Run a trained classifier one frame at a time, carrying the LSTM state.
+"""Run a trained classifier or regressor one frame at a time, carrying the LSTM state.
 
 The same layers (and weights) as the offline model: each new frame is standardised, goes
-through one step of each LSTM cell, and the classifier reads the last hidden state; after
-the last frame the probabilities equal the offline model's on the whole sequence. The mean
+through one step of each LSTM cell, and the output layers read the last hidden state; after
+the last frame the output equals the offline model's on the whole sequence (and, for a
+per-frame regressor, every step's output equals the offline output at that frame). The mean
 head keeps a running mean instead. Bidirectional models cannot stream (their backward
 direction needs frames that have not arrived yet).
 """
@@ -18,8 +19,9 @@ class StreamError(VidcacheError):
     """This model cannot be run as a stream."""
 
 
-class StreamingClassifier:
-    """Frame-by-frame predictions of a model built by :func:`models.heads.build_classifier`.
+class StreamingModel:
+    """Frame-by-frame outputs of a model built by :mod:`models.heads` (class probabilities,
+    or regression values).
 
     Args:
         model: the trained Keras model.
@@ -36,19 +38,22 @@ class StreamingClassifier:
                 "frames); predict without --stream"
             )
         self._standardize = model.get_layer("standardize")
-        self._classifier = model.get_layer("classifier")
+        if "classifier" in names:
+            outputs = [model.get_layer("classifier")]
+        else:
+            outputs = [model.get_layer("regressor"), model.get_layer("target_scale")]
         lstm_names = sorted((n for n in names if n.startswith("lstm_")), key=lambda n: int(n[5:]))
         self._cells = [model.get_layer(name).cell for name in lstm_names]
         self._hidden = model.get_layer("hidden") if "hidden" in names else None
         self._units = [cell.units for cell in self._cells]
         self.reset()
 
-        standardize, classifier, cells, hidden = (
-            self._standardize,
-            self._classifier,
-            self._cells,
-            self._hidden,
-        )
+        standardize, cells, hidden = self._standardize, self._cells, self._hidden
+
+        def head(x):
+            for layer in outputs:
+                x = layer(x)
+            return x
 
         @tf.function(reduce_retracing=True)
         def lstm_step(x, states):
@@ -58,13 +63,13 @@ class StreamingClassifier:
             for cell, (h, c) in zip(cells, states):
                 x, (h, c) = cell(x, [h, c], training=False)
                 new_states.append((h, c))
-            return classifier(x)[0], new_states
+            return head(x)[0], new_states
 
         @tf.function(reduce_retracing=True)
         def mean_step(x, total, count):
             total = total + tf.reshape(standardize(x[None, :]), (1, -1))
             count = count + 1.0
-            return classifier(hidden(total / count))[0], total, count
+            return head(hidden(total / count))[0], total, count
 
         self._lstm_step, self._mean_step = lstm_step, mean_step
 
@@ -78,7 +83,8 @@ class StreamingClassifier:
         self.frames = 0
 
     def step(self, features: np.ndarray) -> np.ndarray:
-        """Take one frame's feature vector ``(D,)``; return the class probabilities so far."""
+        """Take one frame's feature vector ``(D,)``; return the output so far (class
+        probabilities, or regression values)."""
         x = np.asarray(features, np.float32)
         self.frames += 1
         if self._cells:

@@ -274,7 +274,8 @@ def make_demo_data(
 
     Clips come in several containers and codecs (H.264 MP4, MPEG-4 AVI, VP9 WebM, FFV1 MKV,
     MJPEG AVI) plus one folder of PNG frames per class. The classes differ only in the order
-    of their frames.
+    of their frames. DIRECTORY/captions.csv describes each clip (for --task caption) and
+    DIRECTORY/targets.csv gives the square's size per frame (for --task regress).
 
     \b
     Example:
@@ -285,7 +286,7 @@ def make_demo_data(
     written = make_demo_dataset(directory, clips_per_class, fps=fps, seconds=seconds, seed=seed)
     click.echo(
         f"wrote {len(written)} clips of {len(DEMO_CLASSES)} classes ({', '.join(DEMO_CLASSES)}) "
-        f"to {directory}"
+        f"to {directory}, with captions.csv (3 per clip) and targets.csv (square size per frame)"
     )
 
 

@@ -15,14 +15,14 @@ def _pyplot():
     return plt
 
 
-def plot_learning_curves(history_csv: Path, out: Path) -> None:
-    """Loss and accuracy per epoch, training and validation side by side."""
+def plot_learning_curves(history_csv: Path, out: Path, metric: str = "accuracy") -> None:
+    """Loss and ``metric`` per epoch, training and validation side by side."""
     plt = _pyplot()
     with open(history_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
     epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    for ax, metric in zip(axes, ("loss", metric)):
         for prefix, style in (("", "-"), ("val_", "--")):
             key = prefix + metric
             if rows and key in rows[0]:

@@ -176,7 +176,7 @@ def stream_predict(
         StreamError: a bidirectional run.
         VideoDecodeError: the source cannot be read.
     """
-    from models.stream import StreamingClassifier
+    from models.stream import StreamingModel
 
     settings = run.settings
     if settings.sampling.num_frames is not None:
@@ -186,7 +186,7 @@ def stream_predict(
         )
     if run.config.get("train", {}).get("seq_len"):
         raise SettingsMismatch("the run resamples sequences (--seq-len); predict without --stream")
-    stream = StreamingClassifier(run.model)
+    stream = StreamingModel(run.model)
     extractor = build_extractor(settings, weights_path, 1)
     try:
         return _stream(run, location, every, top_k, on_update, input_format, stream, extractor)

@@ -68,6 +68,16 @@ class TrainConfig:
         seed: seeds the split, initialisation and shuffling. Defaults to 0.
         tensorboard: write TensorBoard logs to ``RUN/logs``. Defaults to False.
         verbose: Keras progress output (0, 1, 2). Defaults to 2.
+        task: ``"classify"``, ``"caption"`` or ``"regress"``. Defaults to ``"classify"``.
+        captions: captions CSV (``path,caption``) of a caption run. Defaults to None.
+        targets: targets CSV of a regression run. Defaults to None.
+        attention: captioning decoder attends over the frames. Defaults to False.
+        beam: beam width for the validation captions (1 = greedy). Defaults to 1.
+        max_words: captions are cut to, and generated up to, this many words. Defaults to 20.
+        vocab_size: vocabulary ids, padding and reserved tokens included. Defaults to 5000.
+        embedding_dim: word embedding size. Defaults to 128.
+        time_tolerance: seconds between a frame and the nearest per-frame target row for
+            them to match. Defaults to 0.05.
     """
 
     head: str = "lstm"
@@ -91,6 +101,15 @@ class TrainConfig:
     seed: int = 0
     tensorboard: bool = False
     verbose: int = 2
+    task: str = "classify"
+    captions: str | None = None
+    targets: str | None = None
+    attention: bool = False
+    beam: int = 1
+    max_words: int = 20
+    vocab_size: int = 5000
+    embedding_dim: int = 128
+    time_tolerance: float = 0.05
 
 
 @dataclass
@@ -102,9 +121,10 @@ class TrainResult:
     epochs_run: int
     interrupted: bool = False
     test_metrics: dict | None = None
+    notes: list[str] = field(default_factory=list)
 
 
-def _split(examples, config: TrainConfig) -> dict[str, list[int]]:
+def split_examples(examples, config: TrainConfig) -> dict[str, list[int]]:
     if config.split_file:
         assigned = read_split_file(Path(config.split_file))
         parts = {"train": [], "val": [], "test": []}
@@ -116,6 +136,8 @@ def _split(examples, config: TrainConfig) -> dict[str, list[int]]:
             parts["val"] = parts["test"]
     else:
         labels = [e.label for e in examples]
+        if not all(labels):  # caption and regression data need no labels
+            labels = [""] * len(examples)
         groups = [group_of(e.video_id, e.label, config.group_regex) for e in examples]
         train, val = stratified_group_split(labels, groups, config.val_split, config.seed)
         parts = {"train": train, "val": val, "test": []}
@@ -134,26 +156,138 @@ def _predict(model, source: SequenceSource, batch_size: int) -> np.ndarray:
     return model.predict(dataset.map(lambda x, y: x), verbose=0)
 
 
-def _write_json(path: Path, data) -> None:
+def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def make_source(readers, examples, indices, config: TrainConfig) -> SequenceSource:
+    """The sequences of ``examples[i] for i in indices``, shaped as ``config`` asks."""
+    return SequenceSource(
+        readers, [examples[i] for i in indices], config.stream, config.seq_len, config.max_len
+    )
+
+
+@dataclass
+class Fitted:
+    """A trained model (best validation loss) and how its training went."""
+
+    model: object
+    epochs_run: int
+    interrupted: bool
+    seconds_per_epoch: float | None
+
+
+def fit_model(
+    model, train_data, val_data, run_dir: Path, config: TrainConfig, class_weight=None
+) -> Fitted:
+    """Fit a compiled model with early stopping on validation loss; write ``model.keras``
+    (the best weights) and ``history.csv`` into ``run_dir``.
+
+    Ctrl-C stops training and keeps the best model saved so far (re-raised when there is
+    none yet).
+    """
+    import keras
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "model.keras"), monitor="val_loss", save_best_only=True
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+    ]
+    if config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
+    epoch_seconds: list[float] = []
+    callbacks.append(
+        keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs: epoch_seconds.append(-time.perf_counter()),
+            on_epoch_end=lambda epoch, logs: epoch_seconds.append(
+                epoch_seconds.pop() + time.perf_counter()
+            ),
+        )
+    )
+    interrupted = False
+    history = None
+    try:
+        history = model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=config.epochs,
+            shuffle=False,  # the dataset shuffles itself, seeded, per epoch
+            callbacks=callbacks,
+            class_weight=class_weight,
+            verbose=config.verbose,
+        )
+    except KeyboardInterrupt:
+        interrupted = True
+        for callback in callbacks:  # Keras skips this on an interrupt: close history.csv
+            callback.on_train_end()
+        if not (run_dir / "model.keras").exists():
+            raise
+        model = keras.models.load_model(run_dir / "model.keras")
+    model.save(run_dir / "model.keras")  # the best weights (restored by early stopping)
+    finished = [t for t in epoch_seconds if t > 0]
+    return Fitted(
+        model,
+        len(history.history["loss"]) if history else 0,
+        interrupted,
+        round(float(np.median(finished)), 3) if finished else None,
+    )
+
+
+def run_config(config: TrainConfig, readers, settings, examples, parts, fitted, **extra) -> dict:
+    """The ``config.json`` of a run: task, options, caches, split ids, training record."""
+    from pipeline.extract import library_versions
+
+    return {
+        "task": config.task,
+        "train": asdict(config),
+        "caches": [
+            {"path": str(r.path.resolve()), "settings_sha256": r.settings.digest()} for r in readers
+        ],
+        "feature_settings": settings.to_dict(),
+        **extra,
+        "split": {name: [examples[i].video_id for i in ids] for name, ids in parts.items()},
+        "epochs_run": fitted.epochs_run,
+        "seconds_per_epoch": fitted.seconds_per_epoch,
+        "interrupted": fitted.interrupted,
+        "versions": library_versions(),
+    }
 
 
 def train_rnn(
     cache_paths: list[Path], run_dir: Path, config: TrainConfig = TrainConfig()
 ) -> TrainResult:
-    """Train a classifier on the labelled videos of ``cache_paths``; write the run folder.
+    """Train a sequence model on ``cache_paths``; write the run folder.
+
+    ``config.task`` picks the model: a classifier of the labelled videos (``classify``), a
+    captioner (``caption``, :func:`pipeline.caption.train_captioner`) or a regressor
+    (``regress``, :func:`pipeline.regress.train_regressor`).
 
     Raises:
         SettingsMismatch: caches made with other settings.
         DataError: no labels, a single class, a class with one clip, an impossible split.
     """
+    if config.task == "caption":
+        from pipeline.caption import train_captioner
+
+        return train_captioner(cache_paths, run_dir, config)
+    if config.task == "regress":
+        from pipeline.regress import train_regressor
+
+        return train_regressor(cache_paths, run_dir, config)
+    if config.task != "classify":
+        raise ValueError(f"task must be classify, caption or regress. Received: {config.task}")
     from features.backbone import import_tensorflow
 
     import_tensorflow()  # quietly, before Keras
     import keras
 
     from models.heads import build_classifier
-    from pipeline.extract import library_versions
     from pipeline.plots import plot_confusion, plot_learning_curves
 
     run_dir = Path(run_dir)
@@ -163,19 +297,13 @@ def train_rnn(
         classes = check_classes(examples)
         index = {name: i for i, name in enumerate(classes)}
         targets = np.array([index[e.label] for e in examples], np.int32)
-        parts = _split(examples, config)
+        parts = split_examples(examples, config)
         missing = sorted(set(classes) - {examples[i].label for i in parts["train"]})
         if missing:
             raise DataError(f"no training videos for class(es) {', '.join(missing)}")
 
         def source(indices):
-            return SequenceSource(
-                readers,
-                [examples[i] for i in indices],
-                config.stream,
-                config.seq_len,
-                config.max_len,
-            )
+            return make_source(readers, examples, indices, config)
 
         train_source, val_source = source(parts["train"]), source(parts["val"])
         mean, variance = standardization(train_source)
@@ -197,53 +325,20 @@ def train_rnn(
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-        run_dir.mkdir(parents=True, exist_ok=True)
         train_targets, val_targets = targets[parts["train"]], targets[parts["val"]]
-        callbacks = [
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=config.patience, restore_best_weights=True
+        fitted = fit_model(
+            model,
+            make_dataset(train_source, train_targets, config.batch_size, True, config.seed),
+            make_dataset(val_source, val_targets, config.batch_size),
+            run_dir,
+            config,
+            class_weight=(
+                _class_weights(train_targets, len(classes))
+                if config.class_weight == "balanced"
+                else None
             ),
-            keras.callbacks.ModelCheckpoint(
-                str(run_dir / "model.keras"), monitor="val_loss", save_best_only=True
-            ),
-            keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-        ]
-        if config.tensorboard:
-            callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
-        epoch_seconds: list[float] = []
-        callbacks.append(
-            keras.callbacks.LambdaCallback(
-                on_epoch_begin=lambda epoch, logs: epoch_seconds.append(-time.perf_counter()),
-                on_epoch_end=lambda epoch, logs: epoch_seconds.append(
-                    epoch_seconds.pop() + time.perf_counter()
-                ),
-            )
         )
-        interrupted = False
-        history = None
-        try:
-            history = model.fit(
-                make_dataset(train_source, train_targets, config.batch_size, True, config.seed),
-                validation_data=make_dataset(val_source, val_targets, config.batch_size),
-                epochs=config.epochs,
-                shuffle=False,  # the dataset shuffles itself, seeded, per epoch
-                callbacks=callbacks,
-                class_weight=(
-                    _class_weights(train_targets, len(classes))
-                    if config.class_weight == "balanced"
-                    else None
-                ),
-                verbose=config.verbose,
-            )
-        except KeyboardInterrupt:
-            interrupted = True
-            for callback in callbacks:  # Keras skips this on an interrupt: close history.csv
-                callback.on_train_end()
-            if not (run_dir / "model.keras").exists():
-                raise
-            model = keras.models.load_model(run_dir / "model.keras")
-        model.save(run_dir / "model.keras")  # the best weights (restored by early stopping)
-        epochs_run = len(history.history["loss"]) if history else 0
+        model = fitted.model
 
         val_metrics = classification_metrics(
             _predict(model, val_source, config.batch_size), val_targets, classes
@@ -254,8 +349,8 @@ def train_rnn(
             test_metrics = classification_metrics(
                 _predict(model, test_source, config.batch_size), targets[parts["test"]], classes
             )
-        _write_json(run_dir / "labels.json", classes)
-        _write_json(
+        write_json(run_dir / "labels.json", classes)
+        write_json(
             run_dir / "metrics.json",
             {
                 "split": "val",
@@ -263,29 +358,15 @@ def train_rnn(
                 **({"test": test_metrics} if test_metrics else {}),
             },
         )
-        _write_json(
+        write_json(
             run_dir / "config.json",
-            {
-                "task": "classify",
-                "train": asdict(config),
-                "caches": [
-                    {"path": str(r.path.resolve()), "settings_sha256": r.settings.digest()}
-                    for r in readers
-                ],
-                "feature_settings": settings.to_dict(),
-                "classes": classes,
-                "split": {name: [examples[i].video_id for i in ids] for name, ids in parts.items()},
-                "epochs_run": epochs_run,
-                "seconds_per_epoch": (
-                    round(float(np.median(epoch_seconds)), 3) if epoch_seconds else None
-                ),
-                "interrupted": interrupted,
-                "versions": library_versions(),
-            },
+            run_config(config, readers, settings, examples, parts, fitted, classes=classes),
         )
         plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png")
         plot_confusion(val_metrics, run_dir / "confusion_matrix.png", "validation")
-        return TrainResult(run_dir, val_metrics, epochs_run, interrupted, test_metrics)
+        return TrainResult(
+            run_dir, val_metrics, fitted.epochs_run, fitted.interrupted, test_metrics
+        )
     finally:
         for reader in readers:
             reader.close()
@@ -367,6 +448,6 @@ def evaluate_run(run_dir: Path, cache_path: Path, out_dir: Path | None = None) -
     metrics["unknown_label_videos"] = len(examples) - len(known)
     metrics["cache"] = str(Path(cache_path).resolve())
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "metrics.json", metrics)
     plot_confusion(metrics, out_dir / "confusion_matrix.png", Path(cache_path).name)
     return metrics, out_dir

@@ -11,7 +11,7 @@ from features.cache import CacheEntry, FeatureCache
 from features.settings import FeatureSettings
 from models.heads import build_classifier
 from models.split import SplitError, group_of, stratified_group_split
-from models.stream import StreamError, StreamingClassifier
+from models.stream import StreamError, StreamingModel
 from pipeline.cli import cli
 from pipeline.train import TrainConfig, evaluate_run, load_run, train_rnn
 
@@ -92,7 +92,7 @@ def test_streaming_equals_offline_at_every_step(head, layers):
         3, rng.normal(size=DIM), rng.uniform(0.5, 2, DIM), head=head, units=6, layers=layers
     )
     x = rng.normal(size=(7, DIM)).astype(np.float32)
-    stream = StreamingClassifier(model)
+    stream = StreamingModel(model)
     for t in range(7):
         online = stream.step(x[t])
         np.testing.assert_allclose(online, model(x[None, : t + 1])[0], atol=1e-5)
@@ -103,7 +103,7 @@ def test_streaming_equals_offline_at_every_step(head, layers):
 def test_bidirectional_models_refuse_to_stream():
     model = build_classifier(2, np.zeros(DIM), np.ones(DIM), units=4, bidirectional=True)
     with pytest.raises(StreamError, match="bidirectional model cannot run as a stream"):
-        StreamingClassifier(model)
+        StreamingModel(model)
 
 
 def test_training_writes_a_complete_run_and_standardises_on_train_only(tmp_path):

@@ -1,0 +1,220 @@
+"""Video captioning over cached frame features: an LSTM encoder, an LSTM decoder, search.
+
+Training model (teacher forcing), inputs ``frames (B, T, D)`` zero-padded and ``tokens
+(B, L)`` = ``<start> w1..wn`` zero-padded, output word logits ``(B, L, V)``::
+
+    frames -> Masking -> Normalization -> LSTM "encoder" -> (sequence, h, c)
+    tokens -> Embedding(mask_zero) -> LSTM "decoder" (initial state h, c)
+           [-> dot-product "attention" over the encoder sequence -> Dense "attention_out"]
+           -> Dense "words"
+
+Padded frames are masked in the encoder (its final state is that of the last real frame)
+and in attention; padded tokens are masked in the decoder and given zero weight in the
+loss. :class:`CaptionDecoder` runs the same layers one word at a time for greedy and beam
+search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from models.text import END, PAD, START
+
+
+def build_captioner(
+    vocab_size: int,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    units: int = 256,
+    embedding_dim: int = 128,
+    attention: bool = False,
+    dropout: float = 0.2,
+):
+    """Build the uncompiled teacher-forcing model (outputs logits).
+
+    Args:
+        vocab_size: ids in the vocabulary (padding and reserved tokens included).
+        mean: per-dimension mean of the training frames.
+        variance: per-dimension variance of the training frames.
+        units: LSTM units of encoder and decoder. Defaults to 256.
+        embedding_dim: word embedding size. Defaults to 128.
+        attention: attend over the encoder's frame outputs at each word. Defaults to False.
+        dropout: input dropout of both LSTMs. Defaults to 0.2.
+    """
+    import keras
+
+    dim = int(np.asarray(mean).shape[-1])
+    frames = keras.Input((None, dim), name="frames")
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras.layers.Masking(mask_value=0.0, name="padding_mask")(frames)
+    x = keras.layers.Normalization(
+        mean=np.asarray(mean, np.float32),
+        variance=np.asarray(variance, np.float32),
+        name="standardize",
+    )(x)
+    encoded, h, c = keras.layers.LSTM(
+        units, return_sequences=True, return_state=True, dropout=dropout, name="encoder"
+    )(x)
+    words = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="embedding")(
+        tokens
+    )
+    y = keras.layers.LSTM(units, return_sequences=True, dropout=dropout, name="decoder")(
+        words, initial_state=[h, c]
+    )
+    if attention:
+        context = keras.layers.Attention(name="attention")([y, encoded])
+        y = keras.layers.Concatenate(name="attend")([y, context])
+        y = keras.layers.Dense(units, activation="tanh", name="attention_out")(y)
+    logits = keras.layers.Dense(vocab_size, name="words")(y)
+    name = "vidcache_captioner_attention" if attention else "vidcache_captioner"
+    return keras.Model([frames, tokens], logits, name=name)
+
+
+def frame_mask(frames: np.ndarray) -> np.ndarray:
+    """``(B, T)`` True where a frame is real (not all-zero padding), as ``Masking`` sees it."""
+    return np.any(np.asarray(frames) != 0.0, axis=-1)
+
+
+class CaptionDecoder:
+    """Generate captions with the layers of a trained :func:`build_captioner` model.
+
+    Args:
+        model: the trained model.
+    """
+
+    def __init__(self, model) -> None:
+        from features.backbone import import_tensorflow
+
+        tf = import_tensorflow()
+        import keras
+
+        names = {layer.name for layer in model.layers}
+        self.attention = "attention" in names
+        encoder = model.get_layer("encoder")
+        self._encoder = keras.Model(model.inputs[0], encoder.output)
+        embedding = model.get_layer("embedding")
+        cell = model.get_layer("decoder").cell
+        words = model.get_layer("words")
+        attend = model.get_layer("attention") if self.attention else None
+        attend_out = model.get_layer("attention_out") if self.attention else None
+        self.vocab_size = int(words.units)
+        blocked = np.zeros(self.vocab_size, np.float32)
+        blocked[[PAD, START]] = -np.inf  # never generated
+        blocked = tf.constant(blocked)
+
+        @tf.function(reduce_retracing=True)
+        def step(token, h, c, encoded, mask):
+            # A plain lookup: calling the layer would attach a mask the cell cannot take.
+            vectors = tf.gather(embedding.embeddings, token)
+            out, (h, c) = cell(vectors, [h, c], training=False)
+            if attend is not None:
+                context = attend([out[:, None], encoded], mask=[None, mask], training=False)
+                out = attend_out(tf.concat([out, context[:, 0]], axis=-1))
+            return tf.nn.log_softmax(words(out) + blocked), h, c
+
+        self._step = step
+
+    def encode(self, frames: np.ndarray):
+        """Encoder outputs, final states and frame mask for ``frames (B, T, D)``."""
+        frames = np.asarray(frames, np.float32)
+        encoded, h, c = self._encoder(frames, training=False)
+        return encoded, h, c, frame_mask(frames)
+
+    def greedy(self, frames: np.ndarray, max_words: int) -> list[list[int]]:
+        """The most likely word at each step, for a batch of videos (zero-padded).
+
+        Returns:
+            Each video's word ids, without ``<end>``.
+        """
+        encoded, h, c, mask = self.encode(frames)
+        batch = len(mask)
+        token = np.full(batch, START, np.int32)
+        out = [[] for _ in range(batch)]
+        done = np.zeros(batch, bool)
+        for _ in range(max_words + 1):
+            logp, h, c = self._step(token, h, c, encoded, mask)
+            token = np.argmax(np.asarray(logp), axis=-1).astype(np.int32)
+            for i in np.flatnonzero(~done):
+                if token[i] == END:
+                    done[i] = True
+                else:
+                    out[i].append(int(token[i]))
+            done |= np.array([len(o) >= max_words for o in out])
+            if done.all():
+                break
+        return out
+
+    def beam(
+        self, frames: np.ndarray, beam_size: int, max_words: int, length_penalty: float = 0.0
+    ) -> list[int]:
+        """Beam search for one video ``frames (T, D)``.
+
+        Keeps the ``beam_size`` best partial captions (sum of log-probabilities); a caption
+        ends at ``<end>`` or at ``max_words`` words. The result maximises
+        ``score / length ** length_penalty`` (0: the plain sum). With ``beam_size`` 1 this
+        is exactly greedy decoding.
+
+        Returns:
+            The best caption's word ids, without ``<end>``.
+        """
+        encoded, h, c, mask = self.encode(np.asarray(frames)[None])
+        alive = [(0.0, [])]  # (log-probability, words)
+        states = (h, c)
+        finished: list[tuple[float, list[int]]] = []
+        for _ in range(max_words + 1):
+            count = len(alive)
+            tokens = np.array([words[-1] if words else START for _, words in alive], np.int32)
+            logp, h, c = self._step(
+                tokens,
+                states[0],
+                states[1],
+                np.repeat(encoded, count, axis=0),
+                np.repeat(mask, count, axis=0),
+            )
+            totals = np.array([score for score, _ in alive])[:, None] + np.asarray(logp)
+            flat = totals.ravel()
+            best = np.argsort(-flat, kind="stable")[:beam_size]
+            keep, next_alive = [], []
+            for index in best:
+                row, word = divmod(int(index), self.vocab_size)
+                score, words = float(flat[index]), alive[row][1]
+                if word == END:
+                    finished.append((score, words))
+                elif len(words) + 1 >= max_words:
+                    finished.append((score, [*words, word]))
+                else:
+                    next_alive.append((score, [*words, word]))
+                    keep.append(row)
+            if not next_alive:
+                break
+            # Sums of log-probabilities only fall: stop once nothing alive can win.
+            if len(finished) >= beam_size and length_penalty == 0.0:
+                if max(s for s, _ in finished) >= max(s for s, _ in next_alive):
+                    break
+            alive = next_alive
+            states = (np.asarray(h)[keep], np.asarray(c)[keep])
+        if not finished:
+            finished = alive
+
+        def rank(item):
+            score, words = item
+            return score / max(1, len(words) + 1) ** length_penalty
+
+        return max(finished, key=rank)[1]
+
+    def captions(
+        self, sequences: Sequence[np.ndarray], beam_size: int, max_words: int, batch_size=32
+    ) -> list[list[int]]:
+        """Word ids for each sequence ``(T, D)``: batched greedy, or beam search one by one."""
+        if beam_size > 1:
+            return [self.beam(s, beam_size, max_words) for s in sequences]
+        out = []
+        for start in range(0, len(sequences), batch_size):
+            chunk = sequences[start : start + batch_size]
+            padded = np.zeros((len(chunk), max(len(s) for s in chunk), chunk[0].shape[1]))
+            for i, s in enumerate(chunk):
+                padded[i, : len(s)] = s
+            out.extend(self.greedy(padded, max_words))
+        return out

@@ -1,0 +1,217 @@
+"""Stage two for captioning: train an encoder-decoder on cached features and captions.
+
+Every ``(video, caption)`` pair is a training example; the split is by video, so all the
+captions of a video are on one side. The vocabulary is adapted to the training captions
+only. Validation videos are captioned (greedy, or beam search with ``--beam``) and scored
+against all of their references; the same scores for the most common training caption,
+given to every video, are the baseline.
+
+A caption run folder holds ``model.keras``, ``vectorizer.keras`` (the ``TextVectorization``
+layer), ``config.json``, ``history.csv``, ``metrics.json``, ``val_captions.csv`` and
+``learning_curves.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from models.annotations import VideoMatcher, match_rows, read_captions
+from models.data import (
+    DataError,
+    batched_dataset,
+    collect_examples,
+    open_caches,
+    pad_sequences,
+    standardization,
+)
+from models.text import CaptionVocabulary
+from models.textmetrics import caption_metrics, tokenize
+from pipeline.train import (
+    TrainConfig,
+    TrainResult,
+    fit_model,
+    make_source,
+    run_config,
+    split_examples,
+    write_json,
+)
+
+
+def cached_paths(readers) -> dict[str, str]:
+    """``{video_id: source path}`` of every video of the caches."""
+    return {vid: entry.path for r in readers for vid, entry in r.entries().items()}
+
+
+def unmatched_note(unmatched: list[str], csv_path, what: str) -> list[str]:
+    """A one-line note on CSV rows that name no cached video, or nothing."""
+    if not unmatched:
+        return []
+    shown = ", ".join(repr(k) for k in unmatched[:3])
+    more = f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else ""
+    return [f"{len(unmatched)} {what} in {csv_path} name no cached video: {shown}{more}"]
+
+
+def caption_dataset(source, pairs, tokens_in, tokens_out, batch_size, shuffle=False, seed=0):
+    """``((frames, tokens), next_tokens, weights)`` batches of ``(video, caption)`` pairs.
+
+    ``pairs[i] = (row of source, row of tokens)``; the weights are 0 on padded words.
+    """
+    from features.backbone import import_tensorflow
+
+    tf = import_tensorflow()
+    dim = source[0].shape[1]
+
+    def make_batch(rows):
+        frames = pad_sequences([source[int(pairs[r][0])] for r in rows])
+        text_rows = [pairs[r][1] for r in rows]
+        inputs, targets = tokens_in[text_rows], tokens_out[text_rows]
+        length = int((targets != 0).sum(axis=1).max())
+        inputs, targets = inputs[:, :length], targets[:, :length]
+        return (frames, inputs), targets, (targets != 0).astype(np.float32)
+
+    signature = (
+        (
+            tf.TensorSpec((None, None, dim), tf.float32),
+            tf.TensorSpec((None, None), tf.int32),
+        ),
+        tf.TensorSpec((None, None), tf.int32),
+        tf.TensorSpec((None, None), tf.float32),
+    )
+    return batched_dataset(len(pairs), make_batch, signature, batch_size, shuffle, seed)
+
+
+def generate_captions(
+    model, vocabulary: CaptionVocabulary, sequences, beam: int, max_words: int
+) -> list[str]:
+    """Caption each ``(T, D)`` feature sequence: greedy (``beam`` 1) or beam search."""
+    from models.captioner import CaptionDecoder
+
+    decoder = CaptionDecoder(model)
+    return [vocabulary.decode(ids) for ids in decoder.captions(sequences, beam, max_words)]
+
+
+def most_common_caption(captions: list[str]) -> str:
+    """The most frequent caption after standardisation (ties: the first seen)."""
+    counts = Counter(" ".join(tokenize(c)) for c in captions)
+    return counts.most_common(1)[0][0]
+
+
+def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig) -> TrainResult:
+    """Train a captioner on the captioned videos of ``cache_paths``; write the run folder.
+
+    Raises:
+        AnnotationError: the captions file cannot be read.
+        DataError: fewer than two captioned videos, or an impossible split.
+    """
+    from features.backbone import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    from models.captioner import build_captioner
+    from pipeline.plots import plot_learning_curves
+
+    if not config.captions:
+        raise DataError("a caption run needs --captions CSV (path,caption rows)")
+    run_dir = Path(run_dir)
+    rows = read_captions(Path(config.captions))
+    readers, settings = open_caches([Path(p) for p in cache_paths])
+    try:
+        matched, unmatched = match_rows(rows, VideoMatcher(cached_paths(readers)), config.captions)
+        videos = collect_examples(readers, config.label_map or None, labelled_only=False)
+        examples = [e for e in videos if e.video_id in matched]
+        notes = unmatched_note(unmatched, config.captions, "caption row path(s)")
+        if len(videos) > len(examples):
+            notes.append(f"{len(videos) - len(examples)} cached video(s) have no caption")
+        if len(examples) < 2:
+            raise DataError(
+                f"{len(examples)} cached video(s) have captions in {config.captions}; "
+                "a caption run needs at least two"
+            )
+        parts = split_examples(examples, config)
+        train_source = make_source(readers, examples, parts["train"], config)
+        val_source = make_source(readers, examples, parts["val"], config)
+        mean, variance = standardization(train_source)
+
+        def pairs_of(indices):
+            return [
+                (row, text)
+                for row, i in enumerate(indices)
+                for text in matched[examples[i].video_id]
+            ]
+
+        train_pairs, val_pairs = pairs_of(parts["train"]), pairs_of(parts["val"])
+        vocabulary = CaptionVocabulary.build([t for _, t in train_pairs], config.vocab_size)
+        texts = [t for _, t in train_pairs] + [t for _, t in val_pairs]
+        tokens_in, tokens_out = vocabulary.encode(texts, config.max_words)
+        train_rows = [(row, k) for k, (row, _) in enumerate(train_pairs)]
+        val_rows = [(row, len(train_pairs) + k) for k, (row, _) in enumerate(val_pairs)]
+
+        keras.utils.set_random_seed(config.seed)
+        model = build_captioner(
+            vocabulary.size,
+            mean,
+            variance,
+            config.units,
+            config.embedding_dim,
+            config.attention,
+            config.dropout,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.lr),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            weighted_metrics=["accuracy"],
+        )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        vocabulary.save(run_dir)
+        fitted = fit_model(
+            model,
+            caption_dataset(
+                train_source,
+                train_rows,
+                tokens_in,
+                tokens_out,
+                config.batch_size,
+                True,
+                config.seed,
+            ),
+            caption_dataset(val_source, val_rows, tokens_in, tokens_out, config.batch_size),
+            run_dir,
+            config,
+        )
+        val_videos = [examples[i] for i in parts["val"]]
+        references = [matched[e.video_id] for e in val_videos]
+        generated = generate_captions(
+            fitted.model,
+            vocabulary,
+            [val_source[i] for i in range(len(val_source))],
+            config.beam,
+            config.max_words,
+        )
+        metrics = caption_metrics(generated, references)
+        baseline = most_common_caption([t for _, t in train_pairs])
+        metrics["baseline_most_common"] = {
+            "caption": baseline,
+            **caption_metrics([baseline] * len(references), references),
+        }
+        metrics["decoding"] = {"beam": config.beam, "max_words": config.max_words}
+        metrics["vocabulary_size"] = vocabulary.size
+        write_json(run_dir / "metrics.json", {"split": "val", **metrics})
+        with open(run_dir / "val_captions.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["video_id", "generated", "references"])
+            for video, text, refs in zip(val_videos, generated, references):
+                writer.writerow([video.video_id, text, " | ".join(refs)])
+        write_json(
+            run_dir / "config.json",
+            run_config(config, readers, settings, examples, parts, fitted),
+        )
+        plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png")
+        return TrainResult(run_dir, metrics, fitted.epochs_run, fitted.interrupted, notes=notes)
+    finally:
+        for reader in readers:
+            reader.close()
