@@ -53,7 +53,8 @@ class StreamingModel:
         def head(x):
             for layer in outputs:
                 x = layer(x)
-            return x
+            # target_scale's statistics are shaped for (batch, time, K) when per frame.
+            return tf.reshape(x, (1, -1))
 
         @tf.function(reduce_retracing=True)
         def lstm_step(x, states):

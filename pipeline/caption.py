@@ -22,6 +22,7 @@ import numpy as np
 from models.annotations import VideoMatcher, match_rows, read_captions
 from models.data import (
     DataError,
+    SequenceSource,
     batched_dataset,
     collect_examples,
     open_caches,
@@ -100,6 +101,37 @@ def most_common_caption(captions: list[str]) -> str:
     return counts.most_common(1)[0][0]
 
 
+def write_captions(path: Path, videos, generated: list[str], references: list[list[str]]):
+    """CSV ``video_id,generated,references`` (references joined by `` | ``)."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["video_id", "generated", "references"])
+        for video, text, refs in zip(videos, generated, references):
+            writer.writerow([video.video_id, text, " | ".join(refs)])
+
+
+def captioned_videos(readers, captions_csv: Path, label_map: dict | None = None):
+    """The cached videos that ``captions_csv`` gives captions for.
+
+    Returns:
+        ``(examples, {video_id: [captions]}, notes)``; the notes say what matched nothing.
+
+    Raises:
+        AnnotationError: the file cannot be read.
+        DataError: fewer than two videos have captions.
+    """
+    rows = read_captions(captions_csv)
+    matched, unmatched = match_rows(rows, VideoMatcher(cached_paths(readers)), captions_csv)
+    videos = collect_examples(readers, label_map, labelled_only=False)
+    examples = [e for e in videos if e.video_id in matched]
+    notes = unmatched_note(unmatched, captions_csv, "caption row path(s)")
+    if len(videos) > len(examples):
+        notes.append(f"{len(videos) - len(examples)} cached video(s) have no caption")
+    if not examples:
+        raise DataError(f"no cached video has a caption in {captions_csv}")
+    return examples, matched, notes
+
+
 def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig) -> TrainResult:
     """Train a captioner on the captioned videos of ``cache_paths``; write the run folder.
 
@@ -118,20 +150,11 @@ def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
     if not config.captions:
         raise DataError("a caption run needs --captions CSV (path,caption rows)")
     run_dir = Path(run_dir)
-    rows = read_captions(Path(config.captions))
     readers, settings = open_caches([Path(p) for p in cache_paths])
     try:
-        matched, unmatched = match_rows(rows, VideoMatcher(cached_paths(readers)), config.captions)
-        videos = collect_examples(readers, config.label_map or None, labelled_only=False)
-        examples = [e for e in videos if e.video_id in matched]
-        notes = unmatched_note(unmatched, config.captions, "caption row path(s)")
-        if len(videos) > len(examples):
-            notes.append(f"{len(videos) - len(examples)} cached video(s) have no caption")
-        if len(examples) < 2:
-            raise DataError(
-                f"{len(examples)} cached video(s) have captions in {config.captions}; "
-                "a caption run needs at least two"
-            )
+        examples, matched, notes = captioned_videos(
+            readers, Path(config.captions), config.label_map or None
+        )
         parts = split_examples(examples, config)
         train_source = make_source(readers, examples, parts["train"], config)
         val_source = make_source(readers, examples, parts["val"], config)
@@ -201,11 +224,7 @@ def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
         metrics["decoding"] = {"beam": config.beam, "max_words": config.max_words}
         metrics["vocabulary_size"] = vocabulary.size
         write_json(run_dir / "metrics.json", {"split": "val", **metrics})
-        with open(run_dir / "val_captions.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["video_id", "generated", "references"])
-            for video, text, refs in zip(val_videos, generated, references):
-                writer.writerow([video.video_id, text, " | ".join(refs)])
+        write_captions(run_dir / "val_captions.csv", val_videos, generated, references)
         write_json(
             run_dir / "config.json",
             run_config(config, readers, settings, examples, parts, fitted),
@@ -215,3 +234,23 @@ def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
     finally:
         for reader in readers:
             reader.close()
+
+
+def evaluate_captions(run, reader, captions_csv: Path, config: TrainConfig, out_dir: Path) -> dict:
+    """Caption every video of ``reader`` that ``captions_csv`` describes and score them;
+    the captions go to ``out_dir/captions.csv``."""
+    examples, matched, notes = captioned_videos([reader], captions_csv, config.label_map or None)
+    source = SequenceSource([reader], examples, False, config.seq_len, config.max_len)
+    generated = generate_captions(
+        run.model,
+        run.vocabulary,
+        [source[i] for i in range(len(source))],
+        config.beam,
+        config.max_words,
+    )
+    references = [matched[e.video_id] for e in examples]
+    write_captions(Path(out_dir) / "captions.csv", examples, generated, references)
+    metrics = caption_metrics(generated, references)
+    metrics["decoding"] = {"beam": config.beam, "max_words": config.max_words}
+    metrics["notes"] = notes
+    return metrics

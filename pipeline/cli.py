@@ -334,18 +334,28 @@ def _read_label_map(path: Path | None) -> dict:
     return mapping
 
 
-_TRAIN_HELP = """Train a sequence classifier on cached features (stage two).
+_TRAIN_HELP = """Train a sequence model on cached features (stage two).
 
-Reads labelled videos from one or more FEATURES caches (made with the same settings),
-splits them (stratified by label, never splitting a UCF101 group), standardises features
-on the training split, trains, and writes RUN: model.keras, labels.json, config.json,
-history.csv, metrics.json, learning_curves.png, confusion_matrix.png.
+Reads videos from one or more FEATURES caches (made with the same settings), splits them
+(stratified by label, never splitting a UCF101 group), standardises features on the
+training split, trains, and writes RUN (model.keras, config.json, history.csv,
+metrics.json, learning_curves.png and the task's own files).
+
+\b
+Tasks:
+  classify  the videos' labels (default); top-1/top-5, confusion matrix
+  caption   --captions CSV (path,caption; several rows per video); an LSTM
+            encoder-decoder, BLEU-1..4 and CIDEr-D against all references
+  regress   --targets CSV: path,value[,value...] per video, or (header
+            path,time,value...) per frame matched by timestamp; MSE, MAE
 
 \b
 Example:
     train-rnn features.h5 -o runs/lstm
     train-rnn features.h5 -o runs/mean --head mean
     train-rnn a.h5 b.h5 -o runs/big --layers 2 --units 256 --class-weight balanced
+    train-rnn features.h5 -o runs/cap --task caption --captions captions.csv --attention --beam 3
+    train-rnn features.h5 -o runs/steer --task regress --targets steering.csv
 """
 
 
@@ -434,6 +444,52 @@ Example:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--tensorboard", is_flag=True, help="Write TensorBoard logs to RUN/logs.")
+@click.option(
+    "--task",
+    type=click.Choice(["classify", "caption", "regress"]),
+    default="classify",
+    show_default=True,
+)
+@click.option(
+    "--captions",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="caption: CSV path,caption (several rows per video allowed).",
+)
+@click.option(
+    "--targets",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="regress: CSV path,value[,value...] or path,time,value[,value...] (with header).",
+)
+@click.option("--attention", is_flag=True, help="caption: the decoder attends over the frames.")
+@click.option(
+    "--beam",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="caption: beam width for validation captions (1 = greedy).",
+)
+@click.option(
+    "--max-words",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="caption: captions are cut to and generated up to N words.",
+)
+@click.option(
+    "--vocab-size",
+    type=click.IntRange(min=5),
+    default=5000,
+    show_default=True,
+    help="caption: vocabulary ids (rarer words become [UNK]).",
+)
+@click.option("--embedding-dim", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option(
+    "--time-tolerance",
+    type=click.FloatRange(min=0),
+    default=0.05,
+    show_default=True,
+    help="regress: seconds between a frame and its per-frame target row.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No per-epoch output.")
 @core_errors
 def train_rnn_command(
@@ -459,12 +515,29 @@ def train_rnn_command(
     label_map,
     seed,
     tensorboard,
+    task,
+    captions,
+    targets,
+    attention,
+    beam,
+    max_words,
+    vocab_size,
+    embedding_dim,
+    time_tolerance,
     quiet,
 ) -> None:
     from pipeline.train import TrainConfig, train_rnn
 
     if seq_len is not None and max_len is not None:
         raise click.ClickException("--seq-len cannot be used with --max-len")
+    if task == "caption" and captions is None:
+        raise click.ClickException("--task caption needs --captions CSV")
+    if task == "regress" and targets is None:
+        raise click.ClickException("--task regress needs --targets CSV")
+    if task != "caption" and captions is not None:
+        raise click.ClickException("--captions needs --task caption")
+    if task != "regress" and targets is not None:
+        raise click.ClickException("--targets needs --task regress")
     config = TrainConfig(
         head=head,
         units=units,
@@ -487,18 +560,59 @@ def train_rnn_command(
         seed=seed,
         tensorboard=tensorboard,
         verbose=0 if quiet else 2,
+        task=task,
+        captions=str(captions) if captions else None,
+        targets=str(targets) if targets else None,
+        attention=attention,
+        beam=beam,
+        max_words=max_words,
+        vocab_size=vocab_size,
+        embedding_dim=embedding_dim,
+        time_tolerance=time_tolerance,
     )
     result = train_rnn(list(features), run_dir, config)
+    for note in result.notes:
+        click.echo(f"Note: {note}", err=True)
     m = result.metrics
     if result.interrupted:
         click.echo("Interrupted: the best model so far is kept.")
+    trained = f"{run_dir}: {task} ({head}) trained {result.epochs_run} epochs; validation"
+    if task == "caption":
+        b = m["baseline_most_common"]
+        click.echo(
+            f"{trained} {_caption_scores(m)} on {m['videos']} videos\n"
+            f"baseline (always {b['caption']!r}): {_caption_scores(b)}"
+        )
+        return
+    if task == "regress":
+        click.echo(f"{trained} {_regression_scores(m)}")
+        return
     click.echo(
-        f"{run_dir}: {head} trained {result.epochs_run} epochs; validation top-1 {m['top1']:.3f}, "
-        f"top-5 {m['top5']:.3f}, macro F1 {m['macro_f1']:.3f} on {m['examples']} videos"
+        f"{trained} top-1 {m['top1']:.3f}, top-5 {m['top5']:.3f}, macro F1 {m['macro_f1']:.3f} "
+        f"on {m['examples']} videos"
     )
     if result.test_metrics:
         t = result.test_metrics
         click.echo(f"test top-1 {t['top1']:.3f} on {t['examples']} videos")
+
+
+def _caption_scores(m: dict) -> str:
+    bleu = "/".join(f"{m[f'bleu{n}']:.3f}" for n in range(1, 5))
+    return f"BLEU-1..4 {bleu}, CIDEr-D {m['cider_d']:.3f}"
+
+
+def _regression_scores(m: dict) -> str:
+    where = (
+        f"{m['frames']} frames of {m['videos']} videos"
+        if "frames" in m
+        else f"{m['videos']} videos"
+    )
+    b = m["baseline_mean"]
+    r2 = f", R^2 {m['r2']:.3f}" if m.get("r2") is not None else ""
+    return (
+        f"MSE {m['mse']:.4g}, MAE {m['mae']:.4g}{r2} on {where} "
+        f"(predicting the training mean: MSE {b['mse']:.4g}, MAE {b['mae']:.4g})"
+    )
 
 
 cli.add_command(train_rnn_command)
@@ -514,17 +628,42 @@ train_rnn_script = train_rnn_command
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write metrics.json and confusion_matrix.png.  [default: RUN/eval-<cache name>]",
 )
+@click.option(
+    "--captions",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The references, for a caption run (CSV path,caption).",
+)
+@click.option(
+    "--targets",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The true values, for a regression run (CSV as for train-rnn).",
+)
 @core_errors
-def evaluate_command(run_dir: Path, features: Path, output: Path | None) -> None:
+def evaluate_command(run_dir: Path, features: Path, output: Path | None, captions, targets) -> None:
     """Recompute a run's metrics on any cache made with the same settings.
 
     \b
     Example:
         vidcache evaluate runs/lstm test_features.h5
+        vidcache evaluate runs/cap test_features.h5 --captions test_captions.csv
+        vidcache evaluate runs/steer test_features.h5 --targets test_steering.csv
     """
     from pipeline.train import evaluate_run
 
-    metrics, out = evaluate_run(run_dir, features, output)
+    if captions is not None and targets is not None:
+        raise click.ClickException("--captions cannot be used with --targets")
+    metrics, out = evaluate_run(run_dir, features, output, captions or targets)
+    for note in metrics.get("notes", []):
+        click.echo(f"Note: {note}", err=True)
+    if "cider_d" in metrics:
+        click.echo(
+            f"{features}: {_caption_scores(metrics)} on {metrics['videos']} videos "
+            f"-> {out}/metrics.json"
+        )
+        return
+    if "mse" in metrics:
+        click.echo(f"{features}: {_regression_scores(metrics)} -> {out}/metrics.json")
+        return
     click.echo(
         f"{features}: top-1 {metrics['top1']:.3f}, top-5 {metrics['top5']:.3f}, macro F1 "
         f"{metrics['macro_f1']:.3f} on {metrics['examples']} videos -> {out}/metrics.json"
@@ -541,7 +680,13 @@ def evaluate_command(run_dir: Path, features: Path, output: Path | None) -> None
 @click.argument("videos", nargs=-1, required=True)
 @click.option("--top", "top_k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV: path,rank,label,probability.")
+@click.option(
+    "--csv",
+    "as_csv",
+    is_flag=True,
+    help="CSV: path,rank,label,probability (classify); path,caption (caption); path,values "
+    "or path,time,values per frame (regress); frame,time,values with --stream.",
+)
 @click.option(
     "--stream",
     "as_stream",
@@ -551,11 +696,14 @@ def evaluate_command(run_dir: Path, features: Path, output: Path | None) -> None
 @click.option(
     "--every",
     type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="With --stream: print a prediction every K sampled frames.",
+    help="With --stream: print every K sampled frames.  [default: 5; 1 for a regression run]",
 )
 @click.option("--format", "input_format", help="With --stream: FFmpeg input format (v4l2...).")
+@click.option(
+    "--beam",
+    type=click.IntRange(min=1),
+    help="Caption runs: beam width (1 = greedy).  [default: the run's --beam]",
+)
 @click.option(
     "--weights",
     "weights_path",
@@ -564,21 +712,24 @@ def evaluate_command(run_dir: Path, features: Path, output: Path | None) -> None
 )
 @core_errors
 def predict_command(
-    run_dir, videos, top_k, as_json, as_csv, as_stream, every, input_format, weights_path
+    run_dir, videos, top_k, as_json, as_csv, as_stream, every, input_format, beam, weights_path
 ) -> None:
-    """Predict the classes of new videos with a trained RUN.
+    """Predict with a trained RUN: the classes, the caption or the values of new videos.
 
     Features are made exactly as in the run's cache (refused if they cannot be); videos
     already in that cache are not extracted again. With --stream, one video (or camera, or
-    stream URL) is processed frame by frame the way a live system would.
+    stream URL) is processed frame by frame the way a live system would: a classifier
+    prints its current classes, a regressor a value per frame.
 
     \b
     Example:
         vidcache predict runs/lstm new/*.mp4 --top 3
+        vidcache predict runs/cap new/clip.mp4 --beam 3
         vidcache predict runs/lstm clip.mp4 --stream --every 5
+        vidcache predict runs/steer drive.mp4 --stream --csv > steering.csv
         vidcache predict runs/lstm /dev/video0 --stream --format v4l2
     """
-    from pipeline.predict import predict_videos, stream_predict
+    from pipeline.predict import predict_videos
     from pipeline.train import load_run
 
     if as_json and as_csv:
@@ -587,61 +738,138 @@ def predict_command(
     if as_stream:
         if len(videos) != 1:
             raise click.ClickException("--stream takes exactly one video or source")
-
-        def show(frame, top):
-            click.echo(f"frame {frame}: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
-
-        report = stream_predict(run, videos[0], every, top_k, weights_path, show, input_format)
-        if report.frames == 0:
-            raise click.ClickException(f"{videos[0]}: no frames")
-        total = np.add(report.cnn_seconds, report.step_seconds) * 1e3
-        steady = slice(1, None) if report.frames > 1 else slice(None)
-        cnn = np.median(report.cnn_seconds[steady]) * 1e3
-        step = np.median(report.step_seconds[steady]) * 1e3
-        click.echo(
-            f"final after {report.frames} frames: "
-            + ", ".join(f"{c} {p:.3f}" for c, p in report.top)
-        )
-        click.echo(
-            f"latency per frame (median after the first): CNN {cnn:.1f} ms + LSTM step "
-            f"{step:.2f} ms; first frame {total[0]:.0f} ms (includes tracing)"
-        )
+        if as_json:
+            raise click.ClickException("--stream prints text or --csv, not --json")
+        _predict_stream(run, videos[0], every, top_k, weights_path, input_format, as_csv)
         return
     from features.discover import discover
 
     sources = discover([Path(v) for v in videos])
     if not sources:
         raise click.ClickException("no videos found")
-    predictions = predict_videos(run, sources, top_k, weights_path)
+    predictions = predict_videos(run, sources, top_k, weights_path, beam=beam)
     if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "path": p.path,
-                        "video_id": p.video_id,
-                        "source": p.source,
-                        "error": p.error or None,
-                        "top": [{"label": c, "probability": round(q, 6)} for c, q in p.top],
-                    }
-                    for p in predictions
-                ],
-                indent=2,
-            )
-        )
+        click.echo(json.dumps([_prediction_json(run, p) for p in predictions], indent=2))
     elif as_csv:
-        click.echo("path,rank,label,probability")
-        for p in predictions:
-            for rank, (c, q) in enumerate(p.top, start=1):
-                click.echo(f"{_csv_field(p.path)},{rank},{_csv_field(c)},{q:.6f}")
+        _prediction_csv(run, predictions)
     else:
         for p in predictions:
             if p.error:
                 click.echo(f"{p.path}: skipped: {p.error}", err=True)
             else:
-                click.echo(f"{p.path}: " + ", ".join(f"{c} {q:.3f}" for c, q in p.top))
+                click.echo(f"{p.path}: {_prediction_text(run, p)}")
     if any(p.error for p in predictions):
         sys.exit(1)
+
+
+def _values_text(names: list[str], values) -> str:
+    return ", ".join(f"{n} {v:.4g}" for n, v in zip(names, values))
+
+
+def _prediction_text(run, p) -> str:
+    if run.task == "caption":
+        return p.caption
+    if run.task == "regress":
+        if not run.per_frame:
+            return _values_text(run.target_names, p.values)
+        values = np.asarray(p.values).reshape(len(p.values), -1)
+        return f"{len(values)} frames; " + ", ".join(
+            f"{n} mean {values[:, k].mean():.4g} (min {values[:, k].min():.4g}, "
+            f"max {values[:, k].max():.4g})"
+            for k, n in enumerate(run.target_names)
+        )
+    return ", ".join(f"{c} {q:.3f}" for c, q in p.top)
+
+
+def _prediction_json(run, p) -> dict:
+    out = {"path": p.path, "video_id": p.video_id, "source": p.source, "error": p.error or None}
+    if run.task == "caption":
+        out["caption"] = p.caption
+    elif run.task == "regress":
+        out["names"] = run.target_names
+        if run.per_frame:
+            out["frames"] = [
+                {"time": round(t, 6), "values": [round(v, 6) for v in row]}
+                for t, row in zip(p.times, p.values)
+            ]
+        else:
+            out["values"] = [round(v, 6) for v in p.values]
+    else:
+        out["top"] = [{"label": c, "probability": round(q, 6)} for c, q in p.top]
+    return out
+
+
+def _prediction_csv(run, predictions) -> None:
+    names = ",".join(_csv_field(n) for n in run.target_names)
+    header = {
+        "caption": "path,caption",
+        "regress": f"path,time,{names}" if run.per_frame else f"path,{names}",
+    }.get(run.task, "path,rank,label,probability")
+    click.echo(header)
+    for p in predictions:
+        path = _csv_field(p.path)
+        if p.error:
+            continue
+        if run.task == "caption":
+            click.echo(f"{path},{_csv_field(p.caption)}")
+        elif run.task == "regress" and run.per_frame:
+            for t, row in zip(p.times, p.values):
+                click.echo(f"{path},{t:.6g}," + ",".join(f"{v:.6g}" for v in row))
+        elif run.task == "regress":
+            click.echo(f"{path}," + ",".join(f"{v:.6g}" for v in p.values))
+        else:
+            for rank, (c, q) in enumerate(p.top, start=1):
+                click.echo(f"{path},{rank},{_csv_field(c)},{q:.6f}")
+
+
+def _predict_stream(run, location, every, top_k, weights_path, input_format, as_csv) -> None:
+    from pipeline.predict import stream_predict
+
+    regress = run.task == "regress"
+    every = every or (1 if regress else 5)
+    names = run.target_names
+    if as_csv:
+        click.echo(
+            "frame,time,"
+            + (",".join(_csv_field(n) for n in names) if regress else "label,probability")
+        )
+
+    def show(frame, timestamp, output):
+        if as_csv:
+            if regress:
+                click.echo(f"{frame},{timestamp:.6g}," + ",".join(f"{v:.6g}" for v in output))
+            else:
+                best = int(np.argmax(output))
+                click.echo(
+                    f"{frame},{timestamp:.6g},{_csv_field(run.classes[best])},{output[best]:.6f}"
+                )
+        elif regress:
+            click.echo(f"frame {frame} ({timestamp:.2f} s): {_values_text(names, output)}")
+        else:
+            top = np.argsort(-output)[:top_k]
+            click.echo(
+                f"frame {frame}: " + ", ".join(f"{run.classes[i]} {output[i]:.3f}" for i in top)
+            )
+
+    report = stream_predict(run, location, every, top_k, weights_path, show, input_format)
+    if report.frames == 0:
+        raise click.ClickException(f"{location}: no frames")
+    total = np.add(report.cnn_seconds, report.step_seconds) * 1e3
+    steady = slice(1, None) if report.frames > 1 else slice(None)
+    cnn = np.median(report.cnn_seconds[steady]) * 1e3
+    step = np.median(report.step_seconds[steady]) * 1e3
+    final = (
+        _values_text(names, report.output)
+        if regress
+        else ", ".join(f"{c} {p:.3f}" for c, p in report.top)
+    )
+    # With --csv, stdout is the table; the summary goes to stderr.
+    click.echo(f"final after {report.frames} frames: {final}", err=as_csv)
+    click.echo(
+        f"latency per frame (median after the first): CNN {cnn:.1f} ms + LSTM step "
+        f"{step:.2f} ms; first frame {total[0]:.0f} ms (includes tracing)",
+        err=as_csv,
+    )
 
 
 def _csv_field(text: str) -> str:

@@ -71,17 +71,28 @@ def build_extractor(settings: FeatureSettings, weights_path: Path | None, batch_
 
 @dataclass
 class Prediction:
-    """Top-k classes of one video, or why there are none."""
+    """What a run says about one video, or why it says nothing.
+
+    Attributes:
+        top: classification: the top-k ``(class, probability)``.
+        caption: captioning: the generated caption.
+        values: regression: ``[v1..vK]`` per video, or per frame ``[[v1..vK], ...]``.
+        times: per-frame regression: the timestamp (seconds) of each row of ``values``.
+    """
 
     video_id: str
     path: str
     top: list[tuple[str, float]] = field(default_factory=list)
+    caption: str = ""
+    values: list = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
     source: str = ""  # "cache" or "extracted"
     error: str = ""
 
 
-def _cached_features(run: Run, sources: list[VideoSource]) -> dict[str, np.ndarray]:
-    """Features of sources found (by content fingerprint) in the run's caches."""
+def _cached_features(run: Run, sources: list[VideoSource]) -> dict[str, tuple]:
+    """``{video_id: (features, timestamps)}`` of sources found (by content fingerprint) in
+    the run's caches."""
     wanted = {}
     for source in sources:
         try:
@@ -98,20 +109,22 @@ def _cached_features(run: Run, sources: list[VideoSource]) -> dict[str, np.ndarr
                 for video_id, entry in reader.entries().items():
                     hit = wanted.get(entry.fingerprint)
                     if hit is not None and hit not in found:
-                        found[hit] = reader.features(video_id).astype(np.float32)
+                        found[hit] = _read(reader, video_id)
         except CacheFormatError:
             continue
     return found
 
 
-def predict_videos(
-    run: Run,
-    sources: list[VideoSource],
-    top_k: int = 5,
-    weights_path: Path | None = None,
-    batch_size: int = 32,
-) -> list[Prediction]:
-    """Top-k predictions for each source; unreadable videos get an ``error`` instead."""
+def _read(reader: CacheReader, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+    return reader.features(video_id).astype(np.float32), reader.timestamps(video_id)
+
+
+def video_features(
+    run: Run, sources: list[VideoSource], weights_path: Path | None = None, batch_size: int = 32
+) -> tuple[dict[str, tuple], dict[str, Prediction]]:
+    """Features and timestamps of each source made as in the run's cache (found there by
+    fingerprint, or extracted now), and a :class:`Prediction` per source to fill in
+    (``error`` set for sources that could not be read)."""
     features = _cached_features(run, sources)
     results = {s.video_id: Prediction(s.video_id, str(s.path)) for s in sources}
     for video_id in features:
@@ -128,27 +141,70 @@ def predict_videos(
             if out.exists():
                 with CacheReader(out) as reader:
                     for video_id in reader.entries():
-                        features[video_id] = reader.features(video_id).astype(np.float32)
+                        features[video_id] = _read(reader, video_id)
                         results[video_id].source = "extracted"
+    return features, results
+
+
+def predict_videos(
+    run: Run,
+    sources: list[VideoSource],
+    top_k: int = 5,
+    weights_path: Path | None = None,
+    batch_size: int = 32,
+    beam: int | None = None,
+) -> list[Prediction]:
+    """Predict for each source with the run's task: the top-k classes, a caption (greedy,
+    or beam search of width ``beam``; the run's own setting by default), or regression
+    values. Unreadable videos get an ``error`` instead."""
+    features, results = video_features(run, sources, weights_path, batch_size)
     train = run.config.get("train", {})
     order = [s.video_id for s in sources if s.video_id in features]
-    for video_id in order:
-        x = shape_sequence(features[video_id], train.get("seq_len"), train.get("max_len"))
-        probs = run.model.predict(x[None], verbose=0)[0]
-        best = np.argsort(-probs)[: min(top_k, len(run.classes))]
-        results[video_id].top = [(run.classes[i], float(probs[i])) for i in best]
+    shaped = {
+        video_id: [
+            shape_sequence(array, train.get("seq_len"), train.get("max_len"))
+            for array in features[video_id]
+        ]
+        for video_id in order
+    }
+    sequences = [shaped[video_id][0] for video_id in order]
+    if run.task == "caption":
+        from pipeline.caption import generate_captions
+
+        width = beam if beam is not None else int(train.get("beam", 1))
+        texts = generate_captions(
+            run.model, run.vocabulary, sequences, width, int(train.get("max_words", 20))
+        )
+        for video_id, text in zip(order, texts):
+            results[video_id].caption = text
+    elif run.task == "regress":
+        from pipeline.regress import predict_sequences
+
+        for video_id, values in zip(order, predict_sequences(run.model, sequences)):
+            results[video_id].values = np.asarray(values, np.float64).tolist()
+            if run.per_frame:
+                results[video_id].times = [float(t) for t in shaped[video_id][1]]
+    else:
+        for video_id, x in zip(order, sequences):
+            probs = run.model.predict(x[None], verbose=0)[0]
+            results[video_id].top = _top(probs, run.classes, top_k)
     return [results[s.video_id] for s in sources]
 
 
 @dataclass
 class StreamReport:
-    """The stream's last prediction and the per-frame latencies (seconds)."""
+    """The stream's last output and the per-frame latencies (seconds).
+
+    Attributes:
+        output: the model's output after the last frame (probabilities, or values).
+        top: classification: the top-k classes of ``output``.
+    """
 
     frames: int
     top: list[tuple[str, float]]
     cnn_seconds: list[float]
     step_seconds: list[float]
-    probabilities: np.ndarray
+    output: np.ndarray
 
 
 def stream_predict(
@@ -164,21 +220,26 @@ def stream_predict(
     frame; each sampled frame goes through the CNN once and one step of the LSTM.
 
     Args:
-        run: the trained run.
+        run: the trained run (a classifier or a regressor).
         location: path or URL.
-        every: call ``on_update(frame_number, top)`` every this many sampled frames.
+        every: call ``on_update(frame_number, timestamp, output)`` every this many sampled
+            frames; ``output`` is the class probabilities or the regression values so far.
         top_k: classes reported.
         weights_path: the weights file, if the run used one.
         on_update: progress callback. Defaults to none.
         input_format: FFmpeg input format for devices (``"v4l2"``...). Defaults to None.
 
     Raises:
-        StreamError: a bidirectional run.
+        StreamError: a bidirectional run, or a caption run.
         VideoDecodeError: the source cannot be read.
     """
-    from models.stream import StreamingModel
+    from models.stream import StreamError, StreamingModel
 
     settings = run.settings
+    if run.task == "caption":
+        raise StreamError(
+            "a caption is generated from the whole video; predict a caption run without --stream"
+        )
     if settings.sampling.num_frames is not None:
         raise SettingsMismatch(
             "the run's features sample a fixed number of frames per clip (--num-frames), "
@@ -203,21 +264,23 @@ def _stream(run, location, every, top_k, on_update, input_format, stream, extrac
     else:
         reader = VideoReader(location, input_format=input_format)
     cnn, steps = [], []
-    probs = None
+    output = None
     with reader:
-        for count, (_, _, frame) in enumerate(sample(reader.frames(), settings.sampling), start=1):
+        frames = sample(reader.frames(), settings.sampling)
+        for count, (_, timestamp, frame) in enumerate(frames, start=1):
             started = time.perf_counter()
             image = fit_frame(frame, settings.image_size, settings.resize)
             features = extractor(image[None])[0]
             middle = time.perf_counter()
-            probs = stream.step(features)
+            output = stream.step(features)
             cnn.append(middle - started)
             steps.append(time.perf_counter() - middle)
             if on_update is not None and count % every == 0:
-                on_update(count, _top(probs, run.classes, top_k))
-    if probs is None:
-        probs = np.full(len(run.classes), np.nan)
-    return StreamReport(stream.frames, _top(probs, run.classes, top_k), cnn, steps, probs)
+                on_update(count, float(timestamp), output)
+    if output is None:
+        output = np.full(max(1, len(run.classes) or len(run.target_names)), np.nan)
+    top = _top(output, run.classes, top_k) if run.classes else []
+    return StreamReport(stream.frames, top, cnn, steps, output)
 
 
 def _top(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:

@@ -13,13 +13,21 @@ not), ``config.json``, ``history.csv``, ``metrics.json`` and ``learning_curves.p
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from models.annotations import VideoMatcher, align_targets, match_rows, read_targets
+from models.annotations import (
+    TargetTable,
+    VideoMatcher,
+    align_targets,
+    match_rows,
+    read_targets,
+)
 from models.data import (
     DataError,
+    SequenceSource,
     batched_dataset,
     collect_examples,
     open_caches,
@@ -96,6 +104,42 @@ def _frame_targets(readers, examples, matched, config):
     return kept, targets, weights, unmatched_frames
 
 
+def targeted_videos(readers, table: TargetTable, config: TrainConfig):
+    """The cached videos that ``table`` (read from ``config.targets``) has targets for.
+
+    Returns:
+        ``(examples, targets, weights, notes)``: targets per video ``(K,)`` (weights None),
+        or per frame ``(T, K)`` with ``(T,)`` weights, shaped like the run's sequences.
+
+    Raises:
+        DataError: no video has targets.
+    """
+    matched, unmatched = match_rows(
+        table.values, VideoMatcher(cached_paths(readers)), config.targets
+    )
+    videos = collect_examples(readers, config.label_map or None, labelled_only=False)
+    examples = [e for e in videos if e.video_id in matched]
+    notes = unmatched_note(unmatched, config.targets, "target path(s)")
+    if table.per_frame:
+        found = len(examples)
+        examples, targets, weights, missed = _frame_targets(readers, examples, matched, config)
+        if found > len(examples):
+            notes.append(
+                f"{found - len(examples)} video(s) have no target row within "
+                f"{config.time_tolerance} s of any frame (--time-tolerance)"
+            )
+        if missed:
+            notes.append(f"{missed} frame(s) have no target within {config.time_tolerance} s")
+    else:
+        targets = [matched[e.video_id] for e in examples]
+        weights = None
+    if len(videos) > len(examples):
+        notes.append(f"{len(videos) - len(examples)} cached video(s) have no targets")
+    if not examples:
+        raise DataError(f"no cached video has targets in {config.targets}")
+    return examples, targets, weights, notes
+
+
 def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig) -> TrainResult:
     """Train a regressor on the videos of ``cache_paths`` that have targets.
 
@@ -117,31 +161,10 @@ def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
     table = read_targets(Path(config.targets))
     readers, settings = open_caches([Path(p) for p in cache_paths])
     try:
-        matched, unmatched = match_rows(
-            table.values, VideoMatcher(cached_paths(readers)), config.targets
-        )
-        videos = collect_examples(readers, config.label_map or None, labelled_only=False)
-        examples = [e for e in videos if e.video_id in matched]
-        notes = unmatched_note(unmatched, config.targets, "target path(s)")
-        if table.per_frame:
-            found = len(examples)
-            examples, targets, weights, missed = _frame_targets(readers, examples, matched, config)
-            if found > len(examples):
-                notes.append(
-                    f"{found - len(examples)} video(s) have no target row within "
-                    f"{config.time_tolerance} s of any frame (--time-tolerance)"
-                )
-            if missed:
-                notes.append(f"{missed} frame(s) have no target within {config.time_tolerance} s")
-        else:
-            targets = [matched[e.video_id] for e in examples]
-            weights = None
-        if len(videos) > len(examples):
-            notes.append(f"{len(videos) - len(examples)} cached video(s) have no targets")
+        examples, targets, weights, notes = targeted_videos(readers, table, config)
         if len(examples) < 2:
             raise DataError(
-                f"{len(examples)} cached video(s) have targets in {config.targets}; "
-                "a regression run needs at least two"
+                f"a regression run needs two videos with targets, {config.targets} has one"
             )
         parts = split_examples(examples, config)
         train_source = make_source(readers, examples, parts["train"], config)
@@ -201,7 +224,11 @@ def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
                 examples,
                 parts,
                 fitted,
-                targets={"names": table.names, "per_frame": table.per_frame},
+                targets={
+                    "names": table.names,
+                    "per_frame": table.per_frame,
+                    "train_mean": [float(v) for v in target_mean],
+                },
             ),
         )
         plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png", "mae")
@@ -209,3 +236,26 @@ def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
     finally:
         for reader in readers:
             reader.close()
+
+
+def evaluate_regression(run, reader, targets_csv: Path, config: TrainConfig) -> dict:
+    """Errors of a regression run on the videos of ``reader`` that ``targets_csv`` gives
+    targets for, next to those of the run's training mean."""
+    table = read_targets(targets_csv)
+    if table.per_frame != run.per_frame or len(table.names) != len(run.target_names):
+        kind = "per-frame" if run.per_frame else "per-video"
+        raise DataError(
+            f"{targets_csv} does not fit {run.path}: the run predicts {kind} "
+            f"{', '.join(run.target_names)}"
+        )
+    config = replace(config, targets=str(targets_csv))
+    examples, targets, weights, notes = targeted_videos([reader], table, config)
+    source = SequenceSource([reader], examples, False, config.seq_len, config.max_len)
+    predictions = predict_sequences(
+        run.model, [source[i] for i in range(len(source))], config.batch_size
+    )
+    baseline = np.asarray(run.config["targets"]["train_mean"], np.float32)
+    metrics = regression_metrics(predictions, targets, weights, baseline, run.target_names)
+    metrics["per_frame"] = run.per_frame
+    metrics["notes"] = notes
+    return metrics

@@ -381,16 +381,33 @@ class Run:
     classes: list[str]
     config: dict
     settings: FeatureSettings
+    vocabulary: object = None  # models.text.CaptionVocabulary of a caption run
+
+    @property
+    def task(self) -> str:
+        """``classify``, ``caption`` or ``regress``."""
+        return self.config.get("task", "classify")
+
+    @property
+    def target_names(self) -> list[str]:
+        """The outputs of a regression run."""
+        return list(self.config.get("targets", {}).get("names", []))
+
+    @property
+    def per_frame(self) -> bool:
+        """A regression run with one output per frame."""
+        return bool(self.config.get("targets", {}).get("per_frame", False))
 
 
 def load_run(run_dir: Path) -> Run:
-    """Load ``model.keras``, ``labels.json`` and ``config.json`` of a run.
+    """Load ``model.keras``, ``config.json`` and the task's files (``labels.json`` of a
+    classifier, ``vectorizer.keras`` of a captioner) of a run.
 
     Raises:
         RunError: the folder is not a complete run.
     """
     run_dir = Path(run_dir)
-    needed = [run_dir / name for name in ("model.keras", "labels.json", "config.json")]
+    needed = [run_dir / name for name in ("model.keras", "config.json")]
     missing = [p.name for p in needed if not p.is_file()]
     if missing:
         raise RunError(f"{run_dir} is not a vidcache run (missing {', '.join(missing)})")
@@ -399,33 +416,57 @@ def load_run(run_dir: Path) -> Run:
     import_tensorflow()
     import keras
 
+    from models.text import CaptionVocabulary
+
     try:
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        classes = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))
+        task = config.get("task", "classify")
+        classes = []
+        if task == "classify":
+            if not (run_dir / "labels.json").is_file():
+                raise RunError(f"{run_dir} is not a vidcache run (missing labels.json)")
+            classes = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))
         settings = FeatureSettings.from_json(json.dumps(config["feature_settings"]))
         model = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
+        vocabulary = CaptionVocabulary.load(run_dir) if task == "caption" else None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RunError(
             f"{run_dir}: cannot load the run ({str(exc).splitlines()[0][:200]})"
         ) from None
-    return Run(run_dir, model, classes, config, settings)
+    return Run(run_dir, model, classes, config, settings, vocabulary)
 
 
-def evaluate_run(run_dir: Path, cache_path: Path, out_dir: Path | None = None) -> tuple[dict, Path]:
-    """Recompute the metrics of a run on every labelled video of a cache.
+def run_train_config(run: Run) -> TrainConfig:
+    """The ``TrainConfig`` a run was trained with (fields newer than the run take defaults)."""
+    known = set(TrainConfig.__dataclass_fields__)
+    return TrainConfig(**{k: v for k, v in run.config.get("train", {}).items() if k in known})
 
-    Videos whose label is not one of the run's classes are left out (and counted).
+
+def evaluate_run(
+    run_dir: Path,
+    cache_path: Path,
+    out_dir: Path | None = None,
+    annotations: Path | None = None,
+) -> tuple[dict, Path]:
+    """Recompute the metrics of a run on a cache made with the same settings.
+
+    A classifier is scored on every labelled video (videos whose label is not one of the
+    run's classes are left out and counted); a captioner on the videos ``annotations`` (a
+    captions CSV) describes, a regressor on those it (a targets CSV) gives targets for.
 
     Returns:
         The metrics and the folder they were written to (``RUN/eval-<cache name>`` by default).
 
     Raises:
         SettingsMismatch: the cache was made with other feature settings than the run's.
+        DataError: nothing to score, or a caption/regression run without ``annotations``.
     """
-    from pipeline.plots import plot_confusion
-
     run = load_run(run_dir)
     out_dir = Path(out_dir) if out_dir else run.path / f"eval-{Path(cache_path).stem}"
+    if run.task != "classify" and annotations is None:
+        option = "--captions" if run.task == "caption" else "--targets"
+        raise DataError(f"{run.path} is a {run.task} run: give the references with {option} CSV")
+    config = run_train_config(run)
     with CacheReader(cache_path) as reader:
         diffs = run.settings.differences(reader.settings)
         if diffs:
@@ -433,21 +474,35 @@ def evaluate_run(run_dir: Path, cache_path: Path, out_dir: Path | None = None) -
                 f"{cache_path} holds features made with other settings than run {run.path} "
                 f"({'; '.join(diffs)}, run != cache)"
             )
-        label_map = run.config.get("train", {}).get("label_map") or None
-        examples = collect_examples([reader], label_map)
-        index = {name: i for i, name in enumerate(run.classes)}
-        known = [e for e in examples if e.label in index]
-        if not known:
-            raise DataError(f"no video of {cache_path} has one of the run's classes")
-        train = run.config.get("train", {})
-        source = SequenceSource([reader], known, False, train.get("seq_len"), train.get("max_len"))
-        targets = np.array([index[e.label] for e in known], np.int32)
-        metrics = classification_metrics(
-            _predict(run.model, source, int(train.get("batch_size", 16))), targets, run.classes
-        )
-    metrics["unknown_label_videos"] = len(examples) - len(known)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if run.task == "caption":
+            from pipeline.caption import evaluate_captions
+
+            metrics = evaluate_captions(run, reader, Path(annotations), config, out_dir)
+        elif run.task == "regress":
+            from pipeline.regress import evaluate_regression
+
+            metrics = evaluate_regression(run, reader, Path(annotations), config)
+        else:
+            metrics = _evaluate_classifier(run, reader, config, out_dir)
     metrics["cache"] = str(Path(cache_path).resolve())
-    out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "metrics.json", metrics)
-    plot_confusion(metrics, out_dir / "confusion_matrix.png", Path(cache_path).name)
     return metrics, out_dir
+
+
+def _evaluate_classifier(run: Run, reader: CacheReader, config: TrainConfig, out_dir) -> dict:
+    from pipeline.plots import plot_confusion
+
+    examples = collect_examples([reader], config.label_map or None)
+    index = {name: i for i, name in enumerate(run.classes)}
+    known = [e for e in examples if e.label in index]
+    if not known:
+        raise DataError(f"no video of {reader.path} has one of the run's classes")
+    source = SequenceSource([reader], known, False, config.seq_len, config.max_len)
+    targets = np.array([index[e.label] for e in known], np.int32)
+    metrics = classification_metrics(
+        _predict(run.model, source, config.batch_size), targets, run.classes
+    )
+    metrics["unknown_label_videos"] = len(examples) - len(known)
+    plot_confusion(metrics, out_dir / "confusion_matrix.png", Path(reader.path).name)
+    return metrics
