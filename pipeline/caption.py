@@ -149,6 +149,11 @@ def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
 
     if not config.captions:
         raise DataError("a caption run needs --captions CSV (path,caption rows)")
+    if config.head != "lstm" or config.layers != 1 or config.bidirectional:
+        raise DataError(
+            "a caption run has one LSTM encoder and one decoder: --head mean, --layers and "
+            "--bidirectional apply to classify and regress runs"
+        )
     run_dir = Path(run_dir)
     readers, settings = open_caches([Path(p) for p in cache_paths])
     try:

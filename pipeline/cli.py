@@ -538,6 +538,8 @@ def train_rnn_command(
         raise click.ClickException("--captions needs --task caption")
     if task != "regress" and targets is not None:
         raise click.ClickException("--targets needs --task regress")
+    if task != "caption" and (attention or beam != 1):
+        raise click.ClickException("--attention and --beam need --task caption")
     config = TrainConfig(
         head=head,
         units=units,

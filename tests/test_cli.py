@@ -145,9 +145,9 @@ def test_make_demo_data_writes_every_kind(tmp_path):
         ["make-demo-data", tmp_path / "demo", "--clips-per-class", "6", "--seconds", "1"]
     )
     assert result.exit_code == 0
-    assert (
-        result.output
-        == f"wrote 18 clips of 3 classes (grow, shrink, pulse) to {tmp_path / 'demo'}\n"
+    assert result.output.startswith(
+        f"wrote 18 clips of 3 classes (grow, shrink, pulse) to {tmp_path / 'demo'}, with "
+        "captions.csv"
     )
     names = sorted(p.name for p in (tmp_path / "demo" / "grow").iterdir())
     assert names == [
@@ -158,6 +158,34 @@ def test_make_demo_data_writes_every_kind(tmp_path):
         "grow_c05.avi",
         "grow_c06",
     ]
+    import csv
+
+    with open(tmp_path / "demo" / "captions.csv", newline="") as handle:
+        captions = list(csv.DictReader(handle))
+    with open(tmp_path / "demo" / "targets.csv", newline="") as handle:
+        targets = list(csv.DictReader(handle))
+    assert len(captions) == 18 * 3 and len(targets) == 18 * 5  # 1 s at 5 fps
+    assert [r["caption"] for r in captions if r["path"] == "shrink/shrink_c06"] == [
+        "a red square shrinks",
+        "a red square gets smaller on a grey background",
+        "the red square is shrinking",
+    ]
+    sizes = [float(r["size"]) for r in targets if r["path"] == "pulse/pulse_c02.avi"]
+    assert sizes == sorted(sizes[:3]) + sorted(sizes[3:], reverse=True)  # up, then down
+
+
+def test_demo_captions_say_what_was_drawn():
+    from features.synthetic import COLOUR_NAMES, PALETTE, describe_clip, render_clip
+
+    for seed in range(6):
+        frame = render_clip("grow", 5, seed=seed)[-1]  # the square fills the centre
+        centre, corner = tuple(frame[48, 64]), tuple(frame[0, 0])
+        index = [square for _, square in PALETTE].index(centre)
+        assert PALETTE[index][0] == corner
+        background, square = COLOUR_NAMES[index]
+        captions = describe_clip("grow", seed)
+        assert captions[0] == f"a {square} square grows"
+        assert f"on a {background} background" in captions[1]
 
 
 def test_progress_lines_without_a_terminal_and_failures_always_shown():

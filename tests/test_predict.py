@@ -50,7 +50,7 @@ def test_the_final_streamed_prediction_equals_the_offline_one(tmp_path, run):
     loaded = load_run(run)
     updates = []
     report = stream_predict(
-        loaded, str(clip), every=2, top_k=2, on_update=lambda n, top: updates.append(n)
+        loaded, str(clip), every=2, top_k=2, on_update=lambda n, t, output: updates.append(n)
     )
     (offline,) = predict_videos(loaded, discover([clip]), top_k=2, batch_size=4)
     assert report.frames == 5 and updates == [2, 4]

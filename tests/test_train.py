@@ -213,7 +213,7 @@ def test_mixed_caches_unknown_runs_and_corrupt_files_are_refused(tmp_path):
     assert result.exit_code == 1 and "hold features made with other settings" in result.output
     result = invoke(["evaluate", tmp_path, a])
     assert result.exit_code == 1 and result.output == (
-        f"Error: {tmp_path} is not a vidcache run (missing model.keras, labels.json, config.json)\n"
+        f"Error: {tmp_path} is not a vidcache run (missing model.keras, config.json)\n"
     )
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
