@@ -135,6 +135,11 @@ def train_e2e(
     from pipeline.plots import plot_confusion, plot_learning_curves
 
     run = load_run(run_dir)
+    if run.task != "classify":
+        raise DataError(
+            f"{run.path} is a {run.task} run; end-to-end training starts from a classification "
+            "run (train-rnn without --task)"
+        )
     settings = run.settings
     cut = cut_layer_name(config.unfreeze_from)
     backbone, digest = build_backbone(settings.image_size, weights_for(settings, weights_path))

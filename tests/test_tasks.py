@@ -48,7 +48,6 @@ def test_teacher_forcing_shapes_and_masking_of_frames_and_words(attention):
 def test_padded_words_carry_no_loss():
     import keras
 
-    from models.data import SequenceSource  # noqa: F401  (the dataset's source type)
     from pipeline.caption import caption_dataset
 
     inputs = np.array([[START, 4, 5], [START, 6, 0]], np.int32)
@@ -173,6 +172,13 @@ def test_regression_learns_a_synthetic_target(tmp_path, per_frame):
     assert run.target_names == (["steer"] if per_frame else ["delta"])
     evaluated, _ = evaluate_run(tmp_path / "run", cache, tmp_path / "eval", targets)
     assert evaluated["videos"] == 36 and evaluated["mse"] < evaluated["baseline_mean"]["mse"]
+    runner = CliRunner()
+    result = runner.invoke(cli, ["evaluate", str(tmp_path / "run"), str(cache)])
+    assert result.exit_code == 1 and "give the references with --targets CSV" in result.output
+    result = runner.invoke(
+        cli, ["train-e2e", str(tmp_path / "run"), str(tmp_path), "-o", str(tmp_path / "e2e")]
+    )
+    assert result.exit_code == 1 and "starts from a classification run" in result.output
 
 
 def test_per_frame_regression_streams_the_offline_value_at_every_frame():
