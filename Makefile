@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/caption.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache *.egg-info
