@@ -211,31 +211,49 @@ def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
             run_dir,
             config,
         )
-        val_videos = [examples[i] for i in parts["val"]]
-        references = [matched[e.video_id] for e in val_videos]
-        generated = generate_captions(
-            fitted.model,
-            vocabulary,
-            [val_source[i] for i in range(len(val_source))],
-            config.beam,
-            config.max_words,
-        )
-        metrics = caption_metrics(generated, references)
         baseline = most_common_caption([t for _, t in train_pairs])
-        metrics["baseline_most_common"] = {
-            "caption": baseline,
-            **caption_metrics([baseline] * len(references), references),
-        }
+        summary = {}
+        splits = ["val"] + (["test"] if parts["test"] and parts["test"] != parts["val"] else [])
+        for name in splits:
+            videos = [examples[i] for i in parts[name]]
+            source = (
+                val_source if name == "val" else make_source(readers, examples, parts[name], config)
+            )
+            references = [matched[e.video_id] for e in videos]
+            generated = generate_captions(
+                fitted.model,
+                vocabulary,
+                [source[i] for i in range(len(source))],
+                config.beam,
+                config.max_words,
+            )
+            scores = caption_metrics(generated, references)
+            scores["baseline_most_common"] = {
+                "caption": baseline,
+                **caption_metrics([baseline] * len(references), references),
+            }
+            write_captions(run_dir / f"{name}_captions.csv", videos, generated, references)
+            summary[name] = scores
+        metrics = summary["val"]
         metrics["decoding"] = {"beam": config.beam, "max_words": config.max_words}
         metrics["vocabulary_size"] = vocabulary.size
-        write_json(run_dir / "metrics.json", {"split": "val", **metrics})
-        write_captions(run_dir / "val_captions.csv", val_videos, generated, references)
+        write_json(
+            run_dir / "metrics.json",
+            {"split": "val", **metrics, **({"test": summary["test"]} if "test" in summary else {})},
+        )
         write_json(
             run_dir / "config.json",
             run_config(config, readers, settings, examples, parts, fitted),
         )
         plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png")
-        return TrainResult(run_dir, metrics, fitted.epochs_run, fitted.interrupted, notes=notes)
+        return TrainResult(
+            run_dir,
+            metrics,
+            fitted.epochs_run,
+            fitted.interrupted,
+            summary.get("test"),
+            notes,
+        )
     finally:
         for reader in readers:
             reader.close()

@@ -585,9 +585,14 @@ def train_rnn_command(
             f"{trained} {_caption_scores(m)} on {m['videos']} videos\n"
             f"baseline (always {b['caption']!r}): {_caption_scores(b)}"
         )
+        if result.test_metrics:
+            t = result.test_metrics
+            click.echo(f"test {_caption_scores(t)} on {t['videos']} videos")
         return
     if task == "regress":
         click.echo(f"{trained} {_regression_scores(m)}")
+        if result.test_metrics:
+            click.echo(f"test {_regression_scores(result.test_metrics)}")
         return
     click.echo(
         f"{trained} top-1 {m['top1']:.3f}, top-5 {m['top5']:.3f}, macro F1 {m['macro_f1']:.3f} "

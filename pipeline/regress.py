@@ -215,7 +215,24 @@ def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
         )
         metrics = regression_metrics(predictions, val_y, val_w, target_mean, table.names)
         metrics["per_frame"] = table.per_frame
-        write_json(run_dir / "metrics.json", {"split": "val", **metrics})
+        test_metrics = None
+        if parts["test"] and parts["test"] != parts["val"]:
+            test_source = make_source(readers, examples, parts["test"], config)
+            test_metrics = regression_metrics(
+                predict_sequences(
+                    fitted.model,
+                    [test_source[i] for i in range(len(test_source))],
+                    config.batch_size,
+                ),
+                pick(targets, "test"),
+                pick(weights, "test"),
+                target_mean,
+                table.names,
+            )
+        write_json(
+            run_dir / "metrics.json",
+            {"split": "val", **metrics, **({"test": test_metrics} if test_metrics else {})},
+        )
         write_json(run_dir / "targets.json", {"names": table.names, "per_frame": table.per_frame})
         write_json(
             run_dir / "config.json",
@@ -234,7 +251,9 @@ def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
             ),
         )
         plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png", "mae")
-        return TrainResult(run_dir, metrics, fitted.epochs_run, fitted.interrupted, notes=notes)
+        return TrainResult(
+            run_dir, metrics, fitted.epochs_run, fitted.interrupted, test_metrics, notes
+        )
     finally:
         for reader in readers:
             reader.close()

@@ -220,3 +220,41 @@ def test_cli_task_errors_are_one_line(tmp_path):
         cli, ["train-rnn", str(cache), "-o", str(tmp_path / "r"), "--targets", str(targets)]
     )
     assert result.exit_code != 0 and "--targets needs --task regress" in result.output
+
+
+def _split_file(path, video_ids):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "split"])
+        for i, video_id in enumerate(video_ids):
+            writer.writerow([video_id, ("train", "train", "val", "test")[i % 4]])
+    return path
+
+
+def test_a_split_file_with_test_rows_scores_the_test_videos_too(tmp_path):
+    cache, targets = _regression_data(tmp_path, per_frame=True, per_clip=4)
+    ids = [f"v/clip_{clip:02d}.mp4" for clip in range(12)]
+    split = _split_file(tmp_path / "split.csv", ids)
+    config = TrainConfig(
+        task="regress", targets=str(targets), split_file=str(split), units=4, epochs=2, verbose=0
+    )
+    result = train_rnn([cache], tmp_path / "reg", config)
+    saved = json.loads((tmp_path / "reg" / "metrics.json").read_text())
+    assert result.test_metrics["videos"] == 3 and saved["test"]["frames"] == 3 * 8
+    assert saved["videos"] == 3 and "mse" in saved["test"]
+
+    captions = tmp_path / "captions.csv"
+    captions.write_text(
+        "".join(f"{vid},a clip number {i % 3}\n{vid},clip {i % 3}\n" for i, vid in enumerate(ids))
+    )
+    config = TrainConfig(
+        task="caption", captions=str(captions), split_file=str(split), units=8, embedding_dim=4,
+        epochs=2, verbose=0,
+    )  # fmt: skip
+    result = train_rnn([cache], tmp_path / "cap", config)
+    assert result.test_metrics["videos"] == 3
+    assert "baseline_most_common" in result.test_metrics
+    for name in ("val", "test"):
+        with open(tmp_path / "cap" / f"{name}_captions.csv", newline="") as handle:
+            assert len(list(csv.DictReader(handle))) == 3
+    assert json.loads((tmp_path / "cap" / "config.json").read_text())["task"] == "caption"
