@@ -149,72 +149,89 @@ class CaptionDecoder:
     def beam(
         self, frames: np.ndarray, beam_size: int, max_words: int, length_penalty: float = 0.0
     ) -> list[int]:
-        """Beam search for one video ``frames (T, D)``.
+        """Beam search for one video ``frames (T, D)``; see :meth:`beam_batch`."""
+        return self.beam_batch(np.asarray(frames)[None], beam_size, max_words, length_penalty)[0]
 
-        Keeps the ``beam_size`` best partial captions (sum of log-probabilities); a caption
-        ends at ``<end>`` or at ``max_words`` words. The result maximises
-        ``score / length ** length_penalty`` (0: the plain sum). With ``beam_size`` 1 this
-        is exactly greedy decoding.
+    def beam_batch(
+        self, frames: np.ndarray, beam_size: int, max_words: int, length_penalty: float = 0.0
+    ) -> list[list[int]]:
+        """Beam search for a batch of videos ``frames (B, T, D)`` (zero-padded).
+
+        Each video keeps its ``beam_size`` best partial captions (sum of log-probabilities);
+        a caption ends at ``<end>`` or at ``max_words`` words. The result maximises
+        ``score / (words + 1) ** length_penalty`` (0: the plain sum). With ``beam_size`` 1
+        this is exactly greedy decoding. The partial captions of every video go through
+        one compiled step together.
 
         Returns:
-            The best caption's word ids, without ``<end>``.
+            Each video's best caption as word ids, without ``<end>``.
         """
-        encoded, h, c, mask = self.encode(np.asarray(frames)[None])
-        alive = [(0.0, [])]  # (log-probability, words)
-        states = (h, c)
-        finished: list[tuple[float, list[int]]] = []
+        encoded, h, c, mask = self.encode(frames)
+        encoded, h, c = np.asarray(encoded), np.asarray(h), np.asarray(c)
+        batch = len(mask)
+        # Per video: (log-probability, words, row of h and c holding its state).
+        alive = [[(0.0, [], video)] for video in range(batch)]
+        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
         for _ in range(max_words + 1):
-            count = len(alive)
-            tokens = np.array([words[-1] if words else START for _, words in alive], np.int32)
-            logp, h, c = self._step(
-                tokens,
-                states[0],
-                states[1],
-                np.repeat(encoded, count, axis=0),
-                np.repeat(mask, count, axis=0),
-            )
-            totals = np.array([score for score, _ in alive])[:, None] + np.asarray(logp)
-            flat = totals.ravel()
-            best = np.argsort(-flat, kind="stable")[:beam_size]
-            keep, next_alive = [], []
-            for index in best:
-                row, word = divmod(int(index), self.vocab_size)
-                score, words = float(flat[index]), alive[row][1]
-                if word == END:
-                    finished.append((score, words))
-                elif len(words) + 1 >= max_words:
-                    finished.append((score, [*words, word]))
-                else:
-                    next_alive.append((score, [*words, word]))
-                    keep.append(row)
-            if not next_alive:
+            rows = [(video, item) for video in range(batch) for item in alive[video]]
+            if not rows:
                 break
-            # Sums of log-probabilities only fall: stop once nothing alive can win.
-            if len(finished) >= beam_size and length_penalty == 0.0:
-                if max(s for s, _ in finished) >= max(s for s, _ in next_alive):
-                    break
-            alive = next_alive
-            states = (np.asarray(h)[keep], np.asarray(c)[keep])
-        if not finished:
-            finished = alive
+            videos = np.array([video for video, _ in rows])
+            states = np.array([item[2] for _, item in rows])
+            tokens = np.array([item[1][-1] if item[1] else START for _, item in rows], np.int32)
+            logp, h, c = self._step(tokens, h[states], c[states], encoded[videos], mask[videos])
+            logp, h, c = np.asarray(logp), np.asarray(h), np.asarray(c)
+            start = 0
+            for video in range(batch):
+                count = len(alive[video])
+                if not count:
+                    continue
+                scores = np.array([score for score, _, _ in alive[video]])
+                totals = (scores[:, None] + logp[start : start + count]).ravel()
+                best = np.argsort(-totals, kind="stable")[:beam_size]
+                next_alive = []
+                for index in best:
+                    row, word = divmod(int(index), self.vocab_size)
+                    score, words = float(totals[index]), alive[video][row][1]
+                    if word == END:
+                        finished[video].append((score, words))
+                    elif len(words) + 1 >= max_words:
+                        finished[video].append((score, [*words, word]))
+                    else:
+                        next_alive.append((score, [*words, word], start + row))
+                # Sums of log-probabilities only fall: stop once nothing alive can win.
+                done = finished[video]
+                if (
+                    next_alive
+                    and len(done) >= beam_size
+                    and length_penalty == 0.0
+                    and max(s for s, _ in done) >= max(s for s, _, _ in next_alive)
+                ):
+                    next_alive = []
+                alive[video] = next_alive
+                start += count
 
         def rank(item):
             score, words = item
             return score / max(1, len(words) + 1) ** length_penalty
 
-        return max(finished, key=rank)[1]
+        return [
+            max(finished[video] or [(s, w) for s, w, _ in alive[video]], key=rank)[1]
+            for video in range(batch)
+        ]
 
     def captions(
         self, sequences: Sequence[np.ndarray], beam_size: int, max_words: int, batch_size=32
     ) -> list[list[int]]:
-        """Word ids for each sequence ``(T, D)``: batched greedy, or beam search one by one."""
-        if beam_size > 1:
-            return [self.beam(s, beam_size, max_words) for s in sequences]
+        """Word ids for each sequence ``(T, D)``: greedy, or beam search, in batches."""
         out = []
         for start in range(0, len(sequences), batch_size):
             chunk = sequences[start : start + batch_size]
             padded = np.zeros((len(chunk), max(len(s) for s in chunk), chunk[0].shape[1]))
             for i, s in enumerate(chunk):
                 padded[i, : len(s)] = s
-            out.extend(self.greedy(padded, max_words))
+            if beam_size > 1:
+                out.extend(self.beam_batch(padded, beam_size, max_words))
+            else:
+                out.extend(self.greedy(padded, max_words))
         return out

@@ -82,6 +82,8 @@ def test_beam_search_of_width_one_is_greedy_decoding(attention):
     for v in videos:
         words = decoder.beam(v, 3, max_words=4)
         assert len(words) <= 4 and START not in words and END not in words and 0 not in words
+    # Beams of several videos searched together give each video's own result.
+    assert decoder.captions(videos, 3, 6, batch_size=4) == [decoder.beam(v, 3, 6) for v in videos]
 
 
 def _demo_cache(tmp_path, run_extract, small_config, clips_per_class):
