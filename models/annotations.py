@@ -175,6 +175,20 @@ class VideoMatcher:
         )
 
 
+def cached_paths(readers) -> dict[str, str]:
+    """``{video_id: source path}`` of every video of the caches."""
+    return {vid: entry.path for r in readers for vid, entry in r.entries().items()}
+
+
+def unmatched_note(unmatched: list[str], csv_path, what: str) -> list[str]:
+    """A one-line note on CSV rows that name no cached video, or nothing."""
+    if not unmatched:
+        return []
+    shown = ", ".join(repr(k) for k in unmatched[:3])
+    more = f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else ""
+    return [f"{len(unmatched)} {what} in {csv_path} name no cached video: {shown}{more}"]
+
+
 def match_rows(
     rows: dict[str, object], matcher: VideoMatcher, csv_path: Path
 ) -> tuple[dict[str, object], list[str]]:

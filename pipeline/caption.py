@@ -19,7 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from models.annotations import VideoMatcher, match_rows, read_captions
+from models.annotations import (
+    VideoMatcher,
+    cached_paths,
+    match_rows,
+    read_captions,
+    unmatched_note,
+)
 from models.data import (
     DataError,
     SequenceSource,
@@ -40,20 +46,6 @@ from pipeline.train import (
     split_examples,
     write_json,
 )
-
-
-def cached_paths(readers) -> dict[str, str]:
-    """``{video_id: source path}`` of every video of the caches."""
-    return {vid: entry.path for r in readers for vid, entry in r.entries().items()}
-
-
-def unmatched_note(unmatched: list[str], csv_path, what: str) -> list[str]:
-    """A one-line note on CSV rows that name no cached video, or nothing."""
-    if not unmatched:
-        return []
-    shown = ", ".join(repr(k) for k in unmatched[:3])
-    more = f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else ""
-    return [f"{len(unmatched)} {what} in {csv_path} name no cached video: {shown}{more}"]
 
 
 def caption_dataset(source, pairs, tokens_in, tokens_out, batch_size, shuffle=False, seed=0):
@@ -108,6 +100,23 @@ def write_captions(path: Path, videos, generated: list[str], references: list[li
         writer.writerow(["video_id", "generated", "references"])
         for video, text, refs in zip(videos, generated, references):
             writer.writerow([video.video_id, text, " | ".join(refs)])
+
+
+def score_captions(
+    model, vocabulary, source, videos, matched, config: TrainConfig, csv_path: Path
+) -> dict:
+    """Caption the sequences of ``source`` (the ``videos``), score them against all their
+    references in ``matched``, and write them to ``csv_path``."""
+    references = [matched[e.video_id] for e in videos]
+    generated = generate_captions(
+        model,
+        vocabulary,
+        [source[i] for i in range(len(source))],
+        config.beam,
+        config.max_words,
+    )
+    write_captions(csv_path, videos, generated, references)
+    return caption_metrics(generated, references)
 
 
 def captioned_videos(readers, captions_csv: Path, label_map: dict | None = None):
@@ -219,20 +228,20 @@ def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
             source = (
                 val_source if name == "val" else make_source(readers, examples, parts[name], config)
             )
-            references = [matched[e.video_id] for e in videos]
-            generated = generate_captions(
+            scores = score_captions(
                 fitted.model,
                 vocabulary,
-                [source[i] for i in range(len(source))],
-                config.beam,
-                config.max_words,
+                source,
+                videos,
+                matched,
+                config,
+                run_dir / f"{name}_captions.csv",
             )
-            scores = caption_metrics(generated, references)
+            references = [matched[e.video_id] for e in videos]
             scores["baseline_most_common"] = {
                 "caption": baseline,
                 **caption_metrics([baseline] * len(references), references),
             }
-            write_captions(run_dir / f"{name}_captions.csv", videos, generated, references)
             summary[name] = scores
         metrics = summary["val"]
         metrics["decoding"] = {"beam": config.beam, "max_words": config.max_words}
@@ -264,16 +273,9 @@ def evaluate_captions(run, reader, captions_csv: Path, config: TrainConfig, out_
     the captions go to ``out_dir/captions.csv``."""
     examples, matched, notes = captioned_videos([reader], captions_csv, config.label_map or None)
     source = SequenceSource([reader], examples, False, config.seq_len, config.max_len)
-    generated = generate_captions(
-        run.model,
-        run.vocabulary,
-        [source[i] for i in range(len(source))],
-        config.beam,
-        config.max_words,
+    metrics = score_captions(
+        run.model, run.vocabulary, source, examples, matched, config, Path(out_dir) / "captions.csv"
     )
-    references = [matched[e.video_id] for e in examples]
-    write_captions(Path(out_dir) / "captions.csv", examples, generated, references)
-    metrics = caption_metrics(generated, references)
     metrics["decoding"] = {"beam": config.beam, "max_words": config.max_words}
     metrics["notes"] = notes
     return metrics

@@ -22,8 +22,10 @@ from models.annotations import (
     TargetTable,
     VideoMatcher,
     align_targets,
+    cached_paths,
     match_rows,
     read_targets,
+    unmatched_note,
 )
 from models.data import (
     DataError,
@@ -36,7 +38,6 @@ from models.data import (
     standardization,
 )
 from models.metrics import regression_metrics
-from pipeline.caption import cached_paths, unmatched_note
 from pipeline.train import (
     TrainConfig,
     TrainResult,
@@ -86,6 +87,17 @@ def predict_sequences(model, sequences: list[np.ndarray], batch_size: int = 16) 
         for row, sequence in enumerate(chunk):
             out.append(result[row, : len(sequence)] if result.ndim == 3 else result[row])
     return out
+
+
+def score_regression(model, source, targets, weights, baseline, names, config) -> dict:
+    """Predict the sequences of ``source`` and compare with ``targets`` (see
+    :func:`models.metrics.regression_metrics`; ``baseline`` is the training mean)."""
+    predictions = predict_sequences(
+        model, [source[i] for i in range(len(source))], config.batch_size
+    )
+    metrics = regression_metrics(predictions, targets, weights, baseline, names)
+    metrics["per_frame"] = weights is not None
+    return metrics
 
 
 def _frame_targets(readers, examples, matched, config):
@@ -210,24 +222,19 @@ def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
             run_dir,
             config,
         )
-        predictions = predict_sequences(
-            fitted.model, [val_source[i] for i in range(len(val_source))], config.batch_size
+        metrics = score_regression(
+            fitted.model, val_source, val_y, val_w, target_mean, table.names, config
         )
-        metrics = regression_metrics(predictions, val_y, val_w, target_mean, table.names)
-        metrics["per_frame"] = table.per_frame
         test_metrics = None
         if parts["test"] and parts["test"] != parts["val"]:
-            test_source = make_source(readers, examples, parts["test"], config)
-            test_metrics = regression_metrics(
-                predict_sequences(
-                    fitted.model,
-                    [test_source[i] for i in range(len(test_source))],
-                    config.batch_size,
-                ),
+            test_metrics = score_regression(
+                fitted.model,
+                make_source(readers, examples, parts["test"], config),
                 pick(targets, "test"),
                 pick(weights, "test"),
                 target_mean,
                 table.names,
+                config,
             )
         write_json(
             run_dir / "metrics.json",
@@ -272,11 +279,9 @@ def evaluate_regression(run, reader, targets_csv: Path, config: TrainConfig) -> 
     config = replace(config, targets=str(targets_csv))
     examples, targets, weights, notes = targeted_videos([reader], table, config)
     source = SequenceSource([reader], examples, False, config.seq_len, config.max_len)
-    predictions = predict_sequences(
-        run.model, [source[i] for i in range(len(source))], config.batch_size
-    )
     baseline = np.asarray(run.config["targets"]["train_mean"], np.float32)
-    metrics = regression_metrics(predictions, targets, weights, baseline, run.target_names)
-    metrics["per_frame"] = run.per_frame
+    metrics = score_regression(
+        run.model, source, targets, weights, baseline, run.target_names, config
+    )
     metrics["notes"] = notes
     return metrics
