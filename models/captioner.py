@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from models.heads import standardized
 from models.text import END, PAD, START
 
 
@@ -48,12 +49,7 @@ def build_captioner(
     dim = int(np.asarray(mean).shape[-1])
     frames = keras.Input((None, dim), name="frames")
     tokens = keras.Input((None,), dtype="int32", name="tokens")
-    x = keras.layers.Masking(mask_value=0.0, name="padding_mask")(frames)
-    x = keras.layers.Normalization(
-        mean=np.asarray(mean, np.float32),
-        variance=np.asarray(variance, np.float32),
-        name="standardize",
-    )(x)
+    x = standardized(frames, mean, variance)
     encoded, h, c = keras.layers.LSTM(
         units, return_sequences=True, return_state=True, dropout=dropout, name="encoder"
     )(x)

@@ -15,6 +15,19 @@ import numpy as np
 HEADS = ("lstm", "mean")
 
 
+def standardized(frames, mean: np.ndarray, variance: np.ndarray):
+    """Zero-padded ``frames`` -> ``Masking`` "padding_mask" -> ``Normalization``
+    "standardize" (the training frames' per-dimension mean and variance)."""
+    import keras
+
+    x = keras.layers.Masking(mask_value=0.0, name="padding_mask")(frames)
+    return keras.layers.Normalization(
+        mean=np.asarray(mean, np.float32),
+        variance=np.asarray(variance, np.float32),
+        name="standardize",
+    )(x)
+
+
 def _sequence_body(
     inputs,
     mean: np.ndarray,
@@ -36,12 +49,7 @@ def _sequence_body(
         raise ValueError(f"layers must be at least 1. Received: layers={layers}")
     if per_step and head != "lstm":
         raise ValueError("per-step outputs need the lstm head")
-    x = keras.layers.Masking(mask_value=0.0, name="padding_mask")(inputs)
-    x = keras.layers.Normalization(
-        mean=np.asarray(mean, np.float32),
-        variance=np.asarray(variance, np.float32),
-        name="standardize",
-    )(x)
+    x = standardized(inputs, mean, variance)
     if head == "mean":
         x = keras.layers.GlobalAveragePooling1D(name="mean_over_time")(x)
         x = keras.layers.Dense(units, activation="relu", name="hidden")(x)

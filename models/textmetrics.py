@@ -56,6 +56,13 @@ def modified_precision(
     return clipped, max(0, len(candidate) - n + 1)
 
 
+def _check(candidates: Sequence, references: Sequence) -> None:
+    if len(candidates) != len(references):
+        raise ValueError(f"{len(candidates)} candidates but {len(references)} reference lists")
+    if any(not refs for refs in references):
+        raise ValueError("every candidate needs at least one reference")
+
+
 def _closest_length(length: int, references: Sequence[Sequence[str]]) -> int:
     return min((abs(len(r) - length), len(r)) for r in references)[1]
 
@@ -73,10 +80,7 @@ def corpus_bleu(
     Raises:
         ValueError: lengths differ, or a candidate has no reference.
     """
-    if len(candidates) != len(references):
-        raise ValueError(f"{len(candidates)} candidates but {len(references)} reference lists")
-    if any(not refs for refs in references):
-        raise ValueError("every candidate needs at least one reference")
+    _check(candidates, references)
     matches, totals = [0] * max_n, [0] * max_n
     hyp_length = ref_length = 0
     for candidate, refs in zip(candidates, references):
@@ -126,10 +130,7 @@ def cider_d(
     Raises:
         ValueError: lengths differ, or a candidate has no reference.
     """
-    if len(candidates) != len(references):
-        raise ValueError(f"{len(candidates)} candidates but {len(references)} reference lists")
-    if any(not refs for refs in references):
-        raise ValueError("every candidate needs at least one reference")
+    _check(candidates, references)
     if not candidates:
         return 0.0, []
     df: Counter = Counter()

@@ -41,6 +41,7 @@ from models.metrics import regression_metrics
 from pipeline.train import (
     TrainConfig,
     TrainResult,
+    body_options,
     fit_model,
     make_source,
     run_config,
@@ -198,17 +199,7 @@ def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
 
         keras.utils.set_random_seed(config.seed)
         model = build_regressor(
-            target_mean,
-            target_variance,
-            mean,
-            variance,
-            table.per_frame,
-            config.head,
-            config.units,
-            config.layers,
-            config.bidirectional,
-            config.dropout,
-            config.recurrent_dropout,
+            target_mean, target_variance, mean, variance, table.per_frame, **body_options(config)
         )
         model.compile(
             optimizer=keras.optimizers.Adam(config.lr), loss="mse", weighted_metrics=["mae"]

@@ -160,6 +160,18 @@ def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def body_options(config: TrainConfig) -> dict:
+    """The sequence-body keywords of :mod:`models.heads` builders, from ``config``."""
+    return {
+        "head": config.head,
+        "units": config.units,
+        "layers": config.layers,
+        "bidirectional": config.bidirectional,
+        "dropout": config.dropout,
+        "recurrent_dropout": config.recurrent_dropout,
+    }
+
+
 def make_source(readers, examples, indices, config: TrainConfig) -> SequenceSource:
     """The sequences of ``examples[i] for i in indices``, shaped as ``config`` asks."""
     return SequenceSource(
@@ -309,17 +321,7 @@ def train_rnn(
         mean, variance = standardization(train_source)
 
         keras.utils.set_random_seed(config.seed)
-        model = build_classifier(
-            len(classes),
-            mean,
-            variance,
-            config.head,
-            config.units,
-            config.layers,
-            config.bidirectional,
-            config.dropout,
-            config.recurrent_dropout,
-        )
+        model = build_classifier(len(classes), mean, variance, **body_options(config))
         model.compile(
             optimizer=keras.optimizers.Adam(config.lr),
             loss="sparse_categorical_crossentropy",
