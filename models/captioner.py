@@ -124,7 +124,11 @@ class CaptionDecoder:
         Returns:
             Each video's word ids, without ``<end>``.
         """
-        encoded, h, c, mask = self.encode(frames)
+        return self.greedy_encoded(self.encode(frames), max_words)
+
+    def greedy_encoded(self, encoding, max_words: int) -> list[list[int]]:
+        """:meth:`greedy` from the output of :meth:`encode`."""
+        encoded, h, c, mask = encoding
         batch = len(mask)
         token = np.full(batch, START, np.int32)
         out = [[] for _ in range(batch)]
@@ -162,7 +166,13 @@ class CaptionDecoder:
         Returns:
             Each video's best caption as word ids, without ``<end>``.
         """
-        encoded, h, c, mask = self.encode(frames)
+        return self.beam_encoded(self.encode(frames), beam_size, max_words, length_penalty)
+
+    def beam_encoded(
+        self, encoding, beam_size: int, max_words: int, length_penalty: float = 0.0
+    ) -> list[list[int]]:
+        """:meth:`beam_batch` from the output of :meth:`encode`."""
+        encoded, h, c, mask = encoding
         encoded, h, c = np.asarray(encoded), np.asarray(h), np.asarray(c)
         batch = len(mask)
         # Per video: (log-probability, words, row of h and c holding its state).
@@ -231,3 +241,60 @@ class CaptionDecoder:
             else:
                 out.extend(self.greedy(padded, max_words))
         return out
+
+
+class StreamingCaptioner:
+    """Caption a video while its frames arrive: each frame's features go through one step of
+    the encoder (its state carried on), and :meth:`caption` decodes from the frames so far.
+    After the last frame the caption equals the offline one.
+
+    Args:
+        model: the trained :func:`build_captioner` model.
+        beam_size: 1 for greedy decoding, or the beam width. Defaults to 1.
+        max_words: the length limit. Defaults to 20.
+    """
+
+    def __init__(self, model, beam_size: int = 1, max_words: int = 20) -> None:
+        from features.backbone import import_tensorflow
+
+        tf = import_tensorflow()
+        self.decoder = CaptionDecoder(model)
+        self.beam_size, self.max_words = beam_size, max_words
+        standardize = model.get_layer("standardize")
+        cell = model.get_layer("encoder").cell
+        self._units = int(cell.units)
+
+        @tf.function(reduce_retracing=True)
+        def encode_step(x, h, c):
+            # The layer's statistics are shaped for (batch, time, dim): one frame is (1, dim).
+            x = tf.reshape(standardize(x[None, :]), (1, -1))
+            out, (h, c) = cell(x, [h, c], training=False)
+            return out, h, c
+
+        self._encode_step = encode_step
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every frame seen so far."""
+        self._h = np.zeros((1, self._units), np.float32)
+        self._c = np.zeros((1, self._units), np.float32)
+        self._outputs: list[np.ndarray] = []
+        self.frames = 0
+
+    def step(self, features: np.ndarray) -> None:
+        """Take one frame's feature vector ``(D,)``."""
+        out, self._h, self._c = self._encode_step(
+            np.asarray(features, np.float32), self._h, self._c
+        )
+        self._outputs.append(np.asarray(out))
+        self.frames += 1
+
+    def caption(self) -> list[int]:
+        """Word ids of the caption of the frames so far (none before the first frame)."""
+        if not self._outputs:
+            return []
+        encoded = np.stack(self._outputs, axis=1)  # (1, T, units)
+        encoding = (encoded, self._h, self._c, np.ones(encoded.shape[:2], bool))
+        if self.beam_size > 1:
+            return self.decoder.beam_encoded(encoding, self.beam_size, self.max_words)[0]
+        return self.decoder.greedy_encoded(encoding, self.max_words)[0]

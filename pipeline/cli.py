@@ -726,7 +726,8 @@ def predict_command(
     Features are made exactly as in the run's cache (refused if they cannot be); videos
     already in that cache are not extracted again. With --stream, one video (or camera, or
     stream URL) is processed frame by frame the way a live system would: a classifier
-    prints its current classes, a regressor a value per frame.
+    prints its current classes, a regressor a value per frame, a captioner the caption of
+    the frames so far.
 
     \b
     Example:
@@ -747,7 +748,7 @@ def predict_command(
             raise click.ClickException("--stream takes exactly one video or source")
         if as_json:
             raise click.ClickException("--stream prints text or --csv, not --json")
-        _predict_stream(run, videos[0], every, top_k, weights_path, input_format, as_csv)
+        _predict_stream(run, videos[0], every, top_k, weights_path, input_format, as_csv, beam)
         return
     from features.discover import discover
 
@@ -829,20 +830,23 @@ def _prediction_csv(run, predictions) -> None:
                 click.echo(f"{path},{rank},{_csv_field(c)},{q:.6f}")
 
 
-def _predict_stream(run, location, every, top_k, weights_path, input_format, as_csv) -> None:
+def _predict_stream(run, location, every, top_k, weights_path, input_format, as_csv, beam):
     from pipeline.predict import stream_predict
 
-    regress = run.task == "regress"
+    regress, captioning = run.task == "regress", run.task == "caption"
     every = every or (1 if regress else 5)
     names = run.target_names
     if as_csv:
-        click.echo(
-            "frame,time,"
-            + (",".join(_csv_field(n) for n in names) if regress else "label,probability")
-        )
+        columns = ",".join(_csv_field(n) for n in names) if regress else "label,probability"
+        click.echo("frame,time," + ("caption" if captioning else columns))
 
     def show(frame, timestamp, output):
-        if as_csv:
+        if captioning:
+            if as_csv:
+                click.echo(f"{frame},{timestamp:.6g},{_csv_field(output)}")
+            else:
+                click.echo(f"frame {frame} ({timestamp:.2f} s): {output}")
+        elif as_csv:
             if regress:
                 click.echo(f"{frame},{timestamp:.6g}," + ",".join(f"{v:.6g}" for v in output))
             else:
@@ -858,18 +862,19 @@ def _predict_stream(run, location, every, top_k, weights_path, input_format, as_
                 f"frame {frame}: " + ", ".join(f"{run.classes[i]} {output[i]:.3f}" for i in top)
             )
 
-    report = stream_predict(run, location, every, top_k, weights_path, show, input_format)
+    report = stream_predict(run, location, every, top_k, weights_path, show, input_format, beam)
     if report.frames == 0:
         raise click.ClickException(f"{location}: no frames")
     total = np.add(report.cnn_seconds, report.step_seconds) * 1e3
     steady = slice(1, None) if report.frames > 1 else slice(None)
     cnn = np.median(report.cnn_seconds[steady]) * 1e3
     step = np.median(report.step_seconds[steady]) * 1e3
-    final = (
-        _values_text(names, report.output)
-        if regress
-        else ", ".join(f"{c} {p:.3f}" for c, p in report.top)
-    )
+    if captioning:
+        final = report.caption
+    elif regress:
+        final = _values_text(names, report.output)
+    else:
+        final = ", ".join(f"{c} {p:.3f}" for c, p in report.top)
     # With --csv, stdout is the table; the summary goes to stderr.
     click.echo(f"final after {report.frames} frames: {final}", err=as_csv)
     click.echo(

@@ -198,6 +198,7 @@ class StreamReport:
     Attributes:
         output: the model's output after the last frame (probabilities, or values).
         top: classification: the top-k classes of ``output``.
+        caption: captioning: the caption of the whole stream.
     """
 
     frames: int
@@ -205,6 +206,7 @@ class StreamReport:
     cnn_seconds: list[float]
     step_seconds: list[float]
     output: np.ndarray
+    caption: str = ""
 
 
 def stream_predict(
@@ -215,31 +217,32 @@ def stream_predict(
     weights_path: Path | None = None,
     on_update=None,
     input_format: str | None = None,
+    beam: int | None = None,
 ) -> StreamReport:
     """Decode ``location`` (a file, or anything PyAV opens: a camera, a stream URL) frame by
-    frame; each sampled frame goes through the CNN once and one step of the LSTM.
+    frame; each sampled frame goes through the CNN once and one step of the LSTM (of the
+    encoder, for a caption run).
 
     Args:
-        run: the trained run (a classifier or a regressor).
+        run: the trained run.
         location: path or URL.
         every: call ``on_update(frame_number, timestamp, output)`` every this many sampled
-            frames; ``output`` is the class probabilities or the regression values so far.
+            frames; ``output`` is the class probabilities, the regression values, or the
+            caption of the frames so far.
         top_k: classes reported.
         weights_path: the weights file, if the run used one.
         on_update: progress callback. Defaults to none.
         input_format: FFmpeg input format for devices (``"v4l2"``...). Defaults to None.
+        beam: caption runs: the beam width. Defaults to the run's.
 
     Raises:
-        StreamError: a bidirectional run, or a caption run.
+        StreamError: a bidirectional run.
         VideoDecodeError: the source cannot be read.
     """
-    from models.stream import StreamError, StreamingModel
+    from models.captioner import StreamingCaptioner
+    from models.stream import StreamingModel
 
     settings = run.settings
-    if run.task == "caption":
-        raise StreamError(
-            "a caption is generated from the whole video; predict a caption run without --stream"
-        )
     if settings.sampling.num_frames is not None:
         raise SettingsMismatch(
             "the run's features sample a fixed number of frames per clip (--num-frames), "
@@ -247,7 +250,15 @@ def stream_predict(
         )
     if run.config.get("train", {}).get("seq_len"):
         raise SettingsMismatch("the run resamples sequences (--seq-len); predict without --stream")
-    stream = StreamingModel(run.model)
+    if run.task == "caption":
+        train = run.config.get("train", {})
+        stream = StreamingCaptioner(
+            run.model,
+            beam if beam is not None else int(train.get("beam", 1)),
+            int(train.get("max_words", 20)),
+        )
+    else:
+        stream = StreamingModel(run.model)
     extractor = build_extractor(settings, weights_path, 1)
     try:
         return _stream(run, location, every, top_k, on_update, input_format, stream, extractor)
@@ -263,6 +274,7 @@ def _stream(run, location, every, top_k, on_update, input_format, stream, extrac
         reader = open_source(source, settings.folder_fps)
     else:
         reader = VideoReader(location, input_format=input_format)
+    captioning = run.task == "caption"
     cnn, steps = [], []
     output = None
     with reader:
@@ -276,7 +288,12 @@ def _stream(run, location, every, top_k, on_update, input_format, stream, extrac
             cnn.append(middle - started)
             steps.append(time.perf_counter() - middle)
             if on_update is not None and count % every == 0:
+                if captioning:  # decoding is not part of the per-frame step time
+                    output = run.vocabulary.decode(stream.caption())
                 on_update(count, float(timestamp), output)
+    if captioning:
+        text = run.vocabulary.decode(stream.caption())
+        return StreamReport(stream.frames, [], cnn, steps, np.zeros(0), text)
     if output is None:
         output = np.full(max(1, len(run.classes) or len(run.target_names)), np.nan)
     top = _top(output, run.classes, top_k) if run.classes else []

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from test_train import DIM, write_cache
 
-from models.captioner import CaptionDecoder, build_captioner
+from models.captioner import CaptionDecoder, StreamingCaptioner, build_captioner
 from models.heads import build_regressor
 from models.stream import StreamingModel
 from models.text import END, START
@@ -86,6 +86,21 @@ def test_beam_search_of_width_one_is_greedy_decoding(attention):
     assert decoder.captions(videos, 3, 6, batch_size=4) == [decoder.beam(v, 3, 6) for v in videos]
 
 
+@pytest.mark.parametrize("attention", [False, True])
+def test_a_streamed_caption_equals_the_offline_caption(attention):
+    model = _captioner(attention, seed=5)
+    decoder = CaptionDecoder(model)
+    x = np.random.default_rng(4).normal(size=(6, DIM)).astype(np.float32)
+    for beam in (1, 3):
+        stream = StreamingCaptioner(model, beam, max_words=6)
+        assert stream.caption() == []
+        for t, row in enumerate(x, start=1):
+            stream.step(row)
+            if t in (3, 6):  # the caption of the frames so far
+                assert stream.caption() == decoder.captions([x[:t]], beam, 6)[0]
+        assert stream.frames == 6
+
+
 def _demo_cache(tmp_path, run_extract, small_config, clips_per_class):
     from features.synthetic import make_demo_dataset
 
@@ -127,8 +142,12 @@ def test_a_tiny_caption_run_learns_the_demo_captions(tmp_path, run_extract, smal
     assert printed.exit_code == 0, printed.output
     caption = printed.output.strip().split(": ", 1)[1]
     assert "square" in caption.split()
-    refused = CliRunner().invoke(cli, ["predict", str(run), str(clip), "--stream"])
-    assert refused.exit_code == 1 and "whole video" in refused.output
+    streamed = CliRunner().invoke(
+        cli, ["predict", str(run), str(clip), "--stream", "--every", "4", "--beam", "2"]
+    )
+    assert streamed.exit_code == 0, streamed.output
+    assert f"final after 15 frames: {caption}\n" in streamed.output
+    assert streamed.output.startswith("frame 4 (0.60 s): ")
     evaluated, out = evaluate_run(run, cache, tmp_path / "eval", root / "captions.csv")
     assert evaluated["videos"] == 24 and evaluated["bleu4"] > baseline["bleu4"]
     assert (out / "captions.csv").is_file()
