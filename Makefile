@@ -47,6 +47,7 @@ demo: $(STAMP)
 	$(BIN)/train-rnn $(DEMO)/features.h5 -o $(DEMO)/runs/caption --task caption \
 	  --captions $(DEMO)/videos/captions.csv --units 64 --embedding-dim 32 --epochs 60 --patience 15 -q
 	$(BIN)/vidcache predict $(DEMO)/runs/caption $(DEMO)/heldout
+	$(BIN)/vidcache predict $(DEMO)/runs/caption $(DEMO)/heldout/pulse/pulse_c01.mp4 --stream --every 3
 	$(BIN)/train-rnn $(DEMO)/features.h5 -o $(DEMO)/runs/size --task regress \
 	  --targets $(DEMO)/videos/targets.csv --units 32 --epochs 80 --patience 15 -q
 	$(BIN)/vidcache predict $(DEMO)/runs/size $(DEMO)/heldout/shrink/shrink_c01.mp4 --stream --every 3
