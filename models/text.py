@@ -94,7 +94,11 @@ class CaptionVocabulary:
             ``inputs (N, L)`` = ``<start> w1..wn`` and ``targets (N, L)`` = ``w1..wn <end>``,
             zero-padded to ``L`` = the longest caption + 1.
         """
-        rows = [self.words_of(c)[:max_words] for c in captions]
+        rows = []
+        for start in range(0, len(captions), 4096):  # one layer call per chunk, not per caption
+            chunk = np.asarray(list(captions[start : start + 4096]), dtype=object)
+            for ids in np.asarray(self.layer(chunk)):
+                rows.append([int(i) for i in ids if i != PAD][:max_words])
         length = max((len(r) for r in rows), default=0) + 1
         inputs = np.zeros((len(rows), length), np.int32)
         targets = np.zeros((len(rows), length), np.int32)
