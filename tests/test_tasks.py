@@ -279,3 +279,25 @@ def test_a_split_file_with_test_rows_scores_the_test_videos_too(tmp_path):
         with open(tmp_path / "cap" / f"{name}_captions.csv", newline="") as handle:
             assert len(list(csv.DictReader(handle))) == 3
     assert json.loads((tmp_path / "cap" / "config.json").read_text())["task"] == "caption"
+
+
+def test_cli_regression_run_and_evaluate_print_errors_next_to_the_baseline(tmp_path):
+    cache, targets = _regression_data(tmp_path, per_frame=False, per_clip=4)
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(
+        cli,
+        ["train-rnn", str(cache), "-o", str(run), "--task", "regress", "--targets",
+         str(targets), "--units", "4", "--epochs", "2", "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "regress (lstm) trained 2 epochs; validation MSE" in result.output
+    assert "on 3 videos (predicting the training mean: MSE" in result.output
+    result = runner.invoke(cli, ["evaluate", str(run), str(cache), "--targets", str(targets)])
+    assert result.exit_code == 0, result.output
+    assert "on 12 videos (predicting the training mean" in result.output
+    assert (run / "eval-reg" / "metrics.json").is_file()
+    frames = tmp_path / "frames.csv"
+    frames.write_text("path,time,v\nv/clip_00.mp4,0,1\n")
+    result = runner.invoke(cli, ["evaluate", str(run), str(cache), "--targets", str(frames)])
+    assert result.exit_code == 1 and "the run predicts per-video delta" in result.output
