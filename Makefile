@@ -60,8 +60,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline features models tests bench
-	$(BIN)/ruff format --check pipeline features models tests bench
+	$(BIN)/ruff check vidcache pipeline features models tests bench
+	$(BIN)/ruff format --check vidcache pipeline features models tests bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py

@@ -27,12 +27,12 @@ import numpy as np
 from _table import print_table
 from train import DIM, write_cache
 
-from features.backbone import import_tensorflow
-from models.captioner import CaptionDecoder, build_captioner
-from models.data import SequenceSource, collect_examples, open_caches
-from models.text import CaptionVocabulary
-from models.textmetrics import caption_metrics
-from pipeline.caption import caption_dataset
+from vidcache.features.backbone import import_tensorflow
+from vidcache.models.captioner import CaptionDecoder, build_captioner
+from vidcache.models.data import SequenceSource, collect_examples, open_caches
+from vidcache.models.text import CaptionVocabulary
+from vidcache.models.textmetrics import caption_metrics
+from vidcache.pipeline.caption import caption_dataset
 
 WORDS = [f"w{i}" for i in range(1000)]
 

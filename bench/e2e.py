@@ -17,9 +17,9 @@ import time
 import numpy as np
 from _table import print_table
 
-from features.backbone import WeightsSpec, build_backbone, import_tensorflow
-from models.e2e import build_e2e, bytes_per_frame, cut_layer_name, freeze, split_backbone
-from models.heads import build_classifier
+from vidcache.features.backbone import WeightsSpec, build_backbone, import_tensorflow
+from vidcache.models.e2e import build_e2e, bytes_per_frame, cut_layer_name, freeze, split_backbone
+from vidcache.models.heads import build_classifier
 
 
 def seconds_per_step(model, x, y, steps: int) -> float:

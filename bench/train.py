@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 from _table import print_table
 
-from features.backbone import FeatureExtractor, WeightsSpec, import_tensorflow
-from features.buffer import FeatureBuffer
-from features.cache import CacheEntry, FeatureCache
-from features.settings import FeatureSettings
-from models.data import SequenceSource, collect_examples, make_dataset, open_caches
-from models.heads import build_classifier
-from models.stream import StreamingModel
+from vidcache.features.backbone import FeatureExtractor, WeightsSpec, import_tensorflow
+from vidcache.features.buffer import FeatureBuffer
+from vidcache.features.cache import CacheEntry, FeatureCache
+from vidcache.features.settings import FeatureSettings
+from vidcache.models.data import SequenceSource, collect_examples, make_dataset, open_caches
+from vidcache.models.heads import build_classifier
+from vidcache.models.stream import StreamingModel
 
 CLASSES, DIM = 10, 2048
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features.errors import WeightsUnavailable
+from vidcache.features.errors import WeightsUnavailable
 
 IMAGENET_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = (

@@ -35,9 +35,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from features.buffer import FeatureBuffer
-from features.errors import CacheFormatError, CacheLocked
-from features.settings import FeatureSettings
+from vidcache.features.buffer import FeatureBuffer
+from vidcache.features.errors import CacheFormatError, CacheLocked
+from vidcache.features.settings import FeatureSettings
 
 FORMAT = "vidcache-features"
 SCHEMA_VERSION = 1

@@ -15,8 +15,8 @@ import av
 import av.error
 from PIL import Image, UnidentifiedImageError
 
-from features.discover import VideoSource, frame_files
-from features.errors import VideoDecodeError
+from vidcache.features.discover import VideoSource, frame_files
+from vidcache.features.errors import VideoDecodeError
 
 # A full decode that yields fewer frames than this share of the declared count (or time)
 # means the file was cut short.

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from features.sampling import sample
-from features.settings import FeatureSettings, SamplingSpec
-from features.transform import fit_frame
+from vidcache.features.sampling import sample
+from vidcache.features.settings import FeatureSettings, SamplingSpec
+from vidcache.features.transform import fit_frame
 
 
 def sampled_frames(

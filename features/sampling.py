@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from features.settings import SamplingSpec
+from vidcache.features.settings import SamplingSpec
 
 T = TypeVar("T")
 

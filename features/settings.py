@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from features.errors import SettingsMismatch
+from vidcache.features.errors import SettingsMismatch
 
 RESIZE_POLICIES = ("center-crop", "stretch")
 PRECISIONS = ("float32", "bfloat16")

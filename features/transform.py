@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from features.decode import LazyImage
+from vidcache.features.decode import LazyImage
 
 
 def scaled_size(width: int, height: int, size: int, policy: str) -> tuple[int, int]:

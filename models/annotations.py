@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from features.errors import VidcacheError
+from vidcache.features.errors import VidcacheError
 
 TIME_COLUMNS = ("time", "timestamp", "t", "seconds")
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models.heads import standardized
-from models.text import END, PAD, START
+from vidcache.models.heads import standardized
+from vidcache.models.text import END, PAD, START
 
 
 def build_captioner(
@@ -81,7 +81,7 @@ class CaptionDecoder:
     """
 
     def __init__(self, model) -> None:
-        from features.backbone import import_tensorflow
+        from vidcache.features.backbone import import_tensorflow
 
         tf = import_tensorflow()
         import keras
@@ -255,7 +255,7 @@ class StreamingCaptioner:
     """
 
     def __init__(self, model, beam_size: int = 1, max_words: int = 20) -> None:
-        from features.backbone import import_tensorflow
+        from vidcache.features.backbone import import_tensorflow
 
         tf = import_tensorflow()
         self.decoder = CaptionDecoder(model)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from features.cache import CacheReader
-from features.errors import SettingsMismatch, VidcacheError
-from features.sampling import count_indices
-from features.settings import FeatureSettings
+from vidcache.features.cache import CacheReader
+from vidcache.features.errors import SettingsMismatch, VidcacheError
+from vidcache.features.sampling import count_indices
+from vidcache.features.settings import FeatureSettings
 
 
 class DataError(VidcacheError):
@@ -199,7 +199,7 @@ def batched_dataset(count: int, make_batch, signature, batch_size: int, shuffle=
         shuffle: a new seeded order every epoch. Defaults to False.
         seed: the first epoch's shuffle seed. Defaults to 0.
     """
-    from features.backbone import import_tensorflow
+    from vidcache.features.backbone import import_tensorflow
 
     tf = import_tensorflow()
     epoch = [0]
@@ -231,7 +231,7 @@ def make_dataset(
     model's ``Masking`` layer ignores the padding) and prefetched on a background thread, so
     the model does not wait for data; shuffling is seeded and differs per epoch.
     """
-    from features.backbone import import_tensorflow
+    from vidcache.features.backbone import import_tensorflow
 
     tf = import_tensorflow()
     dim = source[0].shape[1] if len(source) else 2048

@@ -20,8 +20,8 @@ import re
 
 import numpy as np
 
-from features.backbone import import_tensorflow
-from features.errors import VidcacheError
+from vidcache.features.backbone import import_tensorflow
+from vidcache.features.errors import VidcacheError
 
 import_tensorflow()  # quietly, before Keras pulls it in
 import keras  # noqa: E402  (the layer below must be registered at import, for loading)

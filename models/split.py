@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features.errors import VidcacheError
+from vidcache.features.errors import VidcacheError
 
 UCF101_GROUP = r"_g(\d+)_c\d+"
 SPLITS = ("train", "val", "test")

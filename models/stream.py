@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.errors import VidcacheError
+from vidcache.features.errors import VidcacheError
 
 
 class StreamError(VidcacheError):
@@ -28,7 +28,7 @@ class StreamingModel:
     """
 
     def __init__(self, model) -> None:
-        from features.backbone import import_tensorflow
+        from vidcache.features.backbone import import_tensorflow
 
         tf = import_tensorflow()
         names = [layer.name for layer in model.layers]

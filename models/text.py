@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from features.errors import VidcacheError
+from vidcache.features.errors import VidcacheError
 
 PAD, UNK, START, END = 0, 1, 2, 3
 START_TOKEN, END_TOKEN = "<start>", "<end>"
@@ -53,7 +53,7 @@ class CaptionVocabulary:
         Raises:
             VocabularyError: no captions, or ``max_tokens`` leaves no room for words.
         """
-        from features.backbone import import_tensorflow
+        from vidcache.features.backbone import import_tensorflow
 
         import_tensorflow()
         import keras
@@ -135,7 +135,7 @@ class CaptionVocabulary:
         Raises:
             VocabularyError: missing or unreadable.
         """
-        from features.backbone import import_tensorflow
+        from vidcache.features.backbone import import_tensorflow
 
         import_tensorflow()
         import keras

@@ -1,8 +1,5 @@
-"""vidcache's command line and orchestration (stage one: ``pipeline.extract``)."""
+"""vidcache's command line and orchestration (stage one: ``vidcache.pipeline.extract``)."""
 
-from importlib.metadata import PackageNotFoundError, version
+from vidcache import __version__
 
-try:
-    __version__ = version("vidcache")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+__all__ = ["__version__"]

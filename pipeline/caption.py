@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models.annotations import (
+from vidcache.models.annotations import (
     VideoMatcher,
     cached_paths,
     match_rows,
     read_captions,
     unmatched_note,
 )
-from models.data import (
+from vidcache.models.data import (
     DataError,
     SequenceSource,
     batched_dataset,
@@ -35,9 +35,9 @@ from models.data import (
     pad_sequences,
     standardization,
 )
-from models.text import CaptionVocabulary
-from models.textmetrics import caption_metrics, tokenize
-from pipeline.train import (
+from vidcache.models.text import CaptionVocabulary
+from vidcache.models.textmetrics import caption_metrics, tokenize
+from vidcache.pipeline.train import (
     TrainConfig,
     TrainResult,
     fit_model,
@@ -53,7 +53,7 @@ def caption_dataset(source, pairs, tokens_in, tokens_out, batch_size, shuffle=Fa
 
     ``pairs[i] = (row of source, row of tokens)``; the weights are 0 on padded words.
     """
-    from features.backbone import import_tensorflow
+    from vidcache.features.backbone import import_tensorflow
 
     tf = import_tensorflow()
     dim = source[0].shape[1]
@@ -81,7 +81,7 @@ def generate_captions(
     model, vocabulary: CaptionVocabulary, sequences, beam: int, max_words: int
 ) -> list[str]:
     """Caption each ``(T, D)`` feature sequence: greedy (``beam`` 1) or beam search."""
-    from models.captioner import CaptionDecoder
+    from vidcache.models.captioner import CaptionDecoder
 
     decoder = CaptionDecoder(model)
     return [vocabulary.decode(ids) for ids in decoder.captions(sequences, beam, max_words)]
@@ -148,13 +148,13 @@ def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
         AnnotationError: the captions file cannot be read.
         DataError: fewer than two captioned videos, or an impossible split.
     """
-    from features.backbone import import_tensorflow
+    from vidcache.features.backbone import import_tensorflow
 
     import_tensorflow()
     import keras
 
-    from models.captioner import build_captioner
-    from pipeline.plots import plot_learning_curves
+    from vidcache.models.captioner import build_captioner
+    from vidcache.pipeline.plots import plot_learning_curves
 
     if not config.captions:
         raise DataError("a caption run needs --captions CSV (path,caption rows)")

@@ -13,9 +13,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from features.errors import VidcacheError
-from features.settings import PRECISIONS, RESIZE_POLICIES, STORAGE_DTYPES
-from pipeline import __version__
+from vidcache.features.errors import VidcacheError
+from vidcache.features.settings import PRECISIONS, RESIZE_POLICIES, STORAGE_DTYPES
+from vidcache.pipeline import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -181,11 +181,11 @@ def extract(
     strict,
     quiet,
 ) -> None:
-    from features.backbone import WeightsSpec
-    from features.discover import apply_labels, discover
-    from features.settings import SamplingSpec
-    from pipeline.extract import ExtractConfig, extract_features
-    from pipeline.report import ProgressReporter, format_summary
+    from vidcache.features.backbone import WeightsSpec
+    from vidcache.features.discover import apply_labels, discover
+    from vidcache.features.settings import SamplingSpec
+    from vidcache.pipeline.extract import ExtractConfig, extract_features
+    from vidcache.pipeline.report import ProgressReporter, format_summary
 
     if num_frames is not None and fps is not None:
         raise click.ClickException("--num-frames cannot be used with --fps")
@@ -252,7 +252,7 @@ def inspect_command(cache: Path, as_json: bool) -> None:
         vidcache inspect features.h5
         vidcache inspect features.h5 --json | jq .labels
     """
-    from pipeline.report import cache_summary, format_cache_summary
+    from vidcache.pipeline.report import cache_summary, format_cache_summary
 
     summary = cache_summary(cache)
     if as_json:
@@ -281,7 +281,7 @@ def make_demo_data(
     Example:
         vidcache make-demo-data demo/videos --clips-per-class 8
     """
-    from features.synthetic import DEMO_CLASSES, make_demo_dataset
+    from vidcache.features.synthetic import DEMO_CLASSES, make_demo_dataset
 
     written = make_demo_dataset(directory, clips_per_class, fps=fps, seconds=seconds, seed=seed)
     click.echo(
@@ -304,8 +304,8 @@ def weights_command(check: bool) -> None:
         vidcache weights            # download into the Keras cache if missing
         vidcache weights --check    # exit status 0 when present
     """
-    from features.backbone import imagenet_weights
-    from features.errors import WeightsUnavailable
+    from vidcache.features.backbone import imagenet_weights
+    from vidcache.features.errors import WeightsUnavailable
 
     try:
         path = imagenet_weights(download=not check)
@@ -526,7 +526,7 @@ def train_rnn_command(
     time_tolerance,
     quiet,
 ) -> None:
-    from pipeline.train import TrainConfig, train_rnn
+    from vidcache.pipeline.train import TrainConfig, train_rnn
 
     if seq_len is not None and max_len is not None:
         raise click.ClickException("--seq-len cannot be used with --max-len")
@@ -655,7 +655,7 @@ def evaluate_command(run_dir: Path, features: Path, output: Path | None, caption
         vidcache evaluate runs/cap test_features.h5 --captions test_captions.csv
         vidcache evaluate runs/steer test_features.h5 --targets test_steering.csv
     """
-    from pipeline.train import evaluate_run
+    from vidcache.pipeline.train import evaluate_run
 
     if captions is not None and targets is not None:
         raise click.ClickException("--captions cannot be used with --targets")
@@ -737,8 +737,8 @@ def predict_command(
         vidcache predict runs/steer drive.mp4 --stream --csv > steering.csv
         vidcache predict runs/lstm /dev/video0 --stream --format v4l2
     """
-    from pipeline.predict import predict_videos
-    from pipeline.train import load_run
+    from vidcache.pipeline.predict import predict_videos
+    from vidcache.pipeline.train import load_run
 
     if as_json and as_csv:
         raise click.ClickException("--json cannot be used with --csv")
@@ -750,7 +750,7 @@ def predict_command(
             raise click.ClickException("--stream prints text or --csv, not --json")
         _predict_stream(run, videos[0], every, top_k, weights_path, input_format, as_csv, beam)
         return
-    from features.discover import discover
+    from vidcache.features.discover import discover
 
     sources = discover([Path(v) for v in videos])
     if not sources:
@@ -831,7 +831,7 @@ def _prediction_csv(run, predictions) -> None:
 
 
 def _predict_stream(run, location, every, top_k, weights_path, input_format, as_csv, beam):
-    from pipeline.predict import stream_predict
+    from vidcache.pipeline.predict import stream_predict
 
     regress, captioning = run.task == "regress", run.task == "caption"
     every = every or (1 if regress else 5)
@@ -953,8 +953,8 @@ def train_e2e_command(
     Example:
         vidcache train-e2e runs/lstm data/videos -o runs/lstm-e2e --cache-cut
     """
-    from models.e2e import cut_layer_name
-    from pipeline.e2e import E2EConfig, train_e2e
+    from vidcache.models.e2e import cut_layer_name
+    from vidcache.pipeline.e2e import E2EConfig, train_e2e
 
     cut_layer_name(unfreeze_from)  # checked before any work
     config = E2EConfig(

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from features.backbone import build_backbone
-from features.cache import CacheReader
-from features.decode import open_source
-from features.discover import discover
-from features.errors import SettingsMismatch
-from features.frames import frames_as_settings
-from models.data import DataError
-from models.e2e import (
+from vidcache.features.backbone import build_backbone
+from vidcache.features.cache import CacheReader
+from vidcache.features.decode import open_source
+from vidcache.features.discover import discover
+from vidcache.features.errors import SettingsMismatch
+from vidcache.features.frames import frames_as_settings
+from vidcache.models.data import DataError
+from vidcache.models.e2e import (
     DEFAULT_UNFREEZE,
     available_memory,
     build_e2e,
@@ -36,9 +36,9 @@ from models.e2e import (
     length_batches,
     split_backbone,
 )
-from models.metrics import classification_metrics
-from pipeline.predict import weights_for
-from pipeline.train import load_run
+from vidcache.models.metrics import classification_metrics
+from vidcache.pipeline.predict import weights_for
+from vidcache.pipeline.train import load_run
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class _Epochs:
         self.epoch = 0
 
     def dataset(self, shuffle: bool):
-        from features.backbone import import_tensorflow
+        from vidcache.features.backbone import import_tensorflow
 
         tf = import_tensorflow()
         first = self.load(0)  # once: in frames mode a load is a decode
@@ -132,7 +132,7 @@ def train_e2e(
     import h5py
     import keras
 
-    from pipeline.plots import plot_confusion, plot_learning_curves
+    from vidcache.pipeline.plots import plot_confusion, plot_learning_curves
 
     run = load_run(run_dir)
     if run.task != "classify":

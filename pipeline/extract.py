@@ -28,15 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from features.backbone import FEATURE_DIM, FeatureExtractor, WeightsSpec
-from features.buffer import DEFAULT_SPILL_ROWS, FeatureBuffer
-from features.cache import CacheEntry, CacheLock, FeatureCache, read_settings
-from features.decode import open_source
-from features.discover import VideoSource
-from features.errors import VideoDecodeError
-from features.fingerprint import SourceStat, fingerprint, stat_source
-from features.frames import sampled_frames
-from features.settings import FeatureSettings, SamplingSpec, check_compatible
+from vidcache.features.backbone import FEATURE_DIM, FeatureExtractor, WeightsSpec
+from vidcache.features.buffer import DEFAULT_SPILL_ROWS, FeatureBuffer
+from vidcache.features.cache import CacheEntry, CacheLock, FeatureCache, read_settings
+from vidcache.features.decode import open_source
+from vidcache.features.discover import VideoSource
+from vidcache.features.errors import VideoDecodeError
+from vidcache.features.fingerprint import SourceStat, fingerprint, stat_source
+from vidcache.features.frames import sampled_frames
+from vidcache.features.settings import FeatureSettings, SamplingSpec, check_compatible
 
 EXTRACTED, CACHED, FAILED = "extracted", "cached", "failed"
 
@@ -164,7 +164,7 @@ def default_decode_workers() -> int:
     On the CPU the model already uses every core, so a second decoder would only take cycles
     from it; a GPU outruns one decoding core, so up to 8 decode in parallel there.
     """
-    from features.backbone import import_tensorflow
+    from vidcache.features.backbone import import_tensorflow
 
     tf = import_tensorflow()
     if tf.config.list_logical_devices("GPU"):

@@ -14,23 +14,23 @@ from pathlib import Path
 
 import numpy as np
 
-from features.backbone import FeatureExtractor, WeightsSpec
-from features.cache import CacheReader
-from features.decode import VideoReader, open_source
-from features.discover import VideoSource
-from features.errors import (
+from vidcache.features.backbone import FeatureExtractor, WeightsSpec
+from vidcache.features.cache import CacheReader
+from vidcache.features.decode import VideoReader, open_source
+from vidcache.features.discover import VideoSource
+from vidcache.features.errors import (
     CacheFormatError,
     SettingsMismatch,
     VideoDecodeError,
     WeightsUnavailable,
 )
-from features.fingerprint import fingerprint
-from features.sampling import sample
-from features.settings import FeatureSettings
-from features.transform import fit_frame
-from models.data import shape_sequence
-from pipeline.extract import ExtractConfig, extract_features
-from pipeline.train import Run
+from vidcache.features.fingerprint import fingerprint
+from vidcache.features.sampling import sample
+from vidcache.features.settings import FeatureSettings
+from vidcache.features.transform import fit_frame
+from vidcache.models.data import shape_sequence
+from vidcache.pipeline.extract import ExtractConfig, extract_features
+from vidcache.pipeline.train import Run
 
 
 def weights_for(settings: FeatureSettings, weights_path: Path | None = None) -> WeightsSpec:
@@ -169,7 +169,7 @@ def predict_videos(
     }
     sequences = [shaped[video_id][0] for video_id in order]
     if run.task == "caption":
-        from pipeline.caption import generate_captions
+        from vidcache.pipeline.caption import generate_captions
 
         width = beam if beam is not None else int(train.get("beam", 1))
         texts = generate_captions(
@@ -178,7 +178,7 @@ def predict_videos(
         for video_id, text in zip(order, texts):
             results[video_id].caption = text
     elif run.task == "regress":
-        from pipeline.regress import predict_sequences
+        from vidcache.pipeline.regress import predict_sequences
 
         for video_id, values in zip(order, predict_sequences(run.model, sequences)):
             results[video_id].values = np.asarray(values, np.float64).tolist()
@@ -239,8 +239,8 @@ def stream_predict(
         StreamError: a bidirectional run.
         VideoDecodeError: the source cannot be read.
     """
-    from models.captioner import StreamingCaptioner
-    from models.stream import StreamingModel
+    from vidcache.models.captioner import StreamingCaptioner
+    from vidcache.models.stream import StreamingModel
 
     settings = run.settings
     if settings.sampling.num_frames is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.annotations import (
+from vidcache.models.annotations import (
     TargetTable,
     VideoMatcher,
     align_targets,
@@ -27,7 +27,7 @@ from models.annotations import (
     read_targets,
     unmatched_note,
 )
-from models.data import (
+from vidcache.models.data import (
     DataError,
     SequenceSource,
     batched_dataset,
@@ -37,8 +37,8 @@ from models.data import (
     shape_sequence,
     standardization,
 )
-from models.metrics import regression_metrics
-from pipeline.train import (
+from vidcache.models.metrics import regression_metrics
+from vidcache.pipeline.train import (
     TrainConfig,
     TrainResult,
     body_options,
@@ -53,7 +53,7 @@ from pipeline.train import (
 def regression_dataset(source, targets, weights, batch_size, shuffle=False, seed=0):
     """``(frames, targets, weights)`` batches: targets ``(B, K)`` with weights ``(B,)``,
     or per frame ``(B, T, K)`` with ``(B, T)`` weights that are 0 on padding."""
-    from features.backbone import import_tensorflow
+    from vidcache.features.backbone import import_tensorflow
 
     tf = import_tensorflow()
     dim = source[0].shape[1]
@@ -160,13 +160,13 @@ def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
         AnnotationError: the targets file cannot be read.
         DataError: fewer than two videos with targets, or an impossible split.
     """
-    from features.backbone import import_tensorflow
+    from vidcache.features.backbone import import_tensorflow
 
     import_tensorflow()
     import keras
 
-    from models.heads import build_regressor
-    from pipeline.plots import plot_learning_curves
+    from vidcache.models.heads import build_regressor
+    from vidcache.pipeline.plots import plot_learning_curves
 
     if not config.targets:
         raise DataError("a regression run needs --targets CSV (path,value or path,time,value)")

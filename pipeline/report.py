@@ -10,8 +10,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from features.cache import SCHEMA_VERSION, CacheReader
-from pipeline.extract import CACHED, EXTRACTED, FAILED, ExtractSummary, Reporter, VideoOutcome
+from vidcache.features.cache import SCHEMA_VERSION, CacheReader
+from vidcache.pipeline.extract import (
+    CACHED,
+    EXTRACTED,
+    FAILED,
+    ExtractSummary,
+    Reporter,
+    VideoOutcome,
+)
 
 
 class ProgressReporter(Reporter):

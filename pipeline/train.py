@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from features.cache import CacheReader
-from features.errors import SettingsMismatch, VidcacheError
-from features.settings import FeatureSettings
-from models.data import (
+from vidcache.features.cache import CacheReader
+from vidcache.features.errors import SettingsMismatch, VidcacheError
+from vidcache.features.settings import FeatureSettings
+from vidcache.models.data import (
     DataError,
     SequenceSource,
     check_classes,
@@ -33,8 +33,8 @@ from models.data import (
     open_caches,
     standardization,
 )
-from models.metrics import classification_metrics
-from models.split import UCF101_GROUP, group_of, read_split_file, stratified_group_split
+from vidcache.models.metrics import classification_metrics
+from vidcache.models.split import UCF101_GROUP, group_of, read_split_file, stratified_group_split
 
 
 class RunError(VidcacheError):
@@ -253,7 +253,7 @@ def fit_model(
 
 def run_config(config: TrainConfig, readers, settings, examples, parts, fitted, **extra) -> dict:
     """The ``config.json`` of a run: task, options, caches, split ids, training record."""
-    from pipeline.extract import library_versions
+    from vidcache.pipeline.extract import library_versions
 
     return {
         "task": config.task,
@@ -285,22 +285,22 @@ def train_rnn(
         DataError: no labels, a single class, a class with one clip, an impossible split.
     """
     if config.task == "caption":
-        from pipeline.caption import train_captioner
+        from vidcache.pipeline.caption import train_captioner
 
         return train_captioner(cache_paths, run_dir, config)
     if config.task == "regress":
-        from pipeline.regress import train_regressor
+        from vidcache.pipeline.regress import train_regressor
 
         return train_regressor(cache_paths, run_dir, config)
     if config.task != "classify":
         raise ValueError(f"task must be classify, caption or regress. Received: {config.task}")
-    from features.backbone import import_tensorflow
+    from vidcache.features.backbone import import_tensorflow
 
     import_tensorflow()  # quietly, before Keras
     import keras
 
-    from models.heads import build_classifier
-    from pipeline.plots import plot_confusion, plot_learning_curves
+    from vidcache.models.heads import build_classifier
+    from vidcache.pipeline.plots import plot_confusion, plot_learning_curves
 
     run_dir = Path(run_dir)
     readers, settings = open_caches([Path(p) for p in cache_paths])
@@ -413,12 +413,12 @@ def load_run(run_dir: Path) -> Run:
     missing = [p.name for p in needed if not p.is_file()]
     if missing:
         raise RunError(f"{run_dir} is not a vidcache run (missing {', '.join(missing)})")
-    from features.backbone import import_tensorflow
+    from vidcache.features.backbone import import_tensorflow
 
     import_tensorflow()
     import keras
 
-    from models.text import CaptionVocabulary
+    from vidcache.models.text import CaptionVocabulary
 
     try:
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
@@ -478,11 +478,11 @@ def evaluate_run(
             )
         out_dir.mkdir(parents=True, exist_ok=True)
         if run.task == "caption":
-            from pipeline.caption import evaluate_captions
+            from vidcache.pipeline.caption import evaluate_captions
 
             metrics = evaluate_captions(run, reader, Path(annotations), config, out_dir)
         elif run.task == "regress":
-            from pipeline.regress import evaluate_regression
+            from vidcache.pipeline.regress import evaluate_regression
 
             metrics = evaluate_regression(run, reader, Path(annotations), config)
         else:
@@ -493,7 +493,7 @@ def evaluate_run(
 
 
 def _evaluate_classifier(run: Run, reader: CacheReader, config: TrainConfig, out_dir) -> dict:
-    from pipeline.plots import plot_confusion
+    from vidcache.pipeline.plots import plot_confusion
 
     examples = collect_examples([reader], config.label_map or None)
     index = {name: i for i, name in enumerate(run.classes)}

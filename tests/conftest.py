@@ -21,7 +21,7 @@ SMALL_BATCH = 4
 
 def lossless(path: Path, frames, fps: int = 10) -> Path:
     """Write frames losslessly (H.264 RGB, crf 0), so decoded frames equal the input."""
-    from features.synthetic import write_video
+    from vidcache.features.synthetic import write_video
 
     return write_video(path, frames, fps, "libx264rgb", "rgb24", {"crf": "0"})
 
@@ -49,7 +49,7 @@ def random_frames(count: int, seed: int = 0, height: int = 48, width: int = 64) 
 @pytest.fixture(scope="session")
 def extractor():
     """InceptionV3 at 75x75, random weights (seed 0), batch of 4: shared by the suite."""
-    from features.backbone import FeatureExtractor, WeightsSpec
+    from vidcache.features.backbone import FeatureExtractor, WeightsSpec
 
     return FeatureExtractor(SMALL, WeightsSpec("random", seed=0), "float32", SMALL_BATCH)
 
@@ -57,8 +57,8 @@ def extractor():
 @pytest.fixture
 def small_config():
     """An ExtractConfig matching the shared extractor."""
-    from features.backbone import WeightsSpec
-    from pipeline.extract import ExtractConfig
+    from vidcache.features.backbone import WeightsSpec
+    from vidcache.pipeline.extract import ExtractConfig
 
     def make(**changes):
         values = dict(
@@ -75,8 +75,8 @@ def small_config():
 @pytest.fixture
 def run_extract(extractor):
     """``extract_features`` with the shared CNN (no model build per test)."""
-    from features.discover import discover
-    from pipeline.extract import extract_features
+    from vidcache.features.discover import discover
+    from vidcache.pipeline.extract import extract_features
 
     def run(inputs, output, config, **kwargs):
         sources = discover([Path(p) for p in inputs])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.annotations import (
+from vidcache.models.annotations import (
     AnnotationError,
     VideoMatcher,
     align_targets,
@@ -11,7 +11,7 @@ from models.annotations import (
     read_captions,
     read_targets,
 )
-from models.text import END, PAD, START, UNK, CaptionVocabulary, VocabularyError
+from vidcache.models.text import END, PAD, START, UNK, CaptionVocabulary, VocabularyError
 
 CAPTIONS = ["A red square grows.", "The red square, it shrinks!", "a blue square grows"]
 

@@ -2,9 +2,14 @@ import numpy as np
 import pytest
 from conftest import SMALL, SMALL_BATCH
 
-from features import backbone
-from features.backbone import FeatureExtractor, WeightsSpec, build_backbone, imagenet_weights
-from features.errors import WeightsUnavailable
+from vidcache.features import backbone
+from vidcache.features.backbone import (
+    FeatureExtractor,
+    WeightsSpec,
+    build_backbone,
+    imagenet_weights,
+)
+from vidcache.features.errors import WeightsUnavailable
 
 
 def frames(n, seed=0):

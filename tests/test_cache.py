@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from features.buffer import FeatureBuffer
-from features.cache import (
+from vidcache.features.buffer import FeatureBuffer
+from vidcache.features.cache import (
     SCHEMA_VERSION,
     CacheEntry,
     CacheLock,
@@ -21,8 +21,8 @@ from features.cache import (
     encode_key,
     read_settings,
 )
-from features.errors import CacheFormatError, CacheLocked
-from features.settings import FeatureSettings
+from vidcache.features.errors import CacheFormatError, CacheLocked
+from vidcache.features.settings import FeatureSettings
 
 SETTINGS = FeatureSettings(weights="random:seed=0", weights_sha256="ab" * 32, image_size=75)
 
@@ -155,8 +155,8 @@ def test_lock_refuses_a_second_writer_in_another_process(tmp_path):
     path = tmp_path / "f.h5"
     with CacheLock(path):
         code = textwrap.dedent(f"""
-            from features.cache import CacheLock
-            from features.errors import CacheLocked
+            from vidcache.features.cache import CacheLock
+            from vidcache.features.errors import CacheLocked
             try:
                 CacheLock({str(path)!r}).acquire()
             except CacheLocked as exc:

@@ -5,8 +5,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import SMALL
 
-from features.cache import CacheLock
-from pipeline.cli import cli, extract_features_command
+from vidcache.features.cache import CacheLock
+from vidcache.pipeline.cli import cli, extract_features_command
 
 FAST = ["--weights", "random", "--image-size", str(SMALL), "--batch-size", "4", "-q"]
 
@@ -175,7 +175,7 @@ def test_make_demo_data_writes_every_kind(tmp_path):
 
 
 def test_demo_captions_say_what_was_drawn():
-    from features.synthetic import COLOUR_NAMES, PALETTE, describe_clip, render_clip
+    from vidcache.features.synthetic import COLOUR_NAMES, PALETTE, describe_clip, render_clip
 
     for seed in range(6):
         frame = render_clip("grow", 5, seed=seed)[-1]  # the square fills the centre
@@ -192,8 +192,8 @@ def test_progress_lines_without_a_terminal_and_failures_always_shown():
     import io
     from pathlib import Path
 
-    from pipeline.extract import EXTRACTED, FAILED, VideoOutcome
-    from pipeline.report import ProgressReporter
+    from vidcache.pipeline.extract import EXTRACTED, FAILED, VideoOutcome
+    from vidcache.pipeline.report import ProgressReporter
 
     stream = io.StringIO()  # not a TTY: no bar, plain lines
     reporter = ProgressReporter(stream=stream, log_every=0)
@@ -216,7 +216,7 @@ def test_progress_lines_without_a_terminal_and_failures_always_shown():
 
 
 def test_demo_data_is_byte_for_byte_reproducible(tmp_path):
-    from features.synthetic import make_demo_dataset
+    from vidcache.features.synthetic import make_demo_dataset
 
     def digests(root):
         return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from conftest import SMALL, lossless, random_frames
 from test_extract import reference_features, stored
 
-from features.discover import discover
-from pipeline.cli import cli
-from pipeline.extract import CACHED, EXTRACTED
+from vidcache.features.discover import discover
+from vidcache.pipeline.cli import cli
+from vidcache.pipeline.extract import CACHED, EXTRACTED
 
 pytestmark = pytest.mark.slow
 

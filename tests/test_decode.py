@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from conftest import lossless, random_frames, solid_frames
 
-from features.decode import FrameFolderReader, VideoReader, open_source
-from features.discover import VideoSource
-from features.errors import VideoDecodeError
-from features.sampling import sample
-from features.settings import SamplingSpec
-from features.synthetic import render_clip, write_frame_folder, write_video
-from features.transform import fit_frame
+from vidcache.features.decode import FrameFolderReader, VideoReader, open_source
+from vidcache.features.discover import VideoSource
+from vidcache.features.errors import VideoDecodeError
+from vidcache.features.sampling import sample
+from vidcache.features.settings import SamplingSpec
+from vidcache.features.synthetic import render_clip, write_frame_folder, write_video
+from vidcache.features.transform import fit_frame
 
 
 def test_decoded_frames_are_exact_rgb_with_timestamps(tmp_path):

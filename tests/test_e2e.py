@@ -7,13 +7,20 @@ import pytest
 from click.testing import CliRunner
 from conftest import SMALL
 
-from features.backbone import WeightsSpec, build_backbone
-from features.errors import SettingsMismatch
-from models.e2e import E2EError, build_e2e, cut_layer_name, freeze, length_batches, split_backbone
-from models.heads import build_classifier
-from pipeline.cli import cli
-from pipeline.e2e import E2EConfig, train_e2e
-from pipeline.train import TrainConfig, train_rnn
+from vidcache.features.backbone import WeightsSpec, build_backbone
+from vidcache.features.errors import SettingsMismatch
+from vidcache.models.e2e import (
+    E2EError,
+    build_e2e,
+    cut_layer_name,
+    freeze,
+    length_batches,
+    split_backbone,
+)
+from vidcache.models.heads import build_classifier
+from vidcache.pipeline.cli import cli
+from vidcache.pipeline.e2e import E2EConfig, train_e2e
+from vidcache.pipeline.train import TrainConfig, train_rnn
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +156,7 @@ def test_train_e2e_end_to_end_and_refuses_another_backbone(
 
 
 def test_memory_estimate_reduces_the_batch_or_says_what_to_do(parts):
-    from models.e2e import bytes_per_frame, fit_batch_size
+    from vidcache.models.e2e import bytes_per_frame, fit_batch_size
 
     backbone = parts[0]
     full = bytes_per_frame(backbone, "mixed8")

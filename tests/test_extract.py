@@ -8,15 +8,15 @@ import pytest
 from conftest import SMALL, lossless, random_frames
 from test_decode import bad_file
 
-from features.cache import CacheReader
-from features.decode import open_source
-from features.discover import discover
-from features.errors import SettingsMismatch
-from features.sampling import sample
-from features.settings import SamplingSpec
-from features.synthetic import write_frame_folder
-from features.transform import fit_frame
-from pipeline.extract import CACHED, EXTRACTED, FAILED, Reporter
+from vidcache.features.cache import CacheReader
+from vidcache.features.decode import open_source
+from vidcache.features.discover import discover
+from vidcache.features.errors import SettingsMismatch
+from vidcache.features.sampling import sample
+from vidcache.features.settings import SamplingSpec
+from vidcache.features.synthetic import write_frame_folder
+from vidcache.features.transform import fit_frame
+from vidcache.pipeline.extract import CACHED, EXTRACTED, FAILED, Reporter
 
 
 def reference_features(extractor, source, config):
@@ -121,7 +121,7 @@ def test_other_settings_are_refused_and_overwrite_replaces(
 def test_same_declared_settings_but_other_weights_are_refused(
     tmp_path, dataset, small_config, extractor
 ):
-    from pipeline.extract import extract_features
+    from vidcache.pipeline.extract import extract_features
 
     out = tmp_path / "f.h5"
     sources = discover([dataset])
@@ -213,7 +213,7 @@ def test_ctrl_c_stops_after_the_current_batch_and_keeps_committed_videos(
 def test_an_unexpected_error_in_one_video_does_not_end_the_run(
     tmp_path, dataset, small_config, run_extract, monkeypatch
 ):
-    import features.frames as module  # where extraction fits its frames
+    import vidcache.features.frames as module  # where extraction fits its frames
 
     real = module.fit_frame
 
@@ -230,7 +230,7 @@ def test_an_unexpected_error_in_one_video_does_not_end_the_run(
 
 
 def test_nothing_to_do_builds_no_model(tmp_path, dataset, small_config, run_extract):
-    from pipeline.extract import extract_features
+    from vidcache.pipeline.extract import extract_features
 
     out = tmp_path / "f.h5"
     run_extract([dataset], out, small_config())
@@ -257,8 +257,8 @@ def test_settings_of_the_run_are_stamped_on_the_cache(
 def test_overwrite_keeps_the_old_cache_when_the_run_fails_before_writing(
     tmp_path, dataset, small_config, run_extract
 ):
-    from features.errors import WeightsUnavailable
-    from pipeline.extract import extract_features
+    from vidcache.features.errors import WeightsUnavailable
+    from vidcache.pipeline.extract import extract_features
 
     out = tmp_path / "f.h5"
     run_extract([dataset], out, small_config())

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from features.cache import CacheReader
-from features.synthetic import make_demo_dataset
-from pipeline.cli import cli
+from vidcache.features.cache import CacheReader
+from vidcache.features.synthetic import make_demo_dataset
+from vidcache.pipeline.cli import cli
 
 pytestmark = pytest.mark.slow
 

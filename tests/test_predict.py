@@ -7,12 +7,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import lossless, random_frames
 
-from features.discover import discover
-from features.errors import SettingsMismatch, WeightsUnavailable
-from features.settings import FeatureSettings
-from pipeline.cli import cli
-from pipeline.predict import predict_videos, stream_predict, weights_for
-from pipeline.train import TrainConfig, load_run, train_rnn
+from vidcache.features.discover import discover
+from vidcache.features.errors import SettingsMismatch, WeightsUnavailable
+from vidcache.features.settings import FeatureSettings
+from vidcache.pipeline.cli import cli
+from vidcache.pipeline.predict import predict_videos, stream_predict, weights_for
+from vidcache.pipeline.train import TrainConfig, load_run, train_rnn
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_predict_reuses_cached_videos_and_extracts_new_ones(tmp_path, dataset, r
 
 
 def load_cached(path, video_id):
-    from features.cache import CacheReader
+    from vidcache.features.cache import CacheReader
 
     with CacheReader(path) as reader:
         return reader.features(video_id)

@@ -1,7 +1,7 @@
 import pytest
 
-from features.sampling import count_indices, sample, sample_by_count, sample_by_rate
-from features.settings import SamplingSpec
+from vidcache.features.sampling import count_indices, sample, sample_by_count, sample_by_rate
+from vidcache.features.settings import SamplingSpec
 
 
 def frames_at(fps, count):

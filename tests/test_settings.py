@@ -1,7 +1,7 @@
 import pytest
 
-from features.errors import SettingsMismatch
-from features.settings import FeatureSettings, SamplingSpec, check_compatible
+from vidcache.features.errors import SettingsMismatch
+from vidcache.features.settings import FeatureSettings, SamplingSpec, check_compatible
 
 
 def make(**changes):

@@ -8,12 +8,12 @@ import pytest
 from click.testing import CliRunner
 from test_train import DIM, write_cache
 
-from models.captioner import CaptionDecoder, StreamingCaptioner, build_captioner
-from models.heads import build_regressor
-from models.stream import StreamingModel
-from models.text import END, START
-from pipeline.cli import cli
-from pipeline.train import TrainConfig, evaluate_run, load_run, train_rnn
+from vidcache.models.captioner import CaptionDecoder, StreamingCaptioner, build_captioner
+from vidcache.models.heads import build_regressor
+from vidcache.models.stream import StreamingModel
+from vidcache.models.text import END, START
+from vidcache.pipeline.cli import cli
+from vidcache.pipeline.train import TrainConfig, evaluate_run, load_run, train_rnn
 
 VOCAB = 12
 
@@ -48,7 +48,7 @@ def test_teacher_forcing_shapes_and_masking_of_frames_and_words(attention):
 def test_padded_words_carry_no_loss():
     import keras
 
-    from pipeline.caption import caption_dataset
+    from vidcache.pipeline.caption import caption_dataset
 
     inputs = np.array([[START, 4, 5], [START, 6, 0]], np.int32)
     targets = np.array([[4, 5, END], [6, END, 0]], np.int32)
@@ -102,7 +102,7 @@ def test_a_streamed_caption_equals_the_offline_caption(attention):
 
 
 def _demo_cache(tmp_path, run_extract, small_config, clips_per_class):
-    from features.synthetic import make_demo_dataset
+    from vidcache.features.synthetic import make_demo_dataset
 
     root = tmp_path / "videos"
     make_demo_dataset(root, clips_per_class)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from models.textmetrics import (
+from vidcache.models.textmetrics import (
     caption_metrics,
     cider_d,
     corpus_bleu,

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from features.buffer import FeatureBuffer
-from features.cache import CacheEntry, FeatureCache
-from features.settings import FeatureSettings
-from models.heads import build_classifier
-from models.split import SplitError, group_of, stratified_group_split
-from models.stream import StreamError, StreamingModel
-from pipeline.cli import cli
-from pipeline.train import TrainConfig, evaluate_run, load_run, train_rnn
+from vidcache.features.buffer import FeatureBuffer
+from vidcache.features.cache import CacheEntry, FeatureCache
+from vidcache.features.settings import FeatureSettings
+from vidcache.models.heads import build_classifier
+from vidcache.models.split import SplitError, group_of, stratified_group_split
+from vidcache.models.stream import StreamError, StreamingModel
+from vidcache.pipeline.cli import cli
+from vidcache.pipeline.train import TrainConfig, evaluate_run, load_run, train_rnn
 
 DIM = 8
 SETTINGS = FeatureSettings(weights="random:seed=0", weights_sha256="ab" * 32, image_size=75)
@@ -287,8 +287,8 @@ def test_ctrl_c_during_training_keeps_the_best_model_so_far(tmp_path, monkeypatc
 
 
 def test_sequence_shaping_and_balanced_class_weights():
-    from models.data import shape_sequence
-    from pipeline.train import _class_weights
+    from vidcache.models.data import shape_sequence
+    from vidcache.pipeline.train import _class_weights
 
     x = np.arange(10)[:, None] * np.ones((1, 2))
     np.testing.assert_array_equal(shape_sequence(x, 4, None)[:, 0], [1, 3, 6, 8])
@@ -299,7 +299,7 @@ def test_sequence_shaping_and_balanced_class_weights():
 
 
 def test_constant_dimensions_are_not_blown_up_by_standardisation():
-    from models.data import SequenceSource, standardization
+    from vidcache.models.data import SequenceSource, standardization
 
     class Fixed(SequenceSource):
         def __init__(self, arrays):

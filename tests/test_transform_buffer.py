@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from features.buffer import FeatureBuffer
-from features.transform import fit_frame, scaled_size
+from vidcache.features.buffer import FeatureBuffer
+from vidcache.features.transform import fit_frame, scaled_size
 
 
 @pytest.mark.parametrize(
