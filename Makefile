@@ -64,6 +64,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check vidcache pipeline features models tests bench
 
 bench: $(STAMP)
+	$(BIN)/python bench/cache.py
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/e2e.py

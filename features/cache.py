@@ -1,117 +1,52 @@
-"""The HDF5 feature cache: one file, one group per video, settings stamped on the file.
+"""The HDF5 feature cache: the writer a run holds under a lock, and the reader.
 
-The layout is documented in ``docs/cache-format.md``. In short::
+Schema 2 (``features.store``) is written; schema 1 files (``features.legacy``) are read as
+they are and upgraded by :func:`vidcache.features.maintenance.migrate`. Both are
+documented in ``docs/cache-format.md``.
 
-    /                       attrs: format, schema_version, settings (JSON), settings_sha256,
-                                   versions (JSON), created, updated
-    /videos/<key>           attrs: video_id, path, label, size, mtime, fingerprint, ...
-    /videos/<key>/features       (T, 2048) float32 or float16
-    /videos/<key>/timestamps     (T,) float64, seconds from the start of the video
-    /videos/<key>/frame_indices  (T,) int64, index of the frame in the decoded stream
-
-``<key>`` is the video id with ``%`` and ``/`` percent-encoded (see :func:`encode_key`).
-
-Crash safety: a video is written in one short commit (group, datasets, attributes) that
-ends with a flush, after all its frames went through the CNN; until then its features
-live outside the file (``features.buffer``). HDF5 writes metadata only at a flush, so a
-process killed between commits leaves the file as of the last commit, and a group that is
-incomplete for any reason is ignored by readers and re-extracted by the next run.
-Replacing a video deletes and flushes first, so freed space is never reused under data the
-file still points at. One writer at a time: :class:`CacheLock` (``<file>.lock``, ``flock``).
+Opening is where crashes are healed: a file whose writer was killed still carries HDF5's
+"open for write" flag. A writer (which holds :class:`CacheLock`) clears it before opening;
+a reader clears it when the lock shows no writer is alive and the file is writable, and
+otherwise opens the file in SWMR-read mode, which sees every committed video (also while a
+run is writing the file).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import errno
 import fcntl
 import json
-import math
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from vidcache.features import store
 from vidcache.features.buffer import FeatureBuffer
-from vidcache.features.errors import CacheFormatError, CacheLocked
+from vidcache.features.entry import CacheEntry, decode_key, encode_key
+from vidcache.features.errors import CacheDamaged, CacheFormatError, CacheLocked
+from vidcache.features.h5recover import clear_write_flags, read_superblock
+from vidcache.features.legacy import LegacyReader
 from vidcache.features.settings import FeatureSettings
 
-FORMAT = "vidcache-features"
-SCHEMA_VERSION = 1
+FORMAT = store.FORMAT
+SCHEMA_VERSION = store.SCHEMA_VERSION
 
+__all__ = [
+    "CacheEntry",
+    "CacheLock",
+    "CacheReader",
+    "FeatureCache",
+    "SCHEMA_VERSION",
+    "decode_key",
+    "encode_key",
+    "read_settings",
+]
 
-def encode_key(video_id: str) -> str:
-    """HDF5 name of a video's group: the id with ``%`` and ``/`` percent-encoded."""
-    return video_id.replace("%", "%25").replace("/", "%2F")
-
-
-def decode_key(key: str) -> str:
-    """Inverse of :func:`encode_key`."""
-    return key.replace("%2F", "/").replace("%25", "%")
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass
-class CacheEntry:
-    """What the cache records about one video (its group's attributes).
-
-    Attributes:
-        video_id: stable id (relative path), the cache key.
-        path: absolute path of the source at extraction time.
-        label: class label, ``""`` for none.
-        kind: ``"file"`` or ``"frames"``.
-        size: bytes of the source.
-        mtime: modification time of the source (seconds since the epoch).
-        fingerprint: ``"sha256:<hex>"`` of the source's content.
-        num_frames: sampled frames stored (rows of ``features``).
-        fps: frame rate of the source.
-        duration: seconds declared by the container, ``nan`` if unknown.
-        source_frames: frames declared in (or counted from) the source, ``-1`` if unknown.
-        width: source frame width.
-        height: source frame height.
-        codec: source codec name.
-        meta: extra columns of a labels CSV.
-        extracted_at: ISO time of extraction (UTC).
-    """
-
-    video_id: str
-    path: str
-    label: str
-    kind: str
-    size: int
-    mtime: float
-    fingerprint: str
-    num_frames: int
-    fps: float
-    duration: float = math.nan
-    source_frames: int = -1
-    width: int = 0
-    height: int = 0
-    codec: str = ""
-    meta: dict = field(default_factory=dict)
-    extracted_at: str = ""
-
-    def to_attrs(self) -> dict:
-        attrs = asdict(self)
-        attrs["meta"] = json.dumps(self.meta, sort_keys=True)
-        return attrs
-
-    @classmethod
-    def from_attrs(cls, attrs) -> CacheEntry:
-        values = {name: attrs[name] for name in cls.__dataclass_fields__ if name in attrs}
-        for name, value in values.items():
-            if isinstance(value, bytes):
-                values[name] = value.decode()
-            elif isinstance(value, np.generic):
-                values[name] = value.item()
-        values["meta"] = json.loads(values.get("meta") or "{}")
-        return cls(**values)
+# What h5py raises on a damaged file: the wrapped HDF5 error, or a lookup that found garbage.
+_DAMAGE = (OSError, KeyError, ValueError, TypeError, AttributeError, RuntimeError, IndexError)
 
 
 class CacheLock:
@@ -166,153 +101,164 @@ class CacheLock:
         self.release()
 
 
-def _open_h5(path: Path, mode: str) -> h5py.File:
-    try:
-        return h5py.File(path, mode)
-    except OSError as exc:
-        text = str(exc)
-        if "lock" in text.lower():
-            raise CacheLocked(f"{path} is open for writing in another process") from None
-        raise CacheFormatError(
-            f"{path} is not a readable HDF5 file ({text.splitlines()[0]})"
-        ) from None
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
-def _check_format(handle: h5py.File, path: Path) -> None:
-    found = handle.attrs.get("format")
-    if isinstance(found, bytes):
-        found = found.decode()
-    if found != FORMAT:
-        raise CacheFormatError(
-            f"{path} is an HDF5 file but not a vidcache feature cache (format={found!r})"
-        )
-    version = int(handle.attrs.get("schema_version", -1))
-    if version != SCHEMA_VERSION:
-        raise CacheFormatError(
-            f"{path} has cache schema version {version}; this vidcache reads version "
-            f"{SCHEMA_VERSION} (re-extract with --overwrite, or use a matching vidcache)"
-        )
-    if "videos" not in handle:
-        raise CacheFormatError(f"{path} lacks the /videos group")
+def recover_if_crashed(path: Path) -> bool:
+    """Clear the flags a killed writer left on ``path``, if no writer is alive now.
 
-
-def _group_complete(group: h5py.Group) -> bool:
-    """A commit interrupted by a crash can leave a group without all its parts."""
-    try:
-        n = int(group.attrs["num_frames"])
-        return (
-            group["features"].shape[0] == n
-            and group["timestamps"].shape[0] == n
-            and "fingerprint" in group.attrs
-        )
-    except (KeyError, OSError, ValueError):
+    Returns:
+        True when a crashed writer's flags were cleared.
+    """
+    block = read_superblock(path)
+    if block is None or not block.open_for_write or not os.access(path, os.W_OK):
         return False
+    try:
+        lock = CacheLock(path).acquire()
+    except (CacheLocked, OSError):
+        return False  # a live writer (its file is valid for SWMR readers), or no lock dir
+    try:
+        return clear_write_flags(path)
+    finally:
+        lock.release()
+
+
+def _open_read(path: Path) -> h5py.File:
+    """Open for reading, healing or working around a crashed or live writer.
+
+    Raises:
+        CacheFormatError: missing, not HDF5, or damaged past opening.
+    """
+    if not path.is_file():
+        raise CacheFormatError(f"{path}: no such cache file")
+    options = {"rdcc_nbytes": store.READ_CACHE_BYTES, "rdcc_nslots": 10007}
+    try:
+        return h5py.File(path, "r", **options)
+    except _DAMAGE as exc:
+        first = exc
+    try:
+        block = read_superblock(path)
+    except OSError as exc:
+        raise CacheFormatError(f"{path}: cannot be read ({_first_line(exc)})") from None
+    if block is not None and block.open_for_write:
+        if recover_if_crashed(path):
+            try:
+                return h5py.File(path, "r", **options)
+            except _DAMAGE as exc:
+                first = exc
+        try:  # a run is writing it, or it cannot be healed from here: SWMR read
+            return h5py.File(path, "r", swmr=True, **options)
+        except _DAMAGE as exc:
+            first = exc
+    elif block is not None and not block.checksum_ok:
+        raise CacheDamaged(f"{path}: damaged cache (the HDF5 superblock fails its checksum)")
+    text = _first_line(first)
+    if "signature" in text.lower():
+        raise CacheFormatError(f"{path} is not a readable HDF5 file (no HDF5 signature)")
+    if "truncated" in text.lower():
+        raise CacheDamaged(f"{path}: damaged cache (the file is truncated: {text})")
+    raise CacheDamaged(f"{path}: damaged cache, HDF5 cannot open it ({text})")
 
 
 class FeatureCache:
-    """A cache opened for writing. Use :meth:`open`; hold a :class:`CacheLock` around it.
+    """A schema-2 cache opened for writing. Use :meth:`open` under a :class:`CacheLock`.
 
     Args:
-        path: the HDF5 file.
-        handle: the open ``h5py.File``.
+        writer: the open :class:`~vidcache.features.store.StoreWriter`.
     """
 
-    def __init__(self, path: Path, handle: h5py.File) -> None:
-        self.path = Path(path)
-        self._file = handle
+    def __init__(self, writer: store.StoreWriter) -> None:
+        self._writer = writer
+        self.path = writer.path
 
     @classmethod
-    def open(cls, path: Path, settings: FeatureSettings, versions: dict) -> FeatureCache:
+    def open(
+        cls, path: Path, settings: FeatureSettings, versions: dict, fsync: bool = False
+    ) -> FeatureCache:
         """Open ``path`` for writing, creating it with ``settings`` if it does not exist.
 
-        The caller compares ``settings`` with :func:`read_settings` first; an existing file
-        is opened as it is.
+        The caller holds the lock and compares ``settings`` with :func:`read_settings`
+        first; a file a killed run left is healed here.
+
+        Args:
+            path: the cache.
+            settings: the settings of a new file.
+            versions: library versions stamped on a new file.
+            fsync: make every commit durable against power loss. Defaults to False.
 
         Raises:
-            CacheFormatError: the file exists but is not a vidcache cache of this schema.
+            CacheFormatError: the file is not a vidcache cache of schema 2 (schema 1 files
+                are upgraded with ``vidcache migrate``), or is damaged.
         """
         path = Path(path)
-        if path.exists():
-            handle = _open_h5(path, "r+")
-            try:
-                _check_format(handle, path)
-            except CacheFormatError:
-                handle.close()
-                raise
-            return cls(path, handle)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = _open_h5(path, "w")
-        handle.attrs["format"] = FORMAT
-        handle.attrs["schema_version"] = SCHEMA_VERSION
-        handle.attrs["settings"] = settings.to_json()
-        handle.attrs["settings_sha256"] = settings.digest()
-        handle.attrs["versions"] = json.dumps(versions, sort_keys=True)
-        handle.attrs["created"] = handle.attrs["updated"] = _now()
-        handle.create_group("videos")
-        handle.flush()
-        return cls(path, handle)
+        if not path.exists():
+            store.create(path, settings, versions)
+        clear_write_flags(path)
+        try:
+            handle = h5py.File(path, "r+", libver="latest")
+        except _DAMAGE as exc:
+            raise CacheDamaged(f"{path}: damaged cache, HDF5 cannot open it ({_first_line(exc)})")
+        try:
+            version = store.check_header(handle, path)
+            if version != SCHEMA_VERSION:
+                raise CacheFormatError(
+                    f"{path} is a schema {version} cache; upgrade it with "
+                    f"'vidcache migrate {path}' first"
+                )
+            handle.swmr_mode = True
+            writer = store.StoreWriter(path, handle, fsync)
+        except CacheDamaged as exc:
+            handle.close()
+            raise CacheDamaged(f"{path}: damaged cache ({exc})") from None
+        except CacheFormatError:
+            handle.close()
+            raise
+        except _DAMAGE as exc:
+            handle.close()
+            raise CacheDamaged(f"{path}: damaged cache index ({_first_line(exc)})") from None
+        return cls(writer)
 
     def entries(self) -> dict[str, CacheEntry]:
-        """The complete videos in the cache by id; incomplete groups are removed."""
-        found, broken = {}, []
-        for key, group in self._file["videos"].items():
-            if _group_complete(group):
-                entry = CacheEntry.from_attrs(group.attrs)
-                found[entry.video_id] = entry
-            else:
-                broken.append(key)
-        if broken:
-            for key in broken:
-                del self._file["videos"][key]
-            self._file.flush()
-        return found
+        """The videos in the cache by id (their latest records)."""
+        index = self._writer.index
+        return {
+            video_id: index.entry(index.live[video_id])
+            for video_id in sorted(index.live, key=encode_key)
+        }
 
-    def write_video(self, entry: CacheEntry, buffer: FeatureBuffer, dtype: str) -> None:
-        """Commit one finished video (replacing an older version of it) and flush."""
-        videos = self._file["videos"]
-        key = encode_key(entry.video_id)
-        if key in videos:
-            del videos[key]
-            self._file.flush()
-        n = len(buffer)
-        group = videos.create_group(key)
-        features = group.create_dataset("features", shape=(n, buffer.dim), dtype=dtype)
-        row = 0
-        for block in buffer.blocks():
-            features[row : row + len(block)] = block.astype(dtype, copy=False)
-            row += len(block)
-        group.create_dataset("timestamps", data=np.asarray(buffer.timestamps, np.float64))
-        group.create_dataset("frame_indices", data=np.asarray(buffer.frame_indices, np.int64))
-        entry.num_frames = n
-        entry.extracted_at = entry.extracted_at or _now()
-        group.attrs.update(entry.to_attrs())
-        self._file.attrs["updated"] = _now()
-        self._file.flush()
+    def write_video(self, entry: CacheEntry, buffer: FeatureBuffer, dtype: str | None = None):
+        """Commit one finished video (replacing an older version of it).
+
+        Raises:
+            DiskFull: no room for it; the videos committed before are kept.
+        """
+        entry.extracted_at = entry.extracted_at or store.now()
+        self._writer.append(entry, buffer.blocks(), buffer.timestamps, buffer.frame_indices)
+
+    def write_rows(self, entry: CacheEntry, features, timestamps, frame_indices) -> None:
+        """Commit one video from arrays (migration, compaction, benchmarks)."""
+        entry.extracted_at = entry.extracted_at or store.now()
+        self._writer.append(entry, [features], timestamps, frame_indices)
 
     def touch_video(self, entry: CacheEntry) -> None:
-        """Record a new size/mtime for an unchanged video (same fingerprint)."""
-        group = self._file["videos"][encode_key(entry.video_id)]
-        group.attrs["mtime"] = entry.mtime
-        group.attrs["path"] = entry.path
-        self._file.flush()
+        """Record a new path/mtime for an unchanged video (same fingerprint, same rows)."""
+        position = self._writer.index.live[entry.video_id]
+        self._writer.append(entry, None, reuse_from=position)
 
     def delete_videos(self, video_ids: Iterable[str]) -> int:
-        """Delete videos by id; returns how many were removed."""
-        videos = self._file["videos"]
+        """Tombstone videos by id; returns how many were removed."""
+        index = self._writer.index
         removed = 0
         for video_id in video_ids:
-            key = encode_key(video_id)
-            if key in videos:
-                del videos[key]
+            position = index.live.get(video_id)
+            if position is not None:
+                self._writer.append(index.entry(position), None, deleted=True)
                 removed += 1
-        if removed:
-            self._file.attrs["updated"] = _now()
-            self._file.flush()
         return removed
 
     def close(self) -> None:
-        if self._file.id.valid:
-            self._file.close()
+        self._writer.close()
 
     def __enter__(self) -> FeatureCache:
         return self
@@ -332,62 +278,99 @@ def read_settings(path: Path) -> FeatureSettings:
 
 
 class CacheReader:
-    """Read-only access to a cache; the way stage two reads features.
+    """Read-only access to a cache of either schema; the way stage two reads features.
+
+    Opening reads the whole video index (a handful of reads at any size). Features are
+    checked against their CRC-32 on every read of a schema-2 file.
 
     Args:
         path: the HDF5 file.
 
     Raises:
-        CacheFormatError: the file is missing, not HDF5, not a vidcache cache, or of
-            another schema version.
+        CacheFormatError: the file is missing, not HDF5, not a vidcache cache, of another
+            schema version, or damaged (:class:`CacheDamaged`).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise CacheFormatError(f"{self.path}: no such cache file")
-        self._file = _open_h5(self.path, "r")
+        self._file = _open_read(self.path)
         try:
-            _check_format(self._file, self.path)
-            self.settings = FeatureSettings.from_json(self._file.attrs["settings"])
-        except (KeyError, TypeError, ValueError) as exc:
-            self._file.close()
-            raise CacheFormatError(f"{self.path}: damaged settings record ({exc})") from None
+            self.schema_version = store.check_header(self._file, self.path)
+            attrs = self._file.attrs
+            self.settings = FeatureSettings.from_json(attrs["settings"])
+            self.versions = json.loads(attrs.get("versions", "{}"))
+            self.created = str(attrs.get("created", ""))
+            if self.schema_version == 1:
+                self._legacy = LegacyReader(self._file, self.path)
+                self._index = None
+                self.updated = str(attrs.get("updated", ""))
+            else:
+                self._legacy = None
+                try:
+                    self._index = store.Index(self._file)
+                except CacheDamaged as exc:
+                    raise CacheDamaged(f"{self.path}: damaged cache ({exc})") from None
+                times = self._index.text["extracted_at"]
+                self.updated = max(times) if times else self.created
         except CacheFormatError:
             self._file.close()
             raise
-        self.versions = json.loads(self._file.attrs.get("versions", "{}"))
-        self.created = str(self._file.attrs.get("created", ""))
-        self.updated = str(self._file.attrs.get("updated", ""))
+        except _DAMAGE as exc:
+            self._file.close()
+            raise CacheDamaged(f"{self.path}: damaged cache ({_first_line(exc)})") from None
 
     def entries(self) -> dict[str, CacheEntry]:
-        """Complete videos by id, in key order."""
-        return {
-            entry.video_id: entry
-            for entry in (
-                CacheEntry.from_attrs(g.attrs)
-                for g in self._file["videos"].values()
-                if _group_complete(g)
-            )
-        }
+        """Videos by id, in the order of :func:`encode_key`."""
+        if self._legacy is not None:
+            return self._legacy.entries()
+        index = self._index
+        return {video_id: index.entry(position) for video_id, position in index.live.items()}
 
-    def _group(self, video_id: str) -> h5py.Group:
-        try:
-            return self._file["videos"][encode_key(video_id)]
-        except KeyError:
-            raise KeyError(f"{video_id!r} is not in {self.path}") from None
+    def __contains__(self, video_id: str) -> bool:
+        if self._legacy is not None:
+            return video_id in self._legacy.entries()
+        return video_id in self._index.live
+
+    def rows(self, video_id: str, verify: bool = True) -> store.Rows:
+        """Features, timestamps and frame indices of one video.
+
+        Raises:
+            KeyError: not in the cache.
+            CacheDamaged: its rows fail their checksum or cannot be read.
+        """
+        if self._legacy is not None:
+            return store.Rows(*self._legacy.rows(video_id))
+        position = self._index.live.get(video_id)
+        if position is None:
+            raise KeyError(f"{video_id!r} is not in {self.path}")
+        return store.read_rows(self._file, self._index, position, self.path, verify)
 
     def features(self, video_id: str) -> np.ndarray:
         """``(T, 2048)`` features of one video, in the stored dtype."""
-        return self._group(video_id)["features"][()]
-
-    def features_dataset(self, video_id: str) -> h5py.Dataset:
-        """The open ``features`` dataset of one video, for repeated reads without lookups."""
-        return self._group(video_id)["features"]
+        return self.rows(video_id).features
 
     def timestamps(self, video_id: str) -> np.ndarray:
         """``(T,)`` seconds of each stored frame."""
-        return self._group(video_id)["timestamps"][()]
+        return self.rows(video_id).timestamps
+
+    def stats(self) -> dict:
+        """Records, live videos, rows stored and rows in use (schema 2; waste = 1 - used)."""
+        if self._legacy is not None:
+            entries = self._legacy.entries()
+            rows = sum(e.num_frames for e in entries.values())
+            return {
+                "records": len(entries),
+                "videos": len(entries),
+                "rows": rows,
+                "live_rows": rows,
+            }
+        index = self._index
+        return {
+            "records": index.count,
+            "videos": len(index.live),
+            "rows": index.rows_end(),
+            "live_rows": index.live_rows(),
+        }
 
     def close(self) -> None:
         if self._file.id.valid:
@@ -398,3 +381,13 @@ class CacheReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def cache_schema(path: Path) -> int:
+    """The schema version of an existing cache (1 or 2).
+
+    Raises:
+        CacheFormatError: not a readable vidcache cache.
+    """
+    with CacheReader(path) as reader:
+        return reader.schema_version

@@ -27,3 +27,11 @@ class SettingsMismatch(VidcacheError):
 
 class CacheLocked(VidcacheError):
     """Another process is writing the cache."""
+
+
+class CacheDamaged(CacheFormatError):
+    """Stored bytes fail their checksum, or the file's structure is broken."""
+
+
+class DiskFull(VidcacheError):
+    """No space left to commit the next video; everything committed before is kept."""

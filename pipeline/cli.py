@@ -157,6 +157,12 @@ Example:
     "--overwrite", is_flag=True, help="Replace an existing cache instead of adding to it."
 )
 @click.option("--strict", is_flag=True, help="Stop at the first video that cannot be read.")
+@click.option(
+    "--fsync",
+    is_flag=True,
+    help="fsync the cache at every commit: committed videos survive power loss too "
+    "(a killed run never loses them either way).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; errors and summary only.")
 @core_errors
 def extract(
@@ -179,6 +185,7 @@ def extract(
     prune,
     overwrite,
     strict,
+    fsync,
     quiet,
 ) -> None:
     from vidcache.features.backbone import WeightsSpec
@@ -224,6 +231,7 @@ def extract(
         overwrite=overwrite,
         prune=prune,
         strict=strict,
+        fsync=fsync,
         decode_workers=decode_workers,
     )
     reporter = ProgressReporter(quiet=quiet)
@@ -977,3 +985,7 @@ def train_e2e_command(
         f"{c['seconds_per_epoch']} (end to end); batch {c['batch_size']} videos, about "
         f"{c['estimated_gib_per_step']} GiB per step"
     )
+
+
+# Commands that keep a cache healthy (verify, compact, migrate) live in their own module.
+from vidcache.pipeline import cache_commands  # noqa: E402,F401

@@ -16,10 +16,12 @@ already committed.
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -30,12 +32,20 @@ import numpy as np
 
 from vidcache.features.backbone import FEATURE_DIM, FeatureExtractor, WeightsSpec
 from vidcache.features.buffer import DEFAULT_SPILL_ROWS, FeatureBuffer
-from vidcache.features.cache import CacheEntry, CacheLock, FeatureCache, read_settings
+from vidcache.features.cache import (
+    SCHEMA_VERSION,
+    CacheEntry,
+    CacheLock,
+    FeatureCache,
+    cache_schema,
+    read_settings,
+)
 from vidcache.features.decode import open_source
 from vidcache.features.discover import VideoSource
-from vidcache.features.errors import VideoDecodeError
+from vidcache.features.errors import DiskFull, VideoDecodeError
 from vidcache.features.fingerprint import SourceStat, fingerprint, stat_source
 from vidcache.features.frames import sampled_frames
+from vidcache.features.maintenance import migrate
 from vidcache.features.settings import FeatureSettings, SamplingSpec, check_compatible
 
 EXTRACTED, CACHED, FAILED = "extracted", "cached", "failed"
@@ -62,6 +72,8 @@ class ExtractConfig:
             file. Defaults to 512.
         decode_workers: videos decoded at once; 0 picks :func:`default_decode_workers`.
             Defaults to 0.
+        fsync: ``fsync`` the cache at every commit, so committed videos survive power
+            loss too (a killed process never loses them either way). Defaults to False.
     """
 
     weights: WeightsSpec = WeightsSpec("imagenet")
@@ -78,6 +90,7 @@ class ExtractConfig:
     queue_batches: int = 4
     spill_rows: int = DEFAULT_SPILL_ROWS
     decode_workers: int = 0
+    fsync: bool = False
 
     @classmethod
     def for_settings(
@@ -421,6 +434,12 @@ def extract_features(
             check_compatible(cached, requested, cache_name=str(output), ignore=("weights_sha256",))
         entries = {}
         if cached is not None:
+            if cache_schema(output) != SCHEMA_VERSION:
+                report = migrate(output, locked=True)
+                reporter.note(
+                    f"upgraded {output} to cache schema {SCHEMA_VERSION} "
+                    f"({report.videos} videos, {report.seconds:.1f} s)"
+                )
             with FeatureCache.open(output, cached, {}) as cache:
                 entries = cache.entries()
         reporter.begin(len(sources))
@@ -455,7 +474,9 @@ def extract_features(
                 check_compatible(cached, settings, cache_name=str(output))
         if cached is None and output.exists():
             output.unlink()
-        with FeatureCache.open(output, settings or requested, library_versions()) as cache:
+        with FeatureCache.open(
+            output, settings or requested, library_versions(), fsync=config.fsync
+        ) as cache:
             if gone:
                 summary.pruned = cache.delete_videos(gone)
                 reporter.note(f"pruned {summary.pruned} video(s) whose source is gone")
@@ -499,11 +520,21 @@ def _run(
                     raise item
                 if item.owners:
                     features = extractor(item.images[: len(item.owners)])
-                    for row, (slot, time_s, index) in enumerate(item.owners):
-                        buffer = buffers.get(slot)
-                        if buffer is None:
-                            buffer = buffers[slot] = FeatureBuffer(FEATURE_DIM, config.spill_rows)
-                        buffer.append(features[row], time_s, index)
+                    try:
+                        for row, (slot, time_s, index) in enumerate(item.owners):
+                            buffer = buffers.get(slot)
+                            if buffer is None:
+                                buffer = FeatureBuffer(FEATURE_DIM, config.spill_rows)
+                                buffers[slot] = buffer
+                            buffer.append(features[row], time_s, index)
+                    except OSError as exc:
+                        if exc.errno != errno.ENOSPC:
+                            raise
+                        raise DiskFull(
+                            f"no space left for the temporary rows of long videos "
+                            f"({tempfile.gettempdir()}; set TMPDIR elsewhere); every video "
+                            f"committed to {cache.path} before is kept"
+                        ) from None
                     summary.frames += len(item.owners)
                     reporter.frames(len(item.owners))
                 for event in item.events:

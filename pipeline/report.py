@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vidcache.features.cache import SCHEMA_VERSION, CacheReader
+from vidcache.features.cache import CacheReader
 from vidcache.pipeline.extract import (
     CACHED,
     EXTRACTED,
@@ -141,7 +141,8 @@ def cache_summary(path: Path) -> dict:
                 duration += entry.duration
         return {
             "path": str(path),
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": reader.schema_version,
+            "storage": reader.stats(),
             "settings": reader.settings.to_dict(),
             "settings_sha256": reader.settings.digest(),
             "versions": reader.versions,
@@ -180,6 +181,17 @@ def format_cache_summary(summary: dict) -> str:
         ),
         f"  created {summary['created']}, updated {summary['updated']}",
     ]
+    storage = summary["storage"]
+    if storage["rows"] > storage["live_rows"]:
+        waste = 1 - storage["live_rows"] / storage["rows"]
+        lines.append(
+            f"  storage: {storage['rows'] - storage['live_rows']} of {storage['rows']} rows "
+            f"({waste:.0%}) belong to replaced or deleted videos; 'vidcache compact' frees them"
+        )
+    if summary["schema_version"] == 1:
+        lines.append(
+            f"  schema 1 (vidcache 0.1): upgrade with 'vidcache migrate {summary['path']}'"
+        )
     if summary["labels"]:
         width = max(12, *(len(label or "(none)") for label in summary["labels"]))
         lines.append(f"  {'label':<{width}}  {'videos':>6}  {'frames':>7}")

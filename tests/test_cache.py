@@ -3,6 +3,7 @@ import math
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vidcache.features import maintenance
 from vidcache.features.buffer import FeatureBuffer
 from vidcache.features.cache import (
     SCHEMA_VERSION,
@@ -21,10 +23,12 @@ from vidcache.features.cache import (
     encode_key,
     read_settings,
 )
-from vidcache.features.errors import CacheFormatError, CacheLocked
+from vidcache.features.errors import CacheDamaged, CacheFormatError, CacheLocked
+from vidcache.features.legacy import write_schema1
 from vidcache.features.settings import FeatureSettings
 
 SETTINGS = FeatureSettings(weights="random:seed=0", weights_sha256="ab" * 32, image_size=75)
+SETTINGS8 = replace(SETTINGS, feature_dim=8)
 
 
 def entry(video_id="A/clip one.mp4", **changes):
@@ -45,12 +49,12 @@ def entry(video_id="A/clip one.mp4", **changes):
     return CacheEntry(**values)
 
 
-def write(cache, video, rows, dtype="float32"):
+def write(cache, video, rows):
     """Commit ``rows`` through a spilling buffer, as the pipeline does."""
     with FeatureBuffer(rows.shape[1], spill_rows=2) as buffer:
         for i, row in enumerate(rows):
             buffer.append(row, i * 0.2, i * 2)
-        cache.write_video(video, buffer, dtype)
+        cache.write_video(video, buffer)
 
 
 @given(st.text(min_size=1).filter(lambda s: s not in (".", "..")))
@@ -63,8 +67,8 @@ def test_write_then_read_back_with_provenance(tmp_path):
     path = tmp_path / "f.h5"
     rows = np.random.default_rng(0).random((5, 2048), dtype=np.float32)
     with FeatureCache.open(path, SETTINGS, {"keras": "3"}) as cache:
-        write(cache, entry(), rows, "float32")
-        write(cache, entry("B/x.mp4", label=""), rows[:2], "float32")
+        write(cache, entry(), rows)
+        write(cache, entry("B/x.mp4", label=""), rows[:2])
     with CacheReader(path) as reader:
         assert reader.settings == SETTINGS and reader.versions == {"keras": "3"}
         entries = reader.entries()
@@ -81,45 +85,115 @@ def test_write_then_read_back_with_provenance(tmp_path):
 
 def test_the_documented_plain_h5py_recipe_works(tmp_path):
     path = tmp_path / "f.h5"
-    with FeatureCache.open(path, SETTINGS, {}) as cache:
-        write(cache, entry(), np.ones((3, 2048), np.float32), "float16")
-    # The recipe in docs/cache-format.md:
+    settings16 = replace(SETTINGS, dtype="float16")
+    with FeatureCache.open(path, settings16, {}) as cache:
+        write(cache, entry(), np.ones((3, 2048), np.float32))
+        write(cache, entry("B/x.mp4"), np.full((2, 2048), 2, np.float32))
+        write(cache, entry("B/x.mp4", fingerprint="sha256:22"), np.full((4, 2048), 3, np.float32))
+    # The recipe in docs/cache-format.md (latest record per id wins, tombstones drop):
     with h5py.File(path, "r") as f:
         settings = json.loads(f.attrs["settings"])
-        for key, video in f["videos"].items():
-            features = video["features"][()]
-            label = video.attrs["label"]
-    assert settings["image_size"] == 75 and f"{SCHEMA_VERSION}" == "1"
-    assert features.shape == (3, 2048) and features.dtype == np.float16 and label == "A"
-    assert key == "A%2Fclip one.mp4"
+        n = int(f["commit"][0])
+        index = f["index"]
+        ids = index["video_id/bytes"][()].tobytes()
+        ends = index["video_id/offsets"][: n + 1]
+        latest = {ids[ends[i] : ends[i + 1]].decode(): i for i in range(n)}
+        videos = {}
+        for video_id, i in latest.items():
+            if not index["deleted"][i]:
+                start, count = index["row_start"][i], index["num_frames"][i]
+                videos[video_id] = f["rows/features"][start : start + count]
+    assert settings["image_size"] == 75 and SCHEMA_VERSION == 2
+    assert sorted(videos) == ["A/clip one.mp4", "B/x.mp4"]
+    assert videos["B/x.mp4"].shape == (4, 2048) and (videos["B/x.mp4"] == 3).all()
+    assert videos["A/clip one.mp4"].dtype == np.float16
 
 
-def test_replacing_a_video_keeps_one_copy(tmp_path):
+def test_replace_touch_and_delete_are_records_and_compact_frees_the_rows(tmp_path):
     path = tmp_path / "f.h5"
-    with FeatureCache.open(path, SETTINGS, {}) as cache:
-        write(cache, entry(), np.zeros((4, 8), np.float32), "float32")
-        write(cache, entry(fingerprint="sha256:11"), np.ones((2, 8), np.float32), "float32")
+    with FeatureCache.open(path, SETTINGS8, {}) as cache:
+        write(cache, entry(), np.zeros((4, 8), np.float32))
+        write(cache, entry("B"), np.ones((3, 8), np.float32))
+        write(cache, entry(fingerprint="sha256:11"), np.ones((2, 8), np.float32))
+        cache.touch_video(replace(cache.entries()["B"], path="/moved/B", mtime=9.0))
+        assert cache.delete_videos(["nope"]) == 0
         entries = cache.entries()
-    assert list(entries) == ["A/clip one.mp4"] and entries["A/clip one.mp4"].num_frames == 2
-
-
-def test_incomplete_group_is_ignored_by_readers_and_removed_by_writers(tmp_path):
-    path = tmp_path / "f.h5"
-    with FeatureCache.open(path, SETTINGS, {}) as cache:
-        write(cache, entry(), np.zeros((2, 8), np.float32), "float32")
-    with h5py.File(path, "r+") as f:  # what a torn commit could leave: no attributes yet
-        f["videos"].create_group("half").create_dataset("features", data=np.zeros((3, 8)))
+    assert list(entries) == ["A/clip one.mp4", "B"] and entries["A/clip one.mp4"].num_frames == 2
     with CacheReader(path) as reader:
-        assert list(reader.entries()) == ["A/clip one.mp4"]
-    with FeatureCache.open(path, SETTINGS, {}) as cache:
-        assert list(cache.entries()) == ["A/clip one.mp4"]
+        assert reader.stats() == {"records": 4, "videos": 2, "rows": 9, "live_rows": 5}
+        assert reader.entries()["B"].path == "/moved/B"
+        np.testing.assert_array_equal(reader.features("B"), np.ones((3, 8)))
+    with FeatureCache.open(path, SETTINGS8, {}) as cache:
+        assert cache.delete_videos(["B"]) == 1
+    report = maintenance.compact(path)
+    assert report.videos == 1
+    with CacheReader(path) as reader:
+        assert reader.stats() == {"records": 1, "videos": 1, "rows": 2, "live_rows": 2}
+        np.testing.assert_array_equal(reader.features("A/clip one.mp4"), np.ones((2, 8)))
+
+
+def test_a_flipped_byte_in_feature_data_is_caught_and_verify_repairs(tmp_path):
+    path = tmp_path / "f.h5"
+    with FeatureCache.open(path, SETTINGS8, {}) as cache:
+        write(cache, entry("A"), np.full((3, 8), 0.5, np.float32))
+        write(cache, entry("B"), np.full((3, 8), 0.25, np.float32))
     with h5py.File(path, "r") as f:
-        assert "half" not in f["videos"]
+        offset = f["rows/features"].id.get_offset()
+        chunk = f["rows/features"].id.get_chunk_info(0)
+        offset = chunk.byte_offset if offset is None else offset
+    raw = bytearray(path.read_bytes())
+    raw[offset + 3 * 8 * 4 + 5] ^= 0x10  # a byte of B's first row
+    path.write_bytes(bytes(raw))
+    with CacheReader(path) as reader:
+        np.testing.assert_array_equal(reader.features("A"), np.full((3, 8), 0.5))
+        with pytest.raises(CacheDamaged, match="video 'B' is damaged \\(checksum mismatch"):
+            reader.features("B")
+    report = maintenance.verify(path)
+    assert list(report.damaged) == ["B"] and report.videos == 2
+    assert maintenance.repair(path, report.damaged) == 1
+    with CacheReader(path) as reader:
+        assert list(reader.entries()) == ["A"]
+
+
+def test_schema1_files_are_read_as_they_are_and_migrate_to_the_same_content(tmp_path):
+    old = tmp_path / "old.h5"
+    rng = np.random.default_rng(1)
+    videos = [
+        (
+            entry(f"c/{name}", label=name[0]),
+            rng.random((3 + i, 8), np.float32),
+            np.arange(3 + i) / 5,
+        )
+        for i, name in enumerate(["b-1.mp4", "a/x.mp4", "a%b.mp4", "Été.mkv"])
+    ]
+    write_schema1(old, SETTINGS8, videos)
+    before = old.read_bytes()
+    with CacheReader(old) as reader:
+        assert reader.schema_version == 1
+        order = list(reader.entries())
+        expected = {
+            v: (reader.features(v), reader.timestamps(v), reader.entries()[v]) for v in order
+        }
+    new = tmp_path / "new.h5"
+    report = maintenance.migrate(old, new)
+    assert report.videos == 4 and old.read_bytes() == before
+    with CacheReader(new) as reader:
+        assert reader.schema_version == 2 and reader.settings == SETTINGS8
+        assert list(reader.entries()) == order  # same order: same splits, same training
+        for video_id, (x, t, e) in expected.items():
+            np.testing.assert_array_equal(reader.features(video_id), x)
+            np.testing.assert_array_equal(reader.timestamps(video_id), t)
+            assert reader.entries()[video_id] == e
+    with pytest.raises(CacheFormatError, match="schema 1 cache; upgrade it with 'vidcache migrate"):
+        FeatureCache.open(old, SETTINGS8, {})
+    maintenance.migrate(old)  # in place
+    with CacheReader(old) as reader:
+        assert reader.schema_version == 2 and list(reader.entries()) == order
 
 
 def test_nan_duration_and_unicode_survive(tmp_path):
     path = tmp_path / "f.h5"
-    with FeatureCache.open(path, SETTINGS, {}) as cache:
+    with FeatureCache.open(path, SETTINGS8, {}) as cache:
         write(
             cache,
             entry("Été/çà 1.mkv", duration=math.nan, label="Été"),
@@ -145,7 +219,7 @@ def test_not_a_cache_files_are_refused_with_the_reason(tmp_path):
         pass
     with h5py.File(future, "r+") as f:
         f.attrs["schema_version"] = 99
-    with pytest.raises(CacheFormatError, match="schema version 99; this vidcache reads version 1"):
+    with pytest.raises(CacheFormatError, match="schema version 99; this vidcache reads versions 1"):
         CacheReader(future)
     with pytest.raises(CacheFormatError, match="no such cache file"):
         CacheReader(tmp_path / "missing.h5")

@@ -56,10 +56,10 @@ def start(root, out):
 
 
 def committed(out):
-    """Videos in the file now, read without HDF5's lock while the writer runs (polling only)."""
+    """Records committed now, read as a SWMR reader while the writer runs (polling only)."""
     try:
-        with h5py.File(out, "r", locking=False) as f:
-            return len(f["videos"])
+        with h5py.File(out, "r", swmr=True) as f:
+            return int(f["commit"][0])
     except (OSError, KeyError):
         return 0
 

@@ -16,7 +16,9 @@ from vidcache.pipeline.cli import cli
 from vidcache.pipeline.train import TrainConfig, evaluate_run, load_run, train_rnn
 
 DIM = 8
-SETTINGS = FeatureSettings(weights="random:seed=0", weights_sha256="ab" * 32, image_size=75)
+SETTINGS = FeatureSettings(
+    weights="random:seed=0", weights_sha256="ab" * 32, image_size=75, feature_dim=DIM
+)
 
 
 def write_cache(path, videos, settings=SETTINGS):
@@ -161,7 +163,7 @@ def test_save_load_round_trip_and_evaluate_on_another_cache(tmp_path):
     stranger = write_cache(
         tmp_path / "stranger.h5",
         ordered_videos(per_class=2),
-        FeatureSettings(weights="imagenet", weights_sha256="cd" * 32),
+        FeatureSettings(weights="imagenet", weights_sha256="cd" * 32, feature_dim=DIM),
     )
     with pytest.raises(Exception, match="other settings than run"):
         evaluate_run(tmp_path / "run", stranger)
@@ -207,7 +209,7 @@ def test_mixed_caches_unknown_runs_and_corrupt_files_are_refused(tmp_path):
     b = write_cache(
         tmp_path / "b.h5",
         {"z.mp4": ("up", np.ones((2, DIM), np.float32))},
-        FeatureSettings(weights="imagenet", weights_sha256="cd" * 32),
+        FeatureSettings(weights="imagenet", weights_sha256="cd" * 32, feature_dim=DIM),
     )
     result = invoke(["train-rnn", a, b, "-o", tmp_path / "run", "-q"])
     assert result.exit_code == 1 and "hold features made with other settings" in result.output
@@ -218,7 +220,7 @@ def test_mixed_caches_unknown_runs_and_corrupt_files_are_refused(tmp_path):
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
     result = invoke(["train-rnn", corrupt, "-o", tmp_path / "run", "-q"])
-    assert result.exit_code == 1 and "is not a readable HDF5 file" in result.output
+    assert result.exit_code == 1 and "damaged cache, HDF5 cannot open it" in result.output
 
 
 def test_cli_train_with_a_split_file_and_label_map(tmp_path):

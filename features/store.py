@@ -1,0 +1,469 @@
+"""Schema 2 of the feature cache: a columnar video index over ragged, append-only rows.
+
+Layout (``docs/cache-format.md`` has the full table)::
+
+    /                      attrs: format, schema_version=2, settings, settings_sha256,
+                                  versions, created, feature_dim, dtype
+    /rows/features         (R, D) float32|float16, chunked (CHUNK_ROWS, D), unlimited R
+    /rows/timestamps       (R,) float64
+    /rows/frame_indices    (R,) int64
+    /index/<number>        (N,) one dataset per numeric column (``NUMERIC``)
+    /index/<text>/bytes    (B,) uint8: the UTF-8 strings of a text column, end to end
+    /index/<text>/offsets  (N+1,) int64: record i is bytes[offsets[i]:offsets[i+1]]
+    /commit                (1,) int64: N, the number of committed records
+
+Records are a log: a video's latest record wins; a replaced video gets a new record and
+new rows, a moved one a new record over the same rows, a deleted one a tombstone
+(``deleted=1``). Only ``compact`` ever rewrites, into a new file.
+
+Crash consistency. The writer holds the file in HDF5's SWMR mode (``libver="latest"``),
+in which HDF5 orders its metadata writes so that the file on disk is valid at every
+instant, and only ever appends. A commit is two flushes:
+
+1. the video's rows and its index record are written past the committed end and flushed;
+2. ``/commit`` is set to N+1 and flushed.
+
+Readers use only the first ``/commit`` records, and a record references only rows written
+before it, so a process killed at any instant, inside a flush included, leaves a file
+holding exactly the records of the last completed step 2. What a killed SWMR writer leaves
+behind is the superblock's "open for write" flag; :func:`open_writer` and the readers clear
+it (``features.h5recover``) once no writer holds the cache's lock. Each record carries a
+CRC-32 of its rows, checked on every read. Before each commit the free space is checked,
+so a full disk stops the run before HDF5 is asked to write what cannot fit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import json
+import os
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from vidcache.features.entry import CacheEntry, encode_key
+from vidcache.features.errors import CacheDamaged, CacheFormatError, DiskFull
+from vidcache.features.settings import FeatureSettings
+
+FORMAT = "vidcache-features"
+SCHEMA_VERSION = 2
+# 32 rows of 2048 float32 = 256 KiB (128 KiB at float16): a 40-frame video spans 2-3
+# chunks, and a partly filled chunk rewritten at each commit stays small.
+CHUNK_ROWS = 32
+INDEX_CHUNK = 4096
+TEXT_CHUNK = 1 << 16
+READ_CACHE_BYTES = 16 << 20  # HDF5 chunk cache of a reader
+# Room kept free beyond twice a commit's own rows: new index and text chunks (about 1 MiB
+# when all columns start a chunk at once), metadata, partly filled row chunks.
+HEADROOM_BYTES = 2 << 20
+
+NUMERIC = {
+    "row_start": "i8",
+    "num_frames": "i8",
+    "size": "i8",
+    "mtime": "f8",
+    "fps": "f8",
+    "duration": "f8",
+    "source_frames": "i8",
+    "width": "i4",
+    "height": "i4",
+    "crc32": "u4",
+    "deleted": "u1",
+}
+TEXT = ("video_id", "path", "label", "kind", "fingerprint", "codec", "meta", "extracted_at")
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def rows_crc(features: np.ndarray, timestamps: np.ndarray, frame_indices: np.ndarray) -> int:
+    """CRC-32 of a video's stored rows (features in their stored dtype, then timestamps as
+    float64 and frame indices as int64, little-endian bytes)."""
+    crc = zlib.crc32(np.ascontiguousarray(features))
+    crc = zlib.crc32(np.ascontiguousarray(timestamps, "<f8"), crc)
+    return zlib.crc32(np.ascontiguousarray(frame_indices, "<i8"), crc)
+
+
+def _decode_text(data: np.ndarray, offsets: np.ndarray) -> list[str]:
+    raw = data.tobytes()
+    bounds = offsets.tolist()
+    if raw.isascii():  # byte offsets are character offsets: decode once
+        text = raw.decode("ascii")
+        return [text[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [raw[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class Index:
+    """The committed records of a schema-2 file, read in a handful of whole-column reads.
+
+    Attributes:
+        count: committed records.
+        numbers: numeric columns, ``(count,)`` arrays.
+        text: text columns, lists of ``count`` strings.
+        live: video id -> position of its latest record (tombstoned ids absent), in the
+            order of :func:`encode_key`.
+    """
+
+    def __init__(self, handle: h5py.File) -> None:
+        count = int(handle["commit"][0])
+        index = handle["index"]
+        self.count = count
+        self.numbers = {name: index[name][:count] for name in NUMERIC}
+        self.text = {}
+        for name in TEXT:
+            offsets = index[name]["offsets"][: count + 1]
+            if (
+                len(offsets) != count + 1
+                or offsets[0] != 0
+                or offsets[-1] > index[name]["bytes"].shape[0]
+                or (np.diff(offsets) < 0).any()
+            ):
+                raise CacheDamaged(f"index column {name!r} is damaged (its offsets are not valid)")
+            self.text[name] = _decode_text(index[name]["bytes"][: offsets[-1]], offsets)
+        for name, column in self.numbers.items():
+            if len(column) != count:
+                raise CacheDamaged(f"index column {name!r} is shorter than the commit count")
+        starts, lengths = self.numbers["row_start"], self.numbers["num_frames"]
+        stored = handle["rows"]["features"].shape[0]
+        if count and (
+            (starts < 0).any() or (lengths < 0).any() or (starts + lengths > stored).any()
+        ):
+            raise CacheDamaged("index records point outside the stored rows")
+        latest: dict[str, int] = {}
+        for position, video_id in enumerate(self.text["video_id"]):
+            latest[video_id] = position
+        for position in np.flatnonzero(self.numbers["deleted"]).tolist():
+            video_id = self.text["video_id"][position]
+            if latest.get(video_id) == position:
+                del latest[video_id]
+        self.live = {key: latest[key] for key in sorted(latest, key=encode_key)}
+
+    def entry(self, position: int) -> CacheEntry:
+        """The :class:`CacheEntry` of one record."""
+        values = {name: self.text[name][position] for name in TEXT}
+        values["meta"] = json.loads(values["meta"] or "{}")
+        for name in CacheEntry.__dataclass_fields__:
+            if name in self.numbers:
+                values[name] = self.numbers[name][position].item()
+        return CacheEntry(**values)
+
+    def rows_end(self) -> int:
+        """One past the last row any committed record uses."""
+        if not self.count:
+            return 0
+        return int((self.numbers["row_start"] + self.numbers["num_frames"]).max())
+
+    def live_rows(self) -> int:
+        """Rows referenced by live records (the rest is waste until ``compact``)."""
+        if not self.live:
+            return 0
+        positions = np.fromiter(self.live.values(), np.int64, len(self.live))
+        return int(self.numbers["num_frames"][positions].sum())
+
+
+def create(path: Path, settings: FeatureSettings, versions: dict) -> None:
+    """Write an empty schema-2 cache at ``path`` (through a temporary file and a rename, so
+    ``path`` exists only once it is complete)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    dim = settings.feature_dim
+    try:
+        with h5py.File(temporary, "w", libver="latest") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["settings"] = settings.to_json()
+            f.attrs["settings_sha256"] = settings.digest()
+            f.attrs["versions"] = json.dumps(versions, sort_keys=True)
+            f.attrs["created"] = now()
+            f.attrs["feature_dim"] = dim
+            f.attrs["dtype"] = settings.dtype
+            rows = f.create_group("rows")
+            rows.create_dataset(
+                "features",
+                shape=(0, dim),
+                maxshape=(None, dim),
+                chunks=(CHUNK_ROWS, dim),
+                dtype=settings.dtype,
+            )
+            for name, dtype in (("timestamps", "f8"), ("frame_indices", "i8")):
+                rows.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(INDEX_CHUNK,))
+            index = f.create_group("index")
+            index.attrs["encoding-type"] = "vidcache-video-index"
+            index.attrs["encoding-version"] = "2"
+            for name, dtype in NUMERIC.items():
+                index.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(INDEX_CHUNK,))
+            for name in TEXT:
+                column = index.create_group(name)
+                column.attrs["encoding-type"] = "string-array"
+                column.create_dataset("bytes", (0,), "u1", maxshape=(None,), chunks=(TEXT_CHUNK,))
+                column.create_dataset(
+                    "offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(INDEX_CHUNK,)
+                )
+            f.create_dataset("commit", data=np.zeros(1, np.int64))
+        _fsync_path(temporary)
+        os.replace(temporary, path)
+        _fsync_path(path.parent)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_header(handle: h5py.File, path: Path) -> int:
+    """The schema version of an open vidcache file (1 or 2).
+
+    Raises:
+        CacheFormatError: not a vidcache cache, or a schema this vidcache cannot read.
+    """
+    found = handle.attrs.get("format")
+    if isinstance(found, bytes):
+        found = found.decode()
+    if found != FORMAT:
+        raise CacheFormatError(
+            f"{path} is an HDF5 file but not a vidcache feature cache (format={found!r})"
+        )
+    version = int(handle.attrs.get("schema_version", -1))
+    if version not in (1, SCHEMA_VERSION):
+        raise CacheFormatError(
+            f"{path} has cache schema version {version}; this vidcache reads versions 1 and "
+            f"{SCHEMA_VERSION} (re-extract with --overwrite, or use a matching vidcache)"
+        )
+    return version
+
+
+@dataclass
+class Rows:
+    """A video's stored rows."""
+
+    features: np.ndarray
+    timestamps: np.ndarray
+    frame_indices: np.ndarray
+
+
+def read_rows(handle: h5py.File, index: Index, position: int, path: Path, verify=True) -> Rows:
+    """The rows of record ``position``, checked against its CRC-32.
+
+    Raises:
+        CacheDamaged: the rows are outside the datasets or fail their checksum.
+    """
+    start = int(index.numbers["row_start"][position])
+    count = int(index.numbers["num_frames"][position])
+    video_id = index.text["video_id"][position]
+    rows = handle["rows"]
+    try:
+        if start < 0 or start + count > rows["features"].shape[0]:
+            raise CacheDamaged(f"{path}: video {video_id!r} points past the stored rows")
+        out = Rows(
+            rows["features"][start : start + count],
+            rows["timestamps"][start : start + count],
+            rows["frame_indices"][start : start + count],
+        )
+    except (OSError, ValueError) as exc:
+        raise CacheDamaged(f"{path}: video {video_id!r} cannot be read ({exc})") from None
+    if verify and rows_crc(out.features, out.timestamps, out.frame_indices) != int(
+        index.numbers["crc32"][position]
+    ):
+        raise CacheDamaged(
+            f"{path}: video {video_id!r} is damaged (checksum mismatch in its stored rows); "
+            "run 'vidcache verify --repair' and extract it again"
+        )
+    return out
+
+
+def _grow(dataset: h5py.Dataset, length: int, step: int) -> None:
+    """Extend ``dataset``'s first axis to hold ``length`` items, ``step`` at a time (fewer
+    metadata changes; what lies past the committed end is unused)."""
+    current = dataset.id.shape
+    if current[0] < length:
+        dataset.id.set_extent((-(-length // step) * step, *current[1:]))
+
+
+def _write(dataset: h5py.Dataset, start: int, data: np.ndarray) -> None:
+    """Write ``data`` at ``start`` along the first axis (h5py's low-level call: a tenth of
+    the cost of ``dataset[a:b] = data``, which matters at 30 writes per commit)."""
+    space = dataset.id.get_space()
+    shape = space.shape
+    space.select_hyperslab((start, *([0] * (len(shape) - 1))), data.shape)
+    dataset.id.write(h5py.h5s.create_simple(data.shape), space, data)
+
+
+class StoreWriter:
+    """Appends records to an open schema-2 file (held in SWMR mode).
+
+    Use :func:`open_writer`; the caller holds the cache's lock.
+
+    Args:
+        path: the file.
+        handle: the h5py file, already in SWMR mode.
+        fsync: ``fsync`` at both steps of every commit (survives power loss, not only a
+            killed process).
+    """
+
+    def __init__(self, path: Path, handle: h5py.File, fsync: bool = False) -> None:
+        self.path = Path(path)
+        self.file = handle
+        self.fsync = fsync
+        self.index = Index(handle)
+        self._rows_end = self.index.rows_end()
+        # Numeric columns grow in place (capacity doubling): a commit costs the same at
+        # the millionth video as at the first.
+        self._buffers = {}
+        for name, column in self.index.numbers.items():
+            buffer = np.zeros(max(1024, 2 * len(column)), NUMERIC[name])
+            buffer[: len(column)] = column
+            self._buffers[name] = buffer
+        self._fd = handle.id.get_vfd_handle() if fsync else None
+        index = handle["index"]  # open every dataset once: lookups cost more than writes
+        self._columns = {name: index[name] for name in NUMERIC}
+        self._text = {name: (index[name]["bytes"], index[name]["offsets"]) for name in TEXT}
+        count = self.index.count
+        self._text_end = {name: int(self._text[name][1][count]) for name in TEXT}
+        rows = handle["rows"]
+        self._rows = (rows["features"], rows["timestamps"], rows["frame_indices"])
+        self._commit = handle["commit"]
+
+    bulk = False  # set by whole-file rewrites: no flush per commit, the file is renamed in
+
+    def _sync(self) -> None:
+        if self.bulk:
+            return
+        self.file.flush()
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def _check_space(self, rows: int) -> None:
+        features = self._rows[0]
+        row_bytes = features.shape[1] * features.dtype.itemsize + 16
+        need = (2 * rows + 2 * CHUNK_ROWS) * row_bytes + HEADROOM_BYTES
+        stat = os.statvfs(self.path.parent)
+        free = stat.f_bavail * stat.f_frsize
+        if free < need:
+            raise DiskFull(
+                f"{self.path}: disk full ({free / 1e6:.1f} MB free, the next commit needs about "
+                f"{need / 1e6:.1f} MB); every video committed before is kept: free some space "
+                "and run the same command again"
+            )
+
+    def append(
+        self,
+        entry: CacheEntry,
+        blocks: Iterable[np.ndarray] | None,
+        timestamps=(),
+        frame_indices=(),
+        deleted: bool = False,
+        reuse_from: int | None = None,
+    ) -> None:
+        """Commit one record: new rows from ``blocks`` (with their timestamps and frame
+        indices), the rows of record ``reuse_from`` (a moved video), or none (a tombstone).
+
+        Raises:
+            DiskFull: not enough space; nothing of this record is committed.
+        """
+        try:
+            self._append(entry, blocks, timestamps, frame_indices, deleted, reuse_from)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+                raise DiskFull(
+                    f"{self.path}: disk full while committing {entry.video_id!r}; every "
+                    "video committed before is kept: free some space and run again"
+                ) from None
+            raise
+
+    def _append(self, entry, blocks, timestamps, frame_indices, deleted, reuse_from) -> None:
+        position = self.index.count
+        numbers = {"deleted": int(deleted)}
+        if reuse_from is not None:
+            for name in ("row_start", "num_frames", "crc32"):
+                numbers[name] = int(self.index.numbers[name][reuse_from])
+        elif blocks is None:
+            numbers.update(row_start=0, num_frames=0, crc32=rows_crc(np.empty(0), (), ()))
+        else:
+            numbers.update(self._write_rows(blocks, timestamps, frame_indices))
+        entry.num_frames = numbers["num_frames"]
+        values = entry.to_attrs()
+        for name in NUMERIC:
+            if name not in numbers:
+                numbers[name] = values[name]
+        for name, dtype in NUMERIC.items():
+            column = self._columns[name]
+            _grow(column, position + 1, INDEX_CHUNK)
+            _write(column, position, np.array([numbers[name]], dtype))
+        for name in TEXT:
+            data = np.frombuffer(str(values[name]).encode("utf-8"), np.uint8)
+            column, offsets = self._text[name]
+            begin = self._text_end[name]
+            _grow(column, begin + len(data), TEXT_CHUNK)
+            _write(column, begin, data)
+            _grow(offsets, position + 2, INDEX_CHUNK)
+            _write(offsets, position + 1, np.array([begin + len(data)], np.int64))
+            self._text_end[name] = begin + len(data)
+        self._sync()  # step 1: everything the record needs is on disk
+        _write(self._commit, 0, np.array([position + 1], np.int64))
+        self._sync()  # step 2: the record is committed
+        self._remember(position, numbers, values)
+
+    def _write_rows(self, blocks, timestamps, frame_indices) -> dict:
+        timestamps = np.ascontiguousarray(timestamps, np.float64)
+        frame_indices = np.ascontiguousarray(frame_indices, np.int64)
+        count = len(timestamps)
+        self._check_space(count)
+        features, stamps, indices = self._rows
+        start = self._rows_end
+        for dataset in self._rows:
+            _grow(dataset, start + count, CHUNK_ROWS)
+        crc = 0
+        row = start
+        for block in blocks:
+            block = np.ascontiguousarray(block, dtype=features.dtype)
+            if block.ndim != 2 or block.shape[1] != features.shape[1]:
+                raise ValueError(
+                    f"feature rows of shape {block.shape} for a cache of "
+                    f"{features.shape[1]}-d features"
+                )
+            _write(features, row, block)
+            crc = zlib.crc32(block, crc)
+            row += len(block)
+        if row != start + count:
+            raise ValueError(f"{row - start} feature rows for {count} timestamps")
+        _write(stamps, start, timestamps)
+        _write(indices, start, frame_indices)
+        crc = zlib.crc32(timestamps.astype("<f8", copy=False), crc)
+        crc = zlib.crc32(frame_indices.astype("<i8", copy=False), crc)
+        return {"row_start": start, "num_frames": count, "crc32": crc}
+
+    def _remember(self, position: int, numbers: dict, values: dict) -> None:
+        """Keep the in-memory index equal to the file's, without re-reading it."""
+        index = self.index
+        for name in NUMERIC:
+            buffer = self._buffers[name]
+            if position >= len(buffer):
+                buffer = self._buffers[name] = np.concatenate([buffer, np.zeros_like(buffer)])
+            buffer[position] = numbers[name]
+            index.numbers[name] = buffer[: position + 1]
+        for name in TEXT:
+            index.text[name].append(str(values[name]))
+        index.count = position + 1
+        video_id = values["video_id"]
+        index.live.pop(video_id, None)
+        if not numbers["deleted"]:
+            index.live[video_id] = position
+        self._rows_end = max(self._rows_end, numbers["row_start"] + numbers["num_frames"])
+
+    def close(self) -> None:
+        if self.file.id.valid:
+            self.file.close()

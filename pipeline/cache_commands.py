@@ -1,0 +1,137 @@
+"""``vidcache verify``, ``vidcache compact``, ``vidcache migrate``: keeping a cache healthy.
+
+Thin click commands over :mod:`vidcache.features.maintenance`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from vidcache.features import maintenance
+from vidcache.pipeline.cli import CONTEXT, cli, core_errors
+
+_CACHE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _with_progress(label: str, total: int, quiet: bool, work):
+    """``work(update)`` under a progress bar over ``total`` videos (none when quiet or
+    small); ``update(done)`` moves it."""
+    if quiet or total < 256:
+        return work(None)
+    with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr")) as bar:
+        state = {"done": 0}
+
+        def update(done: int) -> None:
+            bar.update(done - state["done"])
+            state["done"] = done
+
+        return work(update)
+
+
+@cli.command("verify", context_settings=CONTEXT)
+@click.argument("cache", type=_CACHE)
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Drop the damaged videos, so the next extract-features run extracts them again.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@core_errors
+def verify_command(cache: Path, repair: bool, quiet: bool) -> None:
+    """Read every video of CACHE and check its rows against their checksums.
+
+    Prints one line per damaged video and exits 1 when any is damaged (0 when all are
+    whole). With --repair the damaged videos are dropped from the cache; re-running the
+    extract-features command that made it then extracts exactly those again.
+
+    \b
+    Example:
+        vidcache verify features.h5
+        vidcache verify features.h5 --repair && extract-features videos/ -o features.h5
+    """
+    from vidcache.features.cache import CacheReader
+
+    with CacheReader(cache) as reader:
+        total = len(reader.entries())
+    report = _with_progress("verifying", total, quiet, lambda up: maintenance.verify(cache, up))
+    for video_id, reason in report.damaged.items():
+        click.echo(f"damaged: {video_id}: {reason}")
+    whole = report.videos - len(report.damaged)
+    click.echo(
+        f"{cache}: {whole} of {report.videos} videos whole, {len(report.damaged)} damaged "
+        f"({report.rows} rows, {report.bytes_read / 1e6:.1f} MB checked; schema "
+        f"{report.schema_version})"
+    )
+    if report.damaged and repair:
+        dropped = maintenance.repair(cache, list(report.damaged))
+        click.echo(f"dropped {dropped} damaged video(s): run extract-features again to redo them")
+        return
+    if report.damaged:
+        raise SystemExit(1)
+
+
+@cli.command("compact", context_settings=CONTEXT)
+@click.argument("cache", type=_CACHE)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@core_errors
+def compact_command(cache: Path, quiet: bool) -> None:
+    """Rewrite CACHE without the rows of replaced and deleted videos.
+
+    The new file is written beside the old one and renamed over it only when complete, so
+    a crash leaves the old file as it was. Needs room for a second copy of the live rows.
+
+    \b
+    Example:
+        vidcache compact features.h5
+    """
+    from vidcache.features.cache import CacheReader
+
+    with CacheReader(cache) as reader:
+        total = reader.stats()["videos"]
+    report = _with_progress("compacting", total, quiet, lambda up: maintenance.compact(cache, up))
+    click.echo(
+        f"{cache}: {report.videos} videos, {report.bytes_before / 1e6:.1f} MB -> "
+        f"{report.bytes_after / 1e6:.1f} MB in {report.seconds:.1f} s"
+    )
+
+
+@cli.command("migrate", context_settings=CONTEXT)
+@click.argument("cache", type=_CACHE)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the upgraded cache here instead of replacing CACHE.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@core_errors
+def migrate_command(cache: Path, output: Path | None, quiet: bool) -> None:
+    """Upgrade a schema-1 cache (vidcache 0.1) to schema 2.
+
+    The old file stays untouched until the new one is complete. Features, timestamps and
+    every per-video record are copied as they are, so training on the upgraded cache gives
+    the same results. (extract-features upgrades a schema-1 cache by itself.)
+
+    \b
+    Example:
+        vidcache migrate old.h5 -o new.h5
+        vidcache migrate features.h5
+    """
+    from vidcache.features.cache import CacheReader
+
+    if output is not None and output.exists():
+        raise click.ClickException(
+            f"{output} exists; name a new file, or omit -o to upgrade in place"
+        )
+    with CacheReader(cache) as reader:
+        total = len(reader.entries())
+    report = _with_progress(
+        "migrating", total, quiet, lambda up: maintenance.migrate(cache, output, up)
+    )
+    click.echo(
+        f"{output or cache}: schema 2, {report.videos} videos "
+        f"({report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB, "
+        f"{report.seconds:.1f} s)"
+    )
