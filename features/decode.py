@@ -18,8 +18,10 @@ from PIL import Image, UnidentifiedImageError
 from vidcache.features.discover import VideoSource, frame_files
 from vidcache.features.errors import VideoDecodeError
 
-# A full decode that yields fewer frames than this share of the declared count (or time)
-# means the file was cut short.
+# Frames whose timestamps end before this share of the declared length mean the file was
+# cut short. Time, not the frame count: real AVIs often declare twice their real frame rate
+# (or hold empty placeholder packets for dropped frames), so their declared count is far
+# above the frames they hold, although those frames span the whole declared duration.
 _TRUNCATED_BELOW = 0.9
 
 
@@ -115,27 +117,47 @@ class VideoReader:
             codec=ctx.name,
         )
 
+    def declared_seconds(self) -> float | None:
+        """The length the container declares: its duration, else declared frames / rate."""
+        if self.info.duration:
+            return self.info.duration
+        if self.info.frame_count:
+            return self.info.frame_count / self.info.fps
+        return None
+
+    def _check_length(self, last: float, count: int) -> None:
+        """Raise when frames (the last one starting at ``last`` seconds) end well short of
+        the declared length."""
+        declared = self.declared_seconds()
+        step = 1.0 / self.info.fps
+        if declared and last + 2 * step < _TRUNCATED_BELOW * declared:
+            raise VideoDecodeError(
+                f"truncated: frames end at {last:.2f} s of a declared {declared:.2f} s "
+                f"({count} frames)"
+            )
+
     def count_frames(self) -> int:
-        """Count the video packets by demuxing only (fast, nothing decoded).
+        """Count the frames by demuxing only (fast, nothing decoded): packets that hold
+        data (empty placeholder packets of dropped frames are not frames).
 
         Raises:
-            VideoDecodeError: no frames, or far fewer than the container declares.
+            VideoDecodeError: no frames, or frame timestamps ending well short of the
+                declared length.
         """
         try:
             with av.open(str(self.path), metadata_errors="ignore") as container:
                 stream = container.streams.video[0]
-                count = sum(
-                    1
-                    for packet in container.demux(stream)
-                    if packet.size and packet.pts is not None
-                )
+                origin = stream.start_time or 0
+                count, last = 0, 0.0
+                for packet in container.demux(stream):
+                    if packet.size and packet.pts is not None:
+                        count += 1
+                        last = max(last, float((packet.pts - origin) * stream.time_base))
         except (av.error.FFmpegError, OSError) as exc:
             raise VideoDecodeError(_reason(exc)) from None
         if count == 0:
             raise VideoDecodeError("no frames in the video stream")
-        declared = self.info.frame_count
-        if declared and count < _TRUNCATED_BELOW * declared:
-            raise VideoDecodeError(f"truncated: {count} of {declared} declared frames present")
+        self._check_length(last, count)
         return count
 
     def frames(self) -> Iterator[tuple[float, av.VideoFrame]]:
@@ -163,13 +185,7 @@ class VideoReader:
             ) from None
         if count == 0:
             raise VideoDecodeError("no frames could be decoded")
-        declared, duration = self.info.frame_count, self.info.duration
-        if declared and count < _TRUNCATED_BELOW * declared:
-            raise VideoDecodeError(f"truncated: decoded {count} of {declared} declared frames")
-        if not declared and duration and last + 2 * step < _TRUNCATED_BELOW * duration:
-            raise VideoDecodeError(
-                f"truncated: frames end at {last:.2f} s of a declared {duration:.2f} s"
-            )
+        self._check_length(last, count)
 
     def close(self) -> None:
         self._container.close()

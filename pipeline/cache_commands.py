@@ -11,6 +11,7 @@ import click
 
 from vidcache.features import maintenance
 from vidcache.pipeline.cli import CONTEXT, cli, core_errors
+from vidcache.pipeline.outputs import prepare_output_dir
 
 _CACHE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -121,6 +122,8 @@ def migrate_command(cache: Path, output: Path | None, quiet: bool) -> None:
     """
     from vidcache.features.cache import CacheReader
 
+    if output is not None:
+        prepare_output_dir(output.parent, "cache folder")
     if output is not None and output.exists():
         raise click.ClickException(
             f"{output} exists; name a new file, or omit -o to upgrade in place"

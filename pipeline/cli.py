@@ -275,6 +275,7 @@ def inspect_command(cache: Path, as_json: bool) -> None:
 @click.option("--seconds", type=click.FloatRange(min=0.5), default=3.0, show_default=True)
 @click.option("--fps", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@core_errors
 def make_demo_data(
     directory: Path, clips_per_class: int, seconds: float, fps: int, seed: int
 ) -> None:
@@ -290,7 +291,9 @@ def make_demo_data(
         vidcache make-demo-data demo/videos --clips-per-class 8
     """
     from vidcache.features.synthetic import DEMO_CLASSES, make_demo_dataset
+    from vidcache.pipeline.outputs import prepare_output_dir
 
+    prepare_output_dir(directory, "demo data folder")
     written = make_demo_dataset(directory, clips_per_class, fps=fps, seconds=seconds, seed=seed)
     click.echo(
         f"wrote {len(written)} clips of {len(DEMO_CLASSES)} classes ({', '.join(DEMO_CLASSES)}) "

@@ -37,6 +37,7 @@ from vidcache.models.e2e import (
     split_backbone,
 )
 from vidcache.models.metrics import classification_metrics
+from vidcache.pipeline.outputs import prepare_output_dir
 from vidcache.pipeline.predict import weights_for
 from vidcache.pipeline.train import load_run
 
@@ -128,7 +129,9 @@ def train_e2e(
     Raises:
         SettingsMismatch: the backbone weights found are not the ones of the run's cache.
         DataError: VIDEOS hold none of the run's training or validation videos.
+        OutputError: ``out_dir`` cannot be created or written.
     """
+    prepare_output_dir(out_dir)
     import h5py
     import keras
 

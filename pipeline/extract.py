@@ -47,6 +47,7 @@ from vidcache.features.fingerprint import SourceStat, fingerprint, stat_source
 from vidcache.features.frames import sampled_frames
 from vidcache.features.maintenance import migrate
 from vidcache.features.settings import FeatureSettings, SamplingSpec, check_compatible
+from vidcache.pipeline.outputs import prepare_output_dir
 
 EXTRACTED, CACHED, FAILED = "extracted", "cached", "failed"
 
@@ -424,6 +425,7 @@ def extract_features(
     """
     reporter = reporter or Reporter()
     output = Path(output)
+    prepare_output_dir(output.parent, "cache folder")
     requested = config.settings()
     summary = ExtractSummary()
     with CacheLock(output):

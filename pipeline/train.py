@@ -35,6 +35,7 @@ from vidcache.models.data import (
 )
 from vidcache.models.metrics import classification_metrics
 from vidcache.models.split import UCF101_GROUP, group_of, read_split_file, stratified_group_split
+from vidcache.pipeline.outputs import prepare_output_dir
 
 
 class RunError(VidcacheError):
@@ -284,6 +285,7 @@ def train_rnn(
         SettingsMismatch: caches made with other settings.
         DataError: no labels, a single class, a class with one clip, an impossible split.
     """
+    prepare_output_dir(run_dir)
     if config.task == "caption":
         from vidcache.pipeline.caption import train_captioner
 
@@ -465,6 +467,7 @@ def evaluate_run(
     """
     run = load_run(run_dir)
     out_dir = Path(out_dir) if out_dir else run.path / f"eval-{Path(cache_path).stem}"
+    prepare_output_dir(out_dir, "evaluation folder")
     if run.task != "classify" and annotations is None:
         option = "--captions" if run.task == "caption" else "--targets"
         raise DataError(f"{run.path} is a {run.task} run: give the references with {option} CSV")

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import click
 import pytest
@@ -224,3 +225,27 @@ def test_demo_data_is_byte_for_byte_reproducible(tmp_path):
     make_demo_dataset(tmp_path / "a", clips_per_class=6, seconds=1.0)
     make_demo_dataset(tmp_path / "b", clips_per_class=6, seconds=1.0)
     assert digests(tmp_path / "a") == digests(tmp_path / "b")
+
+
+def test_output_folders_that_cannot_be_made_fail_in_one_line_before_any_work(tmp_path, dataset):
+    cache = tmp_path / "f.h5"
+    assert invoke(["extract", dataset, "-o", cache, *FAST]).exit_code == 0
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for bad in (Path("/proc/vidcache-test/x"), blocker / "sub"):
+        commands = [
+            ["train-rnn", cache, "-o", bad, "-q"],
+            ["extract", dataset, "-o", bad / "f.h5", *FAST],
+            ["make-demo-data", bad],
+            ["migrate", cache, "-o", bad / "new.h5"],
+        ]
+        for args in commands:
+            result = CliRunner().invoke(cli, [str(a) for a in args])
+            assert result.exit_code == 1, (args, result.output)
+            errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+            assert len(errors) == 1 and errors[0].startswith(f"Error: {bad}: cannot create")
+            assert "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["train-rnn", str(cache), "-o", str(blocker), "-q"])
+    assert result.output == (
+        f"Error: {blocker}: cannot write the run folder there (a file of that name exists)\n"
+    )

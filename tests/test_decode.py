@@ -143,3 +143,63 @@ def test_unreadable_frame_in_a_folder_names_the_frame(tmp_path):
     _, lazy = list(reader.frames())[1]
     with pytest.raises(VideoDecodeError, match="cannot read frame frame_00002.png"):
         fit_frame(lazy, 75)
+
+
+def half_rate_avi(path, frames: int = 20):
+    """An AVI declaring 50 fps whose frames are stamped at every other 1/50 s slot (like
+    real AVIs whose header claims twice their frame rate): it declares about twice the
+    frames it holds, and those frames span the whole declared duration."""
+    import fractions
+
+    container = av.open(str(path), "w")
+    stream = container.add_stream("mpeg4", rate=50)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    stream.codec_context.time_base = fractions.Fraction(1, 50)
+    for i, image in enumerate(random_frames(frames, seed=3)):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts, frame.time_base = 2 * i, fractions.Fraction(1, 50)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    "spec, rows",
+    [
+        (SamplingSpec(fps=None, num_frames=8), 8),
+        (SamplingSpec(fps=5.0), 4),
+        (SamplingSpec(fps=None), 20),
+        (SamplingSpec(fps=None, num_frames=None, max_frames=6), 6),
+    ],
+)
+def test_an_avi_declaring_twice_its_frame_rate_is_not_truncated(tmp_path, spec, rows):
+    from vidcache.features.frames import sampled_frames
+
+    path = half_rate_avi(tmp_path / "half.avi")
+    with VideoReader(path) as reader:
+        assert reader.info.frame_count >= 38  # declared: about twice the 20 it holds
+        assert reader.count_frames() == 20  # counted: the frames it really holds
+        kept = list(sampled_frames(reader, spec, 75, "center-crop"))
+    assert len(kept) == rows
+    times = [seconds for _, seconds, _ in kept]
+    assert times == sorted(times)
+    if not spec.max_frames:
+        assert times[-1] >= 0.5  # spread over the whole clip
+    if spec.num_frames:  # evenly spaced over the 20 real frames, none repeated
+        assert len({index for index, _, _ in kept}) == 8
+
+
+def test_a_half_rate_avi_cut_short_is_still_truncated(tmp_path):
+    path = half_rate_avi(tmp_path / "half.avi", frames=40)
+    short = tmp_path / "short.avi"
+    data = path.read_bytes()
+    short.write_bytes(data[: len(data) // 2])  # the header (declares 79 frames) and half
+    with VideoReader(short) as reader:
+        with pytest.raises(VideoDecodeError, match="truncated: frames end at"):
+            reader.count_frames()
+    with VideoReader(short) as reader:
+        with pytest.raises(VideoDecodeError, match="truncated: frames end at"):
+            list(reader.frames())

@@ -312,3 +312,28 @@ def test_constant_dimensions_are_not_blown_up_by_standardisation():
     mean, variance = standardization(Fixed([x]))
     np.testing.assert_allclose(variance[[0, 1, 3]], x[:, [0, 1, 3]].var(0), rtol=1e-4)
     assert variance[2] == pytest.approx(x.var(0).mean(), rel=1e-4)
+
+
+def test_a_migrated_schema1_cache_trains_to_the_same_model(tmp_path):
+    from vidcache.features.legacy import write_schema1
+    from vidcache.features.maintenance import migrate
+
+    videos = [
+        (
+            CacheEntry(vid, f"/v/{vid}", label, "file", 1, 0.0, f"sha256:{vid}", len(x), 5.0),
+            x.astype(np.float32),
+            np.arange(len(x)) / 5,
+        )
+        for vid, (label, x) in ordered_videos(per_class=4).items()
+    ]
+    old = tmp_path / "old.h5"
+    write_schema1(old, SETTINGS, videos)
+    new = tmp_path / "new.h5"
+    migrate(old, new)
+    config = TrainConfig(units=4, epochs=3, verbose=0, seed=3)
+    results = [train_rnn([path], tmp_path / path.stem, config) for path in (old, new)]
+    assert results[0].metrics == results[1].metrics
+    x = videos[0][1][None]
+    np.testing.assert_array_equal(
+        load_run(tmp_path / "old").model(x), load_run(tmp_path / "new").model(x)
+    )
