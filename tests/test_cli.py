@@ -245,7 +245,9 @@ def test_output_folders_that_cannot_be_made_fail_in_one_line_before_any_work(tmp
             errors = [line for line in result.output.splitlines() if line.startswith("Error")]
             assert len(errors) == 1 and errors[0].startswith(f"Error: {bad}: cannot create")
             assert "Traceback" not in result.output
-    result = CliRunner().invoke(cli, ["train-rnn", str(cache), "-o", str(blocker), "-q"])
-    assert result.output == (
-        f"Error: {blocker}: cannot write the run folder there (a file of that name exists)\n"
-    )
+    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path), str(cache), "-o", str(blocker)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    from vidcache.pipeline.outputs import OutputError, prepare_output_dir
+
+    with pytest.raises(OutputError, match="file: cannot write the run folder there \\(a file of"):
+        prepare_output_dir(blocker)
