@@ -221,11 +221,8 @@ class FeatureCache:
 
     def entries(self) -> dict[str, CacheEntry]:
         """The videos in the cache by id (their latest records)."""
-        index = self._writer.index
-        return {
-            video_id: index.entry(index.live[video_id])
-            for video_id in sorted(index.live, key=encode_key)
-        }
+        entries = self._writer.index.entries()
+        return {video_id: entries[video_id] for video_id in sorted(entries, key=encode_key)}
 
     def write_video(self, entry: CacheEntry, buffer: FeatureBuffer, dtype: str | None = None):
         """Commit one finished video (replacing an older version of it).
@@ -323,8 +320,7 @@ class CacheReader:
         """Videos by id, in the order of :func:`encode_key`."""
         if self._legacy is not None:
             return self._legacy.entries()
-        index = self._index
-        return {video_id: index.entry(position) for video_id, position in index.live.items()}
+        return self._index.entries()
 
     def __contains__(self, video_id: str) -> bool:
         if self._legacy is not None:

@@ -154,6 +154,25 @@ class Index:
                 values[name] = self.numbers[name][position].item()
         return CacheEntry(**values)
 
+    def entries(self) -> dict[str, CacheEntry]:
+        """A :class:`CacheEntry` per live video, in :attr:`live` order (columns turned into
+        Python lists once, so 100,000 entries cost well under a second)."""
+        n, t = {name: self.numbers[name].tolist() for name in NUMERIC}, self.text
+        size, mtime, frames, fps = n["size"], n["mtime"], n["num_frames"], n["fps"]
+        duration, source, width, height = (
+            n["duration"], n["source_frames"], n["width"], n["height"]
+        )  # fmt: skip
+        path, label, kind, fingerprint = t["path"], t["label"], t["kind"], t["fingerprint"]
+        codec, meta, extracted = t["codec"], t["meta"], t["extracted_at"]
+        return {
+            video_id: CacheEntry(
+                video_id, path[i], label[i], kind[i], size[i], mtime[i], fingerprint[i],
+                frames[i], fps[i], duration[i], source[i], width[i], height[i], codec[i],
+                json.loads(meta[i]) if meta[i] not in ("", "{}") else {}, extracted[i],
+            )  # fmt: skip
+            for video_id, i in self.live.items()
+        }
+
     def rows_end(self) -> int:
         """One past the last row any committed record uses."""
         if not self.count:

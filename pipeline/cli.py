@@ -988,6 +988,13 @@ def train_e2e_command(
         f"{c['seconds_per_epoch']} (end to end); batch {c['batch_size']} videos, about "
         f"{c['estimated_gib_per_step']} GiB per step"
     )
+    if c["best_epoch"] == 0:
+        click.echo(
+            f"kept the stage-two weights: no fine-tuned epoch beat the hand-over's validation "
+            f"loss {c['handover_val_loss']:.4f} (epochs: "
+            + ", ".join(f"{v:.4f}" for v in c["val_losses"])
+            + ")"
+        )
 
 
 # Commands that keep a cache healthy (verify, compact, migrate) live in their own module.

@@ -243,13 +243,17 @@ def train_e2e(
         val_targets,
         run.classes,
     )
+    # Epoch 0: the exact hand-over competes with every fine-tuned epoch; fine-tuning that
+    # does not beat it must not replace it.
+    handover_loss = float(model.evaluate(epochs["val"].dataset(False), verbose=0)[0])
+    handover_weights = model.get_weights()
     times = []
     timer = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda e, logs: times.append(-time.perf_counter()),
         on_epoch_end=lambda e, logs: times.__setitem__(-1, times[-1] + time.perf_counter()),
     )
     keras.utils.set_random_seed(config.seed)  # same dropout masks with or without cut cache
-    model.fit(
+    history = model.fit(
         epochs["train"].dataset(True),
         validation_data=epochs["val"].dataset(False),
         epochs=config.epochs,
@@ -263,6 +267,11 @@ def train_e2e(
             timer,
         ],
     )
+    losses = [float(v) for v in history.history.get("val_loss", [])]
+    best_epoch = int(np.argmin(losses)) + 1 if losses else 0
+    if not losses or handover_loss <= losses[best_epoch - 1]:
+        model.set_weights(handover_weights)  # nothing beat the starting point: keep it
+        best_epoch = 0
     after = classification_metrics(
         model.predict(epochs["val"].dataset(False).map(lambda x, y: x), verbose=0),
         val_targets,
@@ -277,6 +286,10 @@ def train_e2e(
         "stage_two_top1": before["top1"],
         "stage_two_seconds_per_epoch": run.config.get("seconds_per_epoch"),
         "end_to_end_top1": after["top1"],
+        "handover_val_loss": round(handover_loss, 6),
+        "val_losses": [round(v, 6) for v in losses],
+        "best_epoch": best_epoch,
+        "kept": "stage two (no epoch beat the hand-over)" if best_epoch == 0 else "end to end",
         "seconds_per_epoch": round(float(np.median(times)), 3) if times else None,
         "cache_cut": config.cache_cut,
         "unfreeze_from": config.unfreeze_from,

@@ -188,3 +188,25 @@ def test_frames_cache_keeps_decoded_frames_for_later_epochs(
         assert len(f) == 4 and all(f[k].shape == (3, SMALL, SMALL, 3) for k in f)
         assert all(f[k].dtype == np.uint8 for k in f)
     assert result["batch_size"] == 2 and result["estimated_gib_per_step"] > 0
+
+
+@pytest.mark.slow
+def test_fine_tuning_that_hurts_keeps_the_hand_over(tmp_path, dataset, small_config, run_extract):
+    cache = tmp_path / "f.h5"
+    run_extract([dataset], cache, small_config())
+    train_rnn(
+        [cache],
+        tmp_path / "run",
+        TrainConfig(units=4, epochs=5, verbose=0, val_split=0.5, dropout=0.0),
+    )
+    result = train_e2e(
+        tmp_path / "run",
+        [dataset],
+        tmp_path / "e2e",
+        E2EConfig(epochs=2, verbose=0, cache_cut=True, optimizer="sgd", lr=50.0, patience=2),
+    )
+    assert result["best_epoch"] == 0 and result["kept"].startswith("stage two")
+    assert all(loss > result["handover_val_loss"] for loss in result["val_losses"])
+    assert result["end_to_end_top1"] == result["stage_two_top1"]
+    saved = json.loads((tmp_path / "e2e" / "comparison.json").read_text())
+    assert saved["best_epoch"] == 0 and len(saved["val_losses"]) >= 1
