@@ -7,8 +7,10 @@ same standardisation as the run's ``TextVectorization``).
 BLEU (Papineni et al., 2002) is corpus-level, as in the MS-COCO caption evaluation code:
 clipped n-gram counts and candidate lengths are summed over the corpus, the brevity
 penalty uses, per candidate, the reference length closest to it (the shorter on a tie),
-and BLEU-N is the geometric mean of the modified precisions 1..N times that penalty; a zero
-precision gives 0 (no smoothing).
+and BLEU-N is the geometric mean of the modified precisions 1..N times that penalty, with
+the MS-COCO code's epsilons (a zero precision gives a tiny score; no other smoothing).
+On the same tokens both BLEU and CIDEr-D equal ``pycocoevalcap``'s (tested); the standard
+tokenisation and METEOR / ROUGE-L come from :mod:`models.cocoscore`.
 
 CIDEr-D (Vedantam et al., 2015) follows the MS-COCO ``CiderScorer``: per n (1..4) a TF-IDF
 vector of n-gram counts, the IDF taken over the reference sets of the evaluated corpus;
@@ -90,17 +92,15 @@ def corpus_bleu(
             hit, total = modified_precision(candidate, refs, n)
             matches[n - 1] += hit
             totals[n - 1] += total
-    if hyp_length == 0:
-        return [0.0] * max_n
-    penalty = 1.0 if hyp_length > ref_length else math.exp(1 - ref_length / hyp_length)
-    scores, log_sum = [], 0.0
+    # The MS-COCO scorer's epsilons (bleu_scorer.py: tiny 1e-15, small 1e-9), so the
+    # figures equal its own: a zero precision gives a tiny score, not exactly 0.
+    tiny, small = 1e-15, 1e-9
+    ratio = (hyp_length + tiny) / (ref_length + small)
+    penalty = 1.0 if ratio >= 1 else math.exp(1 - 1 / ratio)
+    scores, product = [], 1.0
     for n in range(max_n):
-        if matches[n] == 0 or log_sum == -math.inf:
-            log_sum = -math.inf
-            scores.append(0.0)
-            continue
-        log_sum += math.log(matches[n] / totals[n])
-        scores.append(penalty * math.exp(log_sum / (n + 1)))
+        product *= (matches[n] + tiny) / (totals[n] + small)
+        scores.append(penalty * product ** (1 / (n + 1)))
     return scores
 
 

@@ -26,6 +26,7 @@ from vidcache.models.annotations import (
     read_captions,
     unmatched_note,
 )
+from vidcache.models.cocoscore import coco_scores
 from vidcache.models.data import (
     DataError,
     SequenceSource,
@@ -116,7 +117,10 @@ def score_captions(
         config.max_words,
     )
     write_captions(csv_path, videos, generated, references)
-    return caption_metrics(generated, references)
+    metrics = caption_metrics(generated, references)
+    if config.scorer == "coco":
+        metrics["coco"] = coco_scores(generated, references)
+    return metrics
 
 
 def captioned_videos(readers, captions_csv: Path, label_map: dict | None = None):

@@ -345,6 +345,22 @@ def _read_label_map(path: Path | None) -> dict:
     return mapping
 
 
+_SCORER = click.option(
+    "--scorer",
+    type=click.Choice(["fast", "coco"]),
+    default=None,
+    help="caption: 'coco' adds the standard coco-caption scores (PTB tokens, BLEU, METEOR, "
+    "ROUGE-L, CIDEr-D; pip install 'vidcache[coco]') to the fast ones.  [default: fast]",
+)
+
+
+def _check_scorer(scorer: str | None) -> None:
+    if scorer == "coco":
+        from vidcache.models.cocoscore import check_available
+
+        check_available()
+
+
 _TRAIN_HELP = """Train a sequence model on cached features (stage two).
 
 Reads videos from one or more FEATURES caches (made with the same settings), splits them
@@ -472,6 +488,7 @@ Example:
     help="regress: CSV path,value[,value...] or path,time,value[,value...] (with header).",
 )
 @click.option("--attention", is_flag=True, help="caption: the decoder attends over the frames.")
+@_SCORER
 @click.option(
     "--beam",
     type=click.IntRange(min=1),
@@ -536,6 +553,7 @@ def train_rnn_command(
     embedding_dim,
     time_tolerance,
     quiet,
+    scorer,
 ) -> None:
     from vidcache.pipeline.train import TrainConfig, train_rnn
 
@@ -551,6 +569,9 @@ def train_rnn_command(
         raise click.ClickException("--targets needs --task regress")
     if task != "caption" and (attention or beam != 1):
         raise click.ClickException("--attention and --beam need --task caption")
+    if scorer is not None and task != "caption":
+        raise click.ClickException("--scorer needs --task caption")
+    _check_scorer(scorer)
     config = TrainConfig(
         head=head,
         units=units,
@@ -578,6 +599,7 @@ def train_rnn_command(
         targets=str(targets) if targets else None,
         attention=attention,
         beam=beam,
+        scorer=scorer or "fast",
         max_words=max_words,
         vocab_size=vocab_size,
         embedding_dim=embedding_dim,
@@ -616,7 +638,14 @@ def train_rnn_command(
 
 def _caption_scores(m: dict) -> str:
     bleu = "/".join(f"{m[f'bleu{n}']:.3f}" for n in range(1, 5))
-    return f"BLEU-1..4 {bleu}, CIDEr-D {m['cider_d']:.3f}"
+    text = f"BLEU-1..4 {bleu}, CIDEr-D {m['cider_d']:.3f}"
+    if "coco" in m:
+        c = m["coco"]
+        text += (
+            f"; coco-caption scorer: BLEU-4 {c['bleu4']:.3f}, METEOR {c['meteor']:.3f}, "
+            f"ROUGE-L {c['rouge_l']:.3f}, CIDEr-D {c['cider_d']:.3f}"
+        )
+    return text
 
 
 def _regression_scores(m: dict) -> str:
@@ -656,8 +685,11 @@ train_rnn_script = train_rnn_command
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The true values, for a regression run (CSV as for train-rnn).",
 )
+@_SCORER
 @core_errors
-def evaluate_command(run_dir: Path, features: Path, output: Path | None, captions, targets) -> None:
+def evaluate_command(
+    run_dir: Path, features: Path, output: Path | None, captions, targets, scorer
+) -> None:
     """Recompute a run's metrics on any cache made with the same settings.
 
     \b
@@ -670,7 +702,8 @@ def evaluate_command(run_dir: Path, features: Path, output: Path | None, caption
 
     if captions is not None and targets is not None:
         raise click.ClickException("--captions cannot be used with --targets")
-    metrics, out = evaluate_run(run_dir, features, output, captions or targets)
+    _check_scorer(scorer)
+    metrics, out = evaluate_run(run_dir, features, output, captions or targets, scorer)
     for note in metrics.get("notes", []):
         click.echo(f"Note: {note}", err=True)
     if "cider_d" in metrics:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +111,7 @@ class TrainConfig:
     vocab_size: int = 5000
     embedding_dim: int = 128
     time_tolerance: float = 0.05
+    scorer: str = "fast"
 
 
 @dataclass
@@ -451,6 +452,7 @@ def evaluate_run(
     cache_path: Path,
     out_dir: Path | None = None,
     annotations: Path | None = None,
+    scorer: str | None = None,
 ) -> tuple[dict, Path]:
     """Recompute the metrics of a run on a cache made with the same settings.
 
@@ -472,6 +474,8 @@ def evaluate_run(
         option = "--captions" if run.task == "caption" else "--targets"
         raise DataError(f"{run.path} is a {run.task} run: give the references with {option} CSV")
     config = run_train_config(run)
+    if scorer is not None:
+        config = replace(config, scorer=scorer)
     with CacheReader(cache_path) as reader:
         diffs = run.settings.differences(reader.settings)
         if diffs:

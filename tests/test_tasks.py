@@ -1,6 +1,7 @@
 """Captioning and regression on the same caches: models, search, runs, prediction."""
 
 import csv
+import importlib.util
 import json
 
 import numpy as np
@@ -150,7 +151,16 @@ def test_a_tiny_caption_run_learns_the_demo_captions(tmp_path, run_extract, smal
     assert streamed.output.startswith("frame 4 (0.60 s): ")
     evaluated, out = evaluate_run(run, cache, tmp_path / "eval", root / "captions.csv")
     assert evaluated["videos"] == 24 and evaluated["bleu4"] > baseline["bleu4"]
-    assert (out / "captions.csv").is_file()
+    assert (out / "captions.csv").is_file() and "coco" not in evaluated
+    if importlib.util.find_spec("pycocoevalcap") is not None:
+        result = CliRunner().invoke(
+            cli, ["evaluate", str(run), str(cache), "--captions", str(root / "captions.csv"),
+                  "--scorer", "coco", "-o", str(tmp_path / "eval-coco")],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "coco-caption scorer: BLEU-4 " in result.output and "METEOR" in result.output
+        saved = json.loads((tmp_path / "eval-coco" / "metrics.json").read_text())
+        assert 0 < saved["coco"]["meteor"] <= 1 and saved["coco"]["videos"] == 24
 
 
 def _regression_data(tmp_path, per_frame, per_clip=12, steps=8):

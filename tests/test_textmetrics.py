@@ -74,9 +74,9 @@ def test_bleu_brevity_penalty_perfect_match_and_zero_precision():
         [math.exp(-2), math.exp(-2)]
     )
     assert corpus_bleu([reference], [[reference]]) == pytest.approx([1.0] * 4)
-    # No 4-gram matches: BLEU-4 is 0 (no smoothing), the lower orders are not.
+    # No 4-gram matches: BLEU-4 is only the MS-COCO epsilon's (1e-15 / 2)^(1/4), no smoothing.
     scores = corpus_bleu([tokenize("the cat on the mat")], [[reference]])
-    assert scores[0] == pytest.approx(1.0 * math.exp(1 - 6 / 5)) and scores[3] == 0.0
+    assert scores[0] == pytest.approx(1.0 * math.exp(1 - 6 / 5)) and scores[3] < 1e-3
     # The closest reference length wins, the shorter one on a tie (lengths 4 and 6 for 5).
     short, long_ = ["a", "b", "c", "d"], ["a", "b", "c", "d", "e", "f"]
     assert corpus_bleu([["a", "b", "c", "d", "x"]], [[long_, short]], max_n=1) == pytest.approx(
@@ -132,3 +132,53 @@ def test_caption_metrics_and_input_checks():
     with pytest.raises(ValueError, match="2 candidates"):
         cider_d([["a"], ["b"]], [[["a"]]])
     assert ngrams(["a", "b", "a", "b"], 2) == {("a", "b"): 2, ("b", "a"): 1}
+
+
+# Worked examples scored by both implementations on the same tokens.
+CASES = [
+    (["a man is playing a guitar", "a dog sleeps on a sofa", "a woman is cooking"],
+     [["a man is playing a guitar", "a man plays the guitar", "someone plays guitar"],
+      ["a cat sleeps on the sofa", "the cat is sleeping"],
+      ["a woman is cooking in a kitchen", "a lady cooks food", "someone is cooking"]]),
+    (["the cat", "a red square grows", "x"],
+     [["the cat sat on the mat"], ["a red square grows", "a red square gets bigger"],
+      ["y z", "x y z w"]]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("candidates, references", CASES)
+def test_bleu_and_cider_d_equal_the_coco_caption_code_on_the_same_tokens(
+    candidates, references, capsys
+):
+    bleu_module = pytest.importorskip("pycocoevalcap.bleu.bleu")
+    from pycocoevalcap.cider.cider import Cider
+
+    gts = {str(i): refs for i, refs in enumerate(references)}
+    res = {str(i): [c] for i, c in enumerate(candidates)}
+    theirs_bleu, _ = bleu_module.Bleu(4).compute_score(gts, res)
+    theirs_cider, theirs_each = Cider().compute_score(gts, res)
+    hyps = [c.split() for c in candidates]
+    refs = [[r.split() for r in rs] for rs in references]
+    assert corpus_bleu(hyps, refs) == pytest.approx(theirs_bleu, rel=1e-12, abs=1e-15)
+    ours, each = cider_d(hyps, refs)
+    assert ours == pytest.approx(theirs_cider, rel=1e-12)
+    assert each == pytest.approx(list(theirs_each), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_the_standard_scorer_tokenises_with_ptb_and_adds_meteor_and_rouge():
+    pytest.importorskip("pycocoevalcap")
+    from vidcache.models.cocoscore import coco_scores
+
+    candidates, references = CASES[0]
+    scores = coco_scores(
+        [c.capitalize() + "." for c in candidates],  # PTB lowercases and drops punctuation
+        [[r.upper() + "!" for r in refs] for refs in references],
+    )
+    plain = coco_scores(candidates, references)
+    assert scores == plain
+    assert set(scores) >= {"bleu4", "meteor", "rouge_l", "cider_d"}
+    assert 0 < scores["meteor"] < 1 and 0 < scores["rouge_l"] < 1
+    hyps = [c.split() for c in candidates]
+    refs = [[r.split() for r in rs] for rs in references]
+    assert scores["cider_d"] == pytest.approx(cider_d(hyps, refs)[0], abs=1e-6)
