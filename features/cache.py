@@ -341,6 +341,26 @@ class CacheReader:
             raise KeyError(f"{video_id!r} is not in {self.path}")
         return store.read_rows(self._file, self._index, position, self.path, verify)
 
+    def features_many(self, video_ids: list[str]) -> dict[str, np.ndarray]:
+        """Features of many videos (stored dtype), read in large sequential blocks in file
+        order; each checked against its checksum. The fast way to load a training set.
+
+        Raises:
+            KeyError: a video is not in the cache.
+            CacheDamaged: a video fails its checksum.
+        """
+        if self._legacy is not None:
+            return {video_id: self._legacy.rows(video_id)[0] for video_id in video_ids}
+        live = self._index.live
+        missing = [v for v in video_ids if v not in live]
+        if missing:
+            raise KeyError(f"{missing[0]!r} is not in {self.path}")
+        ids = self._index.text["video_id"]
+        positions = [live[v] for v in video_ids]
+        return {
+            ids[p]: x for p, x in store.read_many(self._file, self._index, positions, self.path)
+        }
+
     def features(self, video_id: str) -> np.ndarray:
         """``(T, 2048)`` features of one video, in the stored dtype."""
         return self.rows(video_id).features

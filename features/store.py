@@ -166,9 +166,22 @@ class Index:
         codec, meta, extracted = t["codec"], t["meta"], t["extracted_at"]
         return {
             video_id: CacheEntry(
-                video_id, path[i], label[i], kind[i], size[i], mtime[i], fingerprint[i],
-                frames[i], fps[i], duration[i], source[i], width[i], height[i], codec[i],
-                json.loads(meta[i]) if meta[i] not in ("", "{}") else {}, extracted[i],
+                video_id,
+                path[i],
+                label[i],
+                kind[i],
+                size[i],
+                mtime[i],
+                fingerprint[i],
+                frames[i],
+                fps[i],
+                duration[i],
+                source[i],
+                width[i],
+                height[i],
+                codec[i],
+                json.loads(meta[i]) if meta[i] not in ("", "{}") else {},
+                extracted[i],
             )  # fmt: skip
             for video_id, i in self.live.items()
         }
@@ -319,6 +332,53 @@ def _write(dataset: h5py.Dataset, start: int, data: np.ndarray) -> None:
     shape = space.shape
     space.select_hyperslab((start, *([0] * (len(shape) - 1))), data.shape)
     dataset.id.write(h5py.h5s.create_simple(data.shape), space, data)
+
+
+# Rows read at once by :func:`read_many` (64 MiB of float16 2048-d rows).
+BLOCK_ROWS = 16384
+
+
+def read_many(handle: h5py.File, index: Index, positions: list[int], path: Path):
+    """Yield ``(position, features)`` for many records, reading the rows in large
+    sequential blocks in file order (an epoch read at the disk's speed, not a seek per
+    video); every video is checked against its CRC-32.
+
+    Raises:
+        CacheDamaged: a video's rows fail their checksum or cannot be read.
+    """
+    rows = handle["rows"]
+    starts, lengths = index.numbers["row_start"], index.numbers["num_frames"]
+    order = sorted(positions, key=lambda p: int(starts[p]))
+    i = 0
+    while i < len(order):
+        first = int(starts[order[i]])
+        j, end = i, first
+        while j < len(order):  # extend the block while the next video is close and it fits
+            start, stop = int(starts[order[j]]), int(starts[order[j]] + lengths[order[j]])
+            if j > i and (start > end + CHUNK_ROWS or stop - first > BLOCK_ROWS):
+                break
+            end = max(end, stop)
+            j += 1
+        try:
+            block = rows["features"][first:end]
+            stamps = rows["timestamps"][first:end]
+            indices = rows["frame_indices"][first:end]
+        except (OSError, ValueError) as exc:
+            raise CacheDamaged(f"{path}: rows {first}..{end} cannot be read ({exc})") from None
+        for position in order[i:j]:
+            a = int(starts[position]) - first
+            b = a + int(lengths[position])
+            features = block[a:b]
+            if rows_crc(features, stamps[a:b], indices[a:b]) != int(
+                index.numbers["crc32"][position]
+            ):
+                raise CacheDamaged(
+                    f"{path}: video {index.text['video_id'][position]!r} is damaged (checksum "
+                    "mismatch in its stored rows); run 'vidcache verify --repair' and extract "
+                    "it again"
+                )
+            yield position, features.copy()
+        i = j
 
 
 class StoreWriter:

@@ -133,15 +133,25 @@ class SequenceSource:
     def __init__(self, readers, examples, stream=False, seq_len=None, max_len=None) -> None:
         self.readers, self.examples = readers, examples
         self.stream, self.seq_len, self.max_len = stream, seq_len, max_len
-        self._memory = None if stream else [self._read(i) for i in range(len(examples))]
+        self._memory = None if stream else self._load_all()
+
+    def _load_all(self) -> list[np.ndarray]:
+        """Every sequence, each cache read in large sequential blocks (file order)."""
+        wanted: dict[int, list[str]] = {}
+        for example in self.examples:
+            wanted.setdefault(example.cache, []).append(example.video_id)
+        loaded = {c: self.readers[c].features_many(ids) for c, ids in wanted.items()}
+        return [self._shape(loaded[e.cache][e.video_id], e.video_id) for e in self.examples]
 
     def _read(self, i: int) -> np.ndarray:
         example = self.examples[i]
         # One contiguous slice of the cache's row dataset, checked against its checksum, kept
         # in its stored dtype (float16 caches take half the memory) until it is served.
-        x = self.readers[example.cache].features(example.video_id)
+        return self._shape(self.readers[example.cache].features(example.video_id), example.video_id)
+
+    def _shape(self, x: np.ndarray, video_id: str) -> np.ndarray:
         if len(x) == 0:
-            raise DataError(f"video {example.video_id!r} has an empty sequence")
+            raise DataError(f"video {video_id!r} has an empty sequence")
         return shape_sequence(x, self.seq_len, self.max_len)
 
     def __len__(self) -> int:

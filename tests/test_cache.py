@@ -249,3 +249,25 @@ def test_lock_is_not_reentrant_across_handles(tmp_path):
     with CacheLock(path):
         with pytest.raises(CacheLocked):
             CacheLock(path).acquire()
+
+
+def test_many_videos_are_read_in_blocks_and_checked(tmp_path, monkeypatch):
+    from vidcache.features import store
+
+    monkeypatch.setattr(store, "BLOCK_ROWS", 5)  # several blocks, some videos across chunks
+    path = tmp_path / "f.h5"
+    rng = np.random.default_rng(3)
+    rows = {f"v{i}": rng.random((1 + i % 4, 8), dtype=np.float32) for i in range(12)}
+    with FeatureCache.open(path, SETTINGS8, {}) as cache:
+        for video_id, x in rows.items():
+            write(cache, entry(video_id), x)
+        write(cache, entry("v3"), np.ones((2, 8), np.float32))  # a replaced one: a gap
+        rows["v3"] = np.ones((2, 8), np.float32)
+    with CacheReader(path) as reader:
+        wanted = ["v7", "v3", "v0", "v11", "v5"]
+        got = reader.features_many(wanted)
+        assert set(got) == set(wanted)
+        for video_id in wanted:
+            np.testing.assert_array_equal(got[video_id], rows[video_id])
+        with pytest.raises(KeyError, match="'nope' is not in"):
+            reader.features_many(["v1", "nope"])
