@@ -349,17 +349,27 @@ class CacheReader:
             KeyError: a video is not in the cache.
             CacheDamaged: a video fails its checksum.
         """
+        return {video_id: rows.features for video_id, rows in self.rows_many(video_ids)}
+
+    def rows_many(self, video_ids: list[str]):
+        """Yield ``(video_id, Rows)`` for many videos, in file order, read in large
+        sequential blocks (schema 2) and checked against their checksums.
+
+        Raises:
+            KeyError: a video is not in the cache.
+            CacheDamaged: a video fails its checksum.
+        """
         if self._legacy is not None:
-            return {video_id: self._legacy.rows(video_id)[0] for video_id in video_ids}
-        live = self._index.live
+            for video_id in video_ids:
+                yield video_id, store.Rows(*self._legacy.rows(video_id))
+            return
+        live, ids = self._index.live, self._index.text["video_id"]
         missing = [v for v in video_ids if v not in live]
         if missing:
             raise KeyError(f"{missing[0]!r} is not in {self.path}")
-        ids = self._index.text["video_id"]
         positions = [live[v] for v in video_ids]
-        return {
-            ids[p]: x for p, x in store.read_many(self._file, self._index, positions, self.path)
-        }
+        for position, rows in store.read_many(self._file, self._index, positions, self.path):
+            yield ids[position], rows
 
     def features(self, video_id: str) -> np.ndarray:
         """``(T, 2048)`` features of one video, in the stored dtype."""

@@ -8,13 +8,23 @@ leaves the old file as it was.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vidcache.features.cache import CacheLock, CacheReader, FeatureCache
-from vidcache.features.errors import CacheDamaged
+from vidcache.features.errors import (
+    CacheDamaged,
+    CacheFormatError,
+    SettingsMismatch,
+    VidcacheError,
+)
 from vidcache.features.h5recover import clear_write_flags
-from vidcache.features.store import StoreWriter
+from vidcache.features.store import fsync_path
+
+
+class DuplicateVideo(VidcacheError):
+    """Two caches hold one video id with different content."""
 
 
 @dataclass
@@ -68,56 +78,109 @@ def repair(path: Path, video_ids) -> int:
 
 @dataclass
 class RewriteReport:
-    """What :func:`compact` or :func:`migrate` did."""
+    """What :func:`compact`, :func:`migrate` or :func:`merge` did."""
 
     videos: int
     bytes_before: int
     bytes_after: int
     seconds: float = 0.0
+    feature_bytes: int = 0  # bytes of feature rows copied
+
+    @property
+    def gb_per_second(self) -> float:
+        return self.feature_bytes / 1e9 / self.seconds if self.seconds else 0.0
 
 
-def _rewrite(source: Path, target: Path, progress=None) -> RewriteReport:
-    """Copy the live videos of ``source`` (either schema) into a new schema-2 ``target``,
-    through a temporary file renamed into place when complete."""
-    import time
+def _rewrite(sources: list[Path], target: Path, progress=None) -> RewriteReport:
+    """Copy the live videos of ``sources`` (either schema, same settings) into a new
+    schema-2 ``target``, reading each in large sequential blocks, through a temporary file
+    renamed into place when complete. Videos are written in key order.
 
+    Raises:
+        SettingsMismatch: the sources hold features made with other settings.
+        DuplicateVideo: two sources hold one video id with different content.
+    """
     from vidcache.features import store
 
     started = time.perf_counter()
     temporary = target.with_name(f".{target.name}.rewrite-{os.getpid()}")
     if temporary.exists():
         temporary.unlink()
+    readers = []
     try:
-        with CacheReader(source) as reader:
-            entries = reader.entries()
-            store.create(temporary, reader.settings, reader.versions)
-            cache = FeatureCache.open(temporary, reader.settings, {})
-            try:
-                writer: StoreWriter = cache._writer
-                writer.bulk = True  # one flush at the end: the file is not in place yet
-                for done, (video_id, entry) in enumerate(entries.items(), 1):
-                    rows = reader.rows(video_id)
-                    cache.write_rows(entry, rows.features, rows.timestamps, rows.frame_indices)
-                    if progress is not None and (done % 256 == 0 or done == len(entries)):
+        for source in sources:
+            readers.append(CacheReader(source))
+        first = readers[0]
+        for reader in readers[1:]:
+            diffs = first.settings.differences(reader.settings)
+            if diffs:
+                raise SettingsMismatch(
+                    f"{reader.path} and {first.path} hold features made with other settings "
+                    f"({'; '.join(diffs)}); only caches of one kind can be merged"
+                )
+        owner: dict[str, int] = {}  # video id -> the reader whose copy is kept
+        entries = [reader.entries() for reader in readers]
+        for number, found in enumerate(entries):
+            for video_id, entry in found.items():
+                kept = owner.get(video_id)
+                if kept is None:
+                    owner[video_id] = number
+                elif entries[kept][video_id].fingerprint != entry.fingerprint:
+                    raise DuplicateVideo(
+                        f"video {video_id!r} is in {readers[kept].path} and {readers[number].path} "
+                        "with different content (fingerprints differ); merge the caches of "
+                        "one dataset only, or re-extract it"
+                    )
+        store.create(temporary, first.settings, first.versions)
+        cache = FeatureCache.open(temporary, first.settings, {})
+        done, feature_bytes = 0, 0
+        try:
+            cache._writer.bulk = True  # one flush at the end: the file is not in place yet
+            for number, reader in enumerate(readers):
+                mine = [v for v in entries[number] if owner[v] == number]
+                for video_id, rows in reader.rows_many(mine):
+                    cache.write_rows(
+                        entries[number][video_id], rows.features, rows.timestamps,
+                        rows.frame_indices,
+                    )  # fmt: skip
+                    feature_bytes += rows.features.nbytes
+                    done += 1
+                    if progress is not None and (done % 256 == 0 or done == len(owner)):
                         progress(done)
-            finally:
-                cache.close()
-        fd = os.open(temporary, os.O_RDONLY)
-        try:
-            os.fsync(fd)
         finally:
-            os.close(fd)
-        before = source.stat().st_size
+            cache.close()
+        before = sum(Path(source).stat().st_size for source in sources)
+        for reader in readers:
+            reader.close()
+        fsync_path(temporary)
         os.replace(temporary, target)
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(target.parent)
     finally:
+        for reader in readers:
+            reader.close()
         if temporary.exists():
             temporary.unlink()
-    return RewriteReport(len(entries), before, target.stat().st_size, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return RewriteReport(len(owner), before, target.stat().st_size, seconds, feature_bytes)
+
+
+def merge(sources: list[Path], target: Path, progress=None) -> RewriteReport:
+    """Merge caches of one kind (shards of a dataset) into a new cache ``target``.
+
+    Settings must be identical (refused otherwise, naming the difference). A video id in
+    several sources is kept once when its fingerprint agrees, refused when it does not.
+    Rows are copied in large sequential blocks; ``target`` appears only when complete.
+
+    Raises:
+        CacheFormatError: ``target`` exists, or a source is not a readable cache.
+        SettingsMismatch: the sources were made with other settings.
+        DuplicateVideo: one id with different content in two sources.
+    """
+    target = Path(target)
+    if target.exists():
+        raise CacheFormatError(f"{target} exists; merge into a new file")
+    with CacheLock(target):
+        return _rewrite([Path(s) for s in sources], target, progress)
 
 
 def compact(path: Path, progress=None, locked: bool = False) -> RewriteReport:
@@ -146,7 +209,7 @@ def migrate(
     lock = None if locked else CacheLock(target).acquire()
     try:
         clear_write_flags(source)  # a crashed writer's file, now that no writer can be alive
-        return _rewrite(source, target, progress)
+        return _rewrite([source], target, progress)
     finally:
         if lock is not None:
             lock.release()

@@ -240,15 +240,16 @@ def create(path: Path, settings: FeatureSettings, versions: dict) -> None:
                     "offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(INDEX_CHUNK,)
                 )
             f.create_dataset("commit", data=np.zeros(1, np.int64))
-        _fsync_path(temporary)
+        fsync_path(temporary)
         os.replace(temporary, path)
-        _fsync_path(path.parent)
+        fsync_path(path.parent)
     finally:
         if temporary.exists():
             temporary.unlink()
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """``fsync`` a file or a folder (after a rename, so the new name is durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -339,7 +340,7 @@ BLOCK_ROWS = 16384
 
 
 def read_many(handle: h5py.File, index: Index, positions: list[int], path: Path):
-    """Yield ``(position, features)`` for many records, reading the rows in large
+    """Yield ``(position, Rows)`` for many records, reading the rows in large
     sequential blocks in file order (an epoch read at the disk's speed, not a seek per
     video); every video is checked against its CRC-32.
 
@@ -377,7 +378,7 @@ def read_many(handle: h5py.File, index: Index, positions: list[int], path: Path)
                     "mismatch in its stored rows); run 'vidcache verify --repair' and extract "
                     "it again"
                 )
-            yield position, features.copy()
+            yield position, Rows(features.copy(), stamps[a:b].copy(), indices[a:b].copy())
         i = j
 
 

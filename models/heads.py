@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 HEADS = ("lstm", "mean")
+READOUTS = ("pooled", "last")
 
 
 def standardized(frames, mean: np.ndarray, variance: np.ndarray):
@@ -39,8 +40,15 @@ def _sequence_body(
     dropout: float,
     recurrent_dropout: float,
     per_step: bool = False,
+    readout: str = "last",
 ):
-    """Masking -> standardisation -> LSTM stack (or mean + MLP): the shared body of heads."""
+    """Masking -> standardisation -> LSTM stack (or mean + MLP): the shared body of heads.
+
+    ``readout`` says what a per-video output reads from the top LSTM: ``"last"``, its final
+    state; ``"pooled"``, that state concatenated with the mean of its outputs over all
+    frames so far ("pool_mean", "pooled"). Both are causal and padding-invariant (the mean
+    is masked), so a stream computes them step by step.
+    """
     import keras
 
     if head not in HEADS:
@@ -49,21 +57,34 @@ def _sequence_body(
         raise ValueError(f"layers must be at least 1. Received: layers={layers}")
     if per_step and head != "lstm":
         raise ValueError("per-step outputs need the lstm head")
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}. Received: readout={readout}")
     x = standardized(inputs, mean, variance)
     if head == "mean":
         x = keras.layers.GlobalAveragePooling1D(name="mean_over_time")(x)
         x = keras.layers.Dense(units, activation="relu", name="hidden")(x)
         return keras.layers.Dropout(dropout, name="hidden_dropout")(x)
+    pooled = readout == "pooled" and not per_step
     for i in range(layers):
+        top = i == layers - 1
         lstm = keras.layers.LSTM(
             units,
-            return_sequences=per_step or i < layers - 1,
+            return_sequences=per_step or not top or pooled,
+            return_state=top and pooled,
             dropout=dropout,
             recurrent_dropout=recurrent_dropout,
             name=f"lstm_{i}",
         )
         x = keras.layers.Bidirectional(lstm, name=f"bilstm_{i}")(x) if bidirectional else lstm(x)
-    return x
+    if not pooled:
+        return x
+    if bidirectional:  # [sequence, forward h, forward c, backward h, backward c]
+        sequence = x[0]
+        last = keras.layers.Concatenate(name="last_state")([x[1], x[3]])
+    else:
+        sequence, last = x[0], x[1]
+    mean = keras.layers.GlobalAveragePooling1D(name="pool_mean")(sequence)
+    return keras.layers.Concatenate(name="pooled")([last, mean])
 
 
 def build_classifier(
@@ -76,6 +97,7 @@ def build_classifier(
     bidirectional: bool = False,
     dropout: float = 0.2,
     recurrent_dropout: float = 0.0,
+    readout: str = "pooled",
 ):
     """Build an uncompiled classifier for ``(batch, time, features)`` zero-padded input.
 
@@ -89,13 +111,25 @@ def build_classifier(
         bidirectional: wrap each LSTM in ``Bidirectional``. Defaults to False.
         dropout: input dropout of each LSTM (and of the MLP). Defaults to 0.2.
         recurrent_dropout: recurrent dropout of each LSTM. Defaults to 0.0.
+        readout: what the softmax reads from the top LSTM: ``"pooled"`` (final state and
+            mean of its outputs over time: it remembers how a clip began) or ``"last"``
+            (the final state only, vidcache 0.1). Defaults to ``"pooled"``.
     """
     import keras
 
     dim = int(np.asarray(mean).shape[-1])
     inputs = keras.Input((None, dim), name="frames")
     x = _sequence_body(
-        inputs, mean, variance, head, units, layers, bidirectional, dropout, recurrent_dropout
+        inputs,
+        mean,
+        variance,
+        head,
+        units,
+        layers,
+        bidirectional,
+        dropout,
+        recurrent_dropout,
+        readout=readout,
     )
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs, name=f"vidcache_{head}")

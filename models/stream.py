@@ -1,7 +1,8 @@
 """Run a trained classifier or regressor one frame at a time, carrying the LSTM state.
 
 The same layers (and weights) as the offline model: each new frame is standardised, goes
-through one step of each LSTM cell, and the output layers read the last hidden state; after
+through one step of each LSTM cell, and the output layers read the last hidden state (with
+a pooled readout, also the running mean of the top LSTM's outputs); after
 the last frame the output equals the offline model's on the whole sequence (and, for a
 per-frame regressor, every step's output equals the offline output at that frame). The mean
 head keeps a running mean instead. Bidirectional models cannot stream (their backward
@@ -46,6 +47,9 @@ class StreamingModel:
         self._cells = [model.get_layer(name).cell for name in lstm_names]
         self._hidden = model.get_layer("hidden") if "hidden" in names else None
         self._units = [cell.units for cell in self._cells]
+        # A "pooled" readout: the top LSTM's final state, mean and max of its outputs so far.
+        self._pooled = "pooled" in names
+        pooled = model.get_layer("pooled") if self._pooled else None
         self.reset()
 
         standardize, cells, hidden = self._standardize, self._cells, self._hidden
@@ -57,14 +61,19 @@ class StreamingModel:
             return tf.reshape(x, (1, -1))
 
         @tf.function(reduce_retracing=True)
-        def lstm_step(x, states):
+        def lstm_step(x, states, pool):
             # The layer's statistics are shaped for (batch, time, dim): one frame is (1, dim).
             x = tf.reshape(standardize(x[None, :]), (1, -1))
             new_states = []
             for cell, (h, c) in zip(cells, states):
                 x, (h, c) = cell(x, [h, c], training=False)
                 new_states.append((h, c))
-            return head(x)[0], new_states
+            if pooled is not None:
+                total, count = pool
+                total, count = total + x, count + 1.0
+                pool = (total, count)
+                x = pooled([x, total / count])
+            return head(x)[0], new_states, pool
 
         @tf.function(reduce_retracing=True)
         def mean_step(x, total, count):
@@ -81,6 +90,8 @@ class StreamingModel:
         ]
         self._total = None
         self._count = np.float32(0.0)
+        top = self._units[-1] if self._units else 0
+        self._pool = (np.zeros((1, top), np.float32), np.float32(0.0))
         self.frames = 0
 
     def step(self, features: np.ndarray) -> np.ndarray:
@@ -89,7 +100,7 @@ class StreamingModel:
         x = np.asarray(features, np.float32)
         self.frames += 1
         if self._cells:
-            probs, self._states = self._lstm_step(x, self._states)
+            probs, self._states, self._pool = self._lstm_step(x, self._states, self._pool)
         else:
             if self._total is None:
                 self._total = np.zeros((1, x.shape[-1]), np.float32)

@@ -138,3 +138,46 @@ def migrate_command(cache: Path, output: Path | None, quiet: bool) -> None:
         f"({report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB, "
         f"{report.seconds:.1f} s)"
     )
+
+
+@cli.command("merge", context_settings=CONTEXT)
+@click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The merged cache (a new file).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@core_errors
+def merge_command(caches, output: Path, quiet: bool) -> None:
+    """Merge caches of one kind (the shards of an --shard run) into one new cache.
+
+    Feature settings must be identical (refused otherwise, naming the difference). A video
+    in several caches is kept once if its content fingerprint agrees, refused if not. Rows
+    are copied in large sequential blocks; OUTPUT appears only when complete. A folder
+    stands for the .h5 files in it. (train-rnn also takes the shards directly.)
+
+    \b
+    Example:
+        extract-features videos/ -o shards/part-3.h5 --shard 3/16   # x16, anywhere
+        vidcache merge shards/ -o features.h5
+    """
+    from vidcache.features.cache import CacheReader
+    from vidcache.pipeline.cli import expand_caches
+
+    sources = expand_caches(caches)
+    prepare_output_dir(output.parent, "cache folder")
+    total = 0
+    for source in sources:
+        with CacheReader(source) as reader:
+            total += len(reader.entries())
+    report = _with_progress(
+        "merging", total, quiet, lambda up: maintenance.merge(sources, output, up)
+    )
+    click.echo(
+        f"{output}: {report.videos} videos from {len(sources)} caches, "
+        f"{report.feature_bytes / 1e9:.2f} GB of features in {report.seconds:.1f} s "
+        f"({report.gb_per_second:.2f} GB/s)"
+    )

@@ -20,6 +20,22 @@ from vidcache.pipeline import __version__
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def expand_caches(paths) -> list[Path]:
+    """Cache files as given, a folder standing for the ``*.h5`` files in it (the shards
+    of a ``--shard`` run, say)."""
+    found = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            shards = sorted(path.glob("*.h5"))
+            if not shards:
+                raise click.ClickException(f"{path}: a folder without .h5 caches")
+            found.extend(shards)
+        else:
+            found.append(path)
+    return found
+
+
 def core_errors(function):
     """Turn core errors (``VidcacheError``) into ``click.ClickException``: one line, exit 1."""
 
@@ -152,6 +168,13 @@ Example:
     show_default=True,
     help="Videos decoded at once; 0: one on a CPU, several when a GPU runs the CNN.",
 )
+@click.option(
+    "--shard",
+    metavar="K/N",
+    help="Extract only share K of N (K from 0 to N-1, by a stable hash of the video id): N "
+    "runs (a SLURM array, an Indexed Job) together cover every video once; then "
+    "'vidcache merge'.",
+)
 @click.option("--prune", is_flag=True, help="Drop cached videos whose source file is gone.")
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing cache instead of adding to it."
@@ -182,6 +205,7 @@ def extract(
     dtype,
     batch_size,
     decode_workers,
+    shard,
     prune,
     overwrite,
     strict,
@@ -213,6 +237,13 @@ def extract(
         raise click.ClickException(
             f"no videos found in {', '.join(str(v) for v in videos)} (see --glob)"
         )
+    if shard is not None:
+        from vidcache.features.shard import parse_shard, select_shard
+
+        index, count = parse_shard(shard)
+        total = len(sources)
+        sources = select_shard(sources, index, count)
+        click.echo(f"shard {index}/{count}: {len(sources)} of {total} videos", err=True)
     if spec.kind == "random":
         click.echo(
             f"Warning: --weights random: features come from an UNTRAINED network (seed {seed}); "
@@ -391,7 +422,7 @@ Example:
     "features",
     nargs=-1,
     required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, path_type=Path),
 )
 @click.option(
     "-o",
@@ -407,6 +438,15 @@ Example:
     default="lstm",
     show_default=True,
     help="LSTM, or the mean-of-frames baseline.",
+)
+@click.option(
+    "--readout",
+    type=click.Choice(["pooled", "last"]),
+    default="pooled",
+    show_default=True,
+    help="What the classifier reads from the LSTM: its final state and the mean of its "
+    "outputs over time (remembers how a clip began; streams exactly), or the final state "
+    "only (vidcache 0.1).",
 )
 @click.option("--units", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
@@ -524,6 +564,7 @@ def train_rnn_command(
     features,
     run_dir,
     head,
+    readout,
     units,
     layers,
     bidirectional,
@@ -574,6 +615,7 @@ def train_rnn_command(
     _check_scorer(scorer)
     config = TrainConfig(
         head=head,
+        readout=readout,
         units=units,
         layers=layers,
         bidirectional=bidirectional,
@@ -605,7 +647,7 @@ def train_rnn_command(
         embedding_dim=embedding_dim,
         time_tolerance=time_tolerance,
     )
-    result = train_rnn(list(features), run_dir, config)
+    result = train_rnn(expand_caches(features), run_dir, config)
     for note in result.notes:
         click.echo(f"Note: {note}", err=True)
     m = result.metrics

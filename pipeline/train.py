@@ -112,6 +112,7 @@ class TrainConfig:
     embedding_dim: int = 128
     time_tolerance: float = 0.05
     scorer: str = "fast"
+    readout: str = "pooled"
 
 
 @dataclass
@@ -324,7 +325,9 @@ def train_rnn(
         mean, variance = standardization(train_source)
 
         keras.utils.set_random_seed(config.seed)
-        model = build_classifier(len(classes), mean, variance, **body_options(config))
+        model = build_classifier(
+            len(classes), mean, variance, readout=config.readout, **body_options(config)
+        )
         model.compile(
             optimizer=keras.optimizers.Adam(config.lr),
             loss="sparse_categorical_crossentropy",

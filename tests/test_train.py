@@ -87,11 +87,18 @@ def test_masking_ignores_padding():
     np.testing.assert_allclose(mean_model(x), mean_model(padded), atol=1e-6)
 
 
-@pytest.mark.parametrize("head, layers", [("lstm", 1), ("lstm", 2), ("mean", 1)])
-def test_streaming_equals_offline_at_every_step(head, layers):
+@pytest.mark.parametrize(
+    "head, layers, readout",
+    [("lstm", 1, "pooled"), ("lstm", 2, "pooled"), ("lstm", 1, "last"), ("mean", 1, "pooled")],
+)
+def test_streaming_equals_offline_at_every_step(head, layers, readout):
     rng = np.random.default_rng(1)
     model = build_classifier(
-        3, rng.normal(size=DIM), rng.uniform(0.5, 2, DIM), head=head, units=6, layers=layers
+        3, rng.normal(size=DIM), rng.uniform(0.5, 2, DIM), head=head, units=6, layers=layers,
+        readout=readout,
+    )  # fmt: skip
+    assert ("pooled" in [layer.name for layer in model.layers]) == (
+        head == "lstm" and readout == "pooled"
     )
     x = rng.normal(size=(7, DIM)).astype(np.float32)
     stream = StreamingModel(model)

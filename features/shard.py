@@ -1,0 +1,47 @@
+"""Deterministic shares of a dataset, so N independent processes (a SLURM array, a
+Kubernetes Indexed Job, GNU parallel) together extract every video exactly once.
+
+A video belongs to shard ``int(sha256(video_id)[:8]) % N``: stable across runs and
+machines, independent of the order or the number of videos, so adding videos to a dataset
+moves none of the others to another shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from vidcache.features.discover import VideoSource
+from vidcache.features.errors import VidcacheError
+
+
+class ShardError(VidcacheError):
+    """A ``K/N`` shard spec that cannot be used."""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N``.
+
+    Raises:
+        ShardError: not two integers, or K outside ``0..N-1``.
+    """
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ShardError(
+            f"--shard takes K/N, e.g. 0/8 (K from 0 to N-1). Received: {text}"
+        ) from None
+    if count < 1 or not 0 <= index < count:
+        raise ShardError(f"--shard K/N needs 0 <= K < N. Received: {text}")
+    return index, count
+
+
+def shard_of(video_id: str, count: int) -> int:
+    """The shard (``0..count-1``) a video id belongs to."""
+    digest = hashlib.sha256(video_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def select_shard(sources: Sequence[VideoSource], index: int, count: int) -> list[VideoSource]:
+    """The videos of shard ``index`` of ``count``, in their discovery order."""
+    return [s for s in sources if shard_of(s.video_id, count) == index]

@@ -1,0 +1,85 @@
+"""Shards any scheduler can run, and merging them back."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import SMALL
+from test_train import SETTINGS, write_cache
+
+from vidcache.features.cache import CacheReader
+from vidcache.features.discover import VideoSource
+from vidcache.features.errors import SettingsMismatch
+from vidcache.features.maintenance import DuplicateVideo, merge
+from vidcache.features.settings import FeatureSettings
+from vidcache.features.shard import ShardError, parse_shard, select_shard, shard_of
+from vidcache.pipeline.cli import cli
+
+FAST = ["--weights", "random", "--image-size", str(SMALL), "--batch-size", "4", "-q"]
+PINNED = [4, 1, 4, 3, 4, 4, 4, 1]
+
+
+def test_shards_partition_the_ids_stably():
+    assert parse_shard("3/16") == (3, 16)
+    for bad in ("16/16", "-1/4", "a/b", "3", "1/0"):
+        with pytest.raises(ShardError, match="--shard"):
+            parse_shard(bad)
+    ids = [f"class{i % 7}/v_{i:04d}.avi" for i in range(400)]
+    sources = [VideoSource(f"/d/{v}", v) for v in ids]
+    shares = [select_shard(sources, k, 4) for k in range(4)]
+    assert sorted(s.video_id for share in shares for s in share) == sorted(ids)
+    assert all(60 < len(share) < 140 for share in shares)  # roughly even
+    # adding videos moves none of the others: the shard depends on the id alone
+    assert shard_of("class0/v_0000.avi", 4) == shard_of("class0/v_0000.avi", 4)
+    assert [shard_of(v, 4) for v in ids[:8]] == [
+        shard_of(v, 4) for v in ([*ids[:8], "new/x.avi"])[:8]
+    ]
+    # pinned: a change of the hash would move videos between the shards of running jobs
+    assert shard_of("UCF101/ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi", 16) == 0
+    assert [shard_of(f"v{i}", 5) for i in range(8)] == PINNED
+
+
+def test_extracting_in_shards_and_merging_equals_one_run(tmp_path, dataset):
+    whole = tmp_path / "whole.h5"
+    assert (
+        CliRunner().invoke(cli, ["extract", str(dataset), "-o", str(whole), *FAST]).exit_code == 0
+    )
+    shards = tmp_path / "shards"
+    for k in range(2):
+        part = str(shards / f"part-{k}.h5")
+        result = CliRunner().invoke(
+            cli, ["extract", str(dataset), "-o", part, "--shard", f"{k}/2", *FAST]
+        )
+        assert result.exit_code == 0, result.output
+    merged = tmp_path / "merged.h5"
+    result = CliRunner().invoke(cli, ["merge", str(shards), "-o", str(merged)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"{merged}: 4 videos from 2 caches, ")
+    with CacheReader(whole) as one, CacheReader(merged) as two:
+        assert list(one.entries()) == list(two.entries()) and one.settings == two.settings
+        for video_id in one.entries():
+            np.testing.assert_allclose(two.features(video_id), one.features(video_id), atol=1e-5)
+    result = CliRunner().invoke(cli, ["merge", str(shards), "-o", str(merged)])
+    assert result.exit_code == 1 and "exists; merge into a new file" in result.output
+
+
+def test_merge_refuses_other_settings_and_conflicting_duplicates(tmp_path):
+    x = np.ones((3, 8), np.float32)
+    a = write_cache(tmp_path / "a.h5", {"v1": ("up", x), "v2": ("down", x)})
+    b = write_cache(tmp_path / "b.h5", {"v2": ("down", x), "v3": ("up", x)})  # v2: same content
+    report = merge([a, b], tmp_path / "ab.h5")
+    assert report.videos == 3 and report.feature_bytes == 3 * x.nbytes
+    other = FeatureSettings(weights="imagenet", weights_sha256="cd" * 32, feature_dim=8)
+    c = write_cache(tmp_path / "c.h5", {"v4": ("up", x)}, other)
+    with pytest.raises(SettingsMismatch, match="only caches of one kind can be merged"):
+        merge([a, c], tmp_path / "ac.h5")
+    d = tmp_path / "d.h5"
+    write_cache(d, {"v1": ("up", 2 * x)}, SETTINGS)
+    from vidcache.features.cache import CacheLock, FeatureCache
+
+    with CacheLock(d), FeatureCache.open(d, SETTINGS, {}) as cache:  # other content for v1
+        entry = cache.entries()["v1"]
+        entry.fingerprint = "sha256:other"
+        cache.write_rows(entry, 2 * x, np.arange(3) / 5, np.arange(3))
+    with pytest.raises(DuplicateVideo, match="'v1' is in .* with different content"):
+        merge([a, d], tmp_path / "ad.h5")
+    assert not (tmp_path / "ac.h5").exists() and not (tmp_path / "ad.h5").exists()
