@@ -238,6 +238,12 @@ class FeatureCache:
         entry.extracted_at = entry.extracted_at or store.now()
         self._writer.append(entry, [features], timestamps, frame_indices)
 
+    def write_batch(self, entries: list[CacheEntry], batch: list[store.Rows]) -> None:
+        """Commit many videos in one step (whole-file rewrites)."""
+        for entry in entries:
+            entry.extracted_at = entry.extracted_at or store.now()
+        self._writer.append_batch(entries, batch)
+
     def touch_video(self, entry: CacheEntry) -> None:
         """Record a new path/mtime for an unchanged video (same fingerprint, same rows)."""
         position = self._writer.index.live[entry.video_id]

@@ -138,15 +138,19 @@ def _rewrite(sources: list[Path], target: Path, progress=None) -> RewriteReport:
             cache._writer.bulk = True  # one flush at the end: the file is not in place yet
             for number, reader in enumerate(readers):
                 mine = [v for v in entries[number] if owner[v] == number]
+                batch, batch_entries, batch_rows = [], [], 0
                 for video_id, rows in reader.rows_many(mine):
-                    cache.write_rows(
-                        entries[number][video_id], rows.features, rows.timestamps,
-                        rows.frame_indices,
-                    )  # fmt: skip
+                    batch_entries.append(entries[number][video_id])
+                    batch.append(rows)
+                    batch_rows += len(rows.features)
                     feature_bytes += rows.features.nbytes
                     done += 1
+                    if batch_rows >= store.BLOCK_ROWS or len(batch) >= 1024:
+                        cache.write_batch(batch_entries, batch)
+                        batch, batch_entries, batch_rows = [], [], 0
                     if progress is not None and (done % 256 == 0 or done == len(owner)):
                         progress(done)
+                cache.write_batch(batch_entries, batch)
         finally:
             cache.close()
         before = sum(Path(source).stat().st_size for source in sources)

@@ -34,6 +34,7 @@ so a full disk stops the run before HDF5 is asked to write what cannot fit.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import json
@@ -439,6 +440,19 @@ class StoreWriter:
                 "and run the same command again"
             )
 
+    @contextlib.contextmanager
+    def _disk_full(self, what: str):
+        """Turn HDF5's ENOSPC (a disk filled past :meth:`_check_space`) into DiskFull."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+                raise DiskFull(
+                    f"{self.path}: disk full while committing {what}; every video committed "
+                    "before is kept: free some space and run again"
+                ) from None
+            raise
+
     def append(
         self,
         entry: CacheEntry,
@@ -454,15 +468,8 @@ class StoreWriter:
         Raises:
             DiskFull: not enough space; nothing of this record is committed.
         """
-        try:
+        with self._disk_full(repr(entry.video_id)):
             self._append(entry, blocks, timestamps, frame_indices, deleted, reuse_from)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC or "No space left" in str(exc):
-                raise DiskFull(
-                    f"{self.path}: disk full while committing {entry.video_id!r}; every "
-                    "video committed before is kept: free some space and run again"
-                ) from None
-            raise
 
     def _append(self, entry, blocks, timestamps, frame_indices, deleted, reuse_from) -> None:
         position = self.index.count
@@ -525,6 +532,76 @@ class StoreWriter:
         crc = zlib.crc32(timestamps.astype("<f8", copy=False), crc)
         crc = zlib.crc32(frame_indices.astype("<i8", copy=False), crc)
         return {"row_start": start, "num_frames": count, "crc32": crc}
+
+    def append_batch(self, entries: list[CacheEntry], batch: list[Rows]) -> None:
+        """Commit many videos at once (whole-file rewrites: merge, compact, migrate): their
+        rows in one write per dataset, each index column in one write, one commit.
+
+        Raises:
+            DiskFull: not enough space; nothing of the batch is committed.
+        """
+        with self._disk_full(f"{len(entries)} videos"):
+            self._append_batch(entries, batch)
+
+    def _append_batch(self, entries: list[CacheEntry], batch: list[Rows]) -> None:
+        if not entries:
+            return
+        position, count = self.index.count, len(entries)
+        features_ds, stamps_ds, indices_ds = self._rows
+        parts = [np.ascontiguousarray(rows.features, dtype=features_ds.dtype) for rows in batch]
+        for part in parts:
+            if part.ndim != 2 or part.shape[1] != features_ds.shape[1]:
+                raise ValueError(
+                    f"feature rows of shape {part.shape} for a cache of "
+                    f"{features_ds.shape[1]}-d features"
+                )
+        lengths = np.array([len(part) for part in parts], np.int64)
+        total = int(lengths.sum())
+        self._check_space(total)
+        start = self._rows_end
+        stamps = [np.ascontiguousarray(rows.timestamps, np.float64) for rows in batch]
+        indices = [np.ascontiguousarray(rows.frame_indices, np.int64) for rows in batch]
+        if total:
+            for dataset in self._rows:
+                _grow(dataset, start + total, CHUNK_ROWS)
+            _write(features_ds, start, np.concatenate(parts))
+            _write(stamps_ds, start, np.concatenate(stamps))
+            _write(indices_ds, start, np.concatenate(indices))
+        row_starts = start + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        values, numbers = [], []
+        for i, entry in enumerate(entries):
+            entry.num_frames = int(lengths[i])
+            attrs = entry.to_attrs()
+            record = {name: attrs[name] for name in NUMERIC if name in attrs}
+            record.update(
+                row_start=int(row_starts[i]),
+                num_frames=int(lengths[i]),
+                crc32=rows_crc(parts[i], stamps[i], indices[i]),
+                deleted=0,
+            )
+            values.append(attrs)
+            numbers.append(record)
+        for name, dtype in NUMERIC.items():
+            column = self._columns[name]
+            _grow(column, position + count, INDEX_CHUNK)
+            _write(column, position, np.array([n[name] for n in numbers], dtype))
+        for name in TEXT:
+            data = [str(v[name]).encode("utf-8") for v in values]
+            column, offsets = self._text[name]
+            begin = self._text_end[name]
+            ends = begin + np.cumsum([len(d) for d in data], dtype=np.int64)
+            blob = np.frombuffer(b"".join(data), np.uint8)
+            _grow(column, begin + len(blob), TEXT_CHUNK)
+            if len(blob):
+                _write(column, begin, blob)
+            _grow(offsets, position + count + 1, INDEX_CHUNK)
+            _write(offsets, position + 1, ends)
+            self._text_end[name] = int(ends[-1])
+        self._sync()  # step 1: everything the records need is on disk
+        _write(self._commit, 0, np.array([position + count], np.int64))
+        self._sync()  # step 2: the records are committed
+        for i in range(count):
+            self._remember(position + i, numbers[i], values[i])
 
     def _remember(self, position: int, numbers: dict, values: dict) -> None:
         """Keep the in-memory index equal to the file's, without re-reading it."""
