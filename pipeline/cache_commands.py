@@ -16,6 +16,17 @@ from vidcache.pipeline.outputs import prepare_output_dir
 _CACHE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
+def _videos_in(paths) -> int:
+    """Videos in the caches (a progress bar's total): one index read each."""
+    from vidcache.features.cache import CacheReader
+
+    total = 0
+    for path in paths:
+        with CacheReader(path) as reader:
+            total += reader.stats()["videos"]
+    return total
+
+
 def _with_progress(label: str, total: int, quiet: bool, work):
     """``work(update)`` under a progress bar over ``total`` videos (none when quiet or
     small); ``update(done)`` moves it."""
@@ -52,10 +63,7 @@ def verify_command(cache: Path, repair: bool, quiet: bool) -> None:
         vidcache verify features.h5
         vidcache verify features.h5 --repair && extract-features videos/ -o features.h5
     """
-    from vidcache.features.cache import CacheReader
-
-    with CacheReader(cache) as reader:
-        total = len(reader.entries())
+    total = _videos_in([cache])
     report = _with_progress("verifying", total, quiet, lambda up: maintenance.verify(cache, up))
     for video_id, reason in report.damaged.items():
         click.echo(f"damaged: {video_id}: {reason}")
@@ -87,10 +95,7 @@ def compact_command(cache: Path, quiet: bool) -> None:
     Example:
         vidcache compact features.h5
     """
-    from vidcache.features.cache import CacheReader
-
-    with CacheReader(cache) as reader:
-        total = reader.stats()["videos"]
+    total = _videos_in([cache])
     report = _with_progress("compacting", total, quiet, lambda up: maintenance.compact(cache, up))
     click.echo(
         f"{cache}: {report.videos} videos, {report.bytes_before / 1e6:.1f} MB -> "
@@ -120,16 +125,13 @@ def migrate_command(cache: Path, output: Path | None, quiet: bool) -> None:
         vidcache migrate old.h5 -o new.h5
         vidcache migrate features.h5
     """
-    from vidcache.features.cache import CacheReader
-
     if output is not None:
         prepare_output_dir(output.parent, "cache folder")
     if output is not None and output.exists():
         raise click.ClickException(
             f"{output} exists; name a new file, or omit -o to upgrade in place"
         )
-    with CacheReader(cache) as reader:
-        total = len(reader.entries())
+    total = _videos_in([cache])
     report = _with_progress(
         "migrating", total, quiet, lambda up: maintenance.migrate(cache, output, up)
     )
@@ -164,15 +166,11 @@ def merge_command(caches, output: Path, quiet: bool) -> None:
         extract-features videos/ -o shards/part-3.h5 --shard 3/16   # x16, anywhere
         vidcache merge shards/ -o features.h5
     """
-    from vidcache.features.cache import CacheReader
     from vidcache.pipeline.cli import expand_caches
 
     sources = expand_caches(caches)
     prepare_output_dir(output.parent, "cache folder")
-    total = 0
-    for source in sources:
-        with CacheReader(source) as reader:
-            total += len(reader.entries())
+    total = _videos_in(sources)
     report = _with_progress(
         "merging", total, quiet, lambda up: maintenance.merge(sources, output, up)
     )
