@@ -17,6 +17,7 @@ import errno
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -161,6 +162,38 @@ def _open_read(path: Path) -> h5py.File:
     raise CacheDamaged(f"{path}: damaged cache, HDF5 cannot open it ({text})")
 
 
+#: How long a writer waits for readers that hold the file open without SWMR (seconds).
+READER_WAIT_SECONDS = 10.0
+
+
+def _open_for_write(path: Path, wait: float | None = None) -> h5py.File:
+    """Open ``path`` read-write, waiting a while for other processes that have it open.
+
+    HDF5 locks a file that a process opened before the writer switched to SWMR mode: a
+    reader polling it, a training run loading it, a viewer. Such a lock is usually gone in
+    moments; one held longer is refused with a clear message instead of a crash.
+
+    Raises:
+        CacheLocked: another process kept the file open for ``wait`` seconds.
+    """
+    wait = READER_WAIT_SECONDS if wait is None else wait
+    deadline = time.monotonic() + wait
+    delay = 0.02
+    while True:
+        try:
+            return h5py.File(path, "r+", libver="latest")
+        except BlockingIOError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            if time.monotonic() >= deadline:
+                raise CacheLocked(
+                    f"{path.name} is open in another process (a training run, a reader or a "
+                    f"viewer) and stayed open for {wait:g} s; close it and run again"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 class FeatureCache:
     """A schema-2 cache opened for writing. Use :meth:`open` under a :class:`CacheLock`.
 
@@ -196,7 +229,7 @@ class FeatureCache:
             store.create(path, settings, versions)
         clear_write_flags(path)
         try:
-            handle = h5py.File(path, "r+", libver="latest")
+            handle = _open_for_write(path)
         except _DAMAGE as exc:
             raise CacheDamaged(f"{path}: damaged cache, HDF5 cannot open it ({_first_line(exc)})")
         try:

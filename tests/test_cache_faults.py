@@ -141,6 +141,61 @@ def test_readers_during_a_write_see_committed_videos(tmp_path):
     check_content(path, [])
 
 
+HOLD = """
+import sys, time, h5py
+f = h5py.File(sys.argv[1], "r")
+print("open", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold_open(path, seconds):
+    """Another process that opens the cache for reading (no SWMR) and keeps it open."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline() == "open\n"
+    return process
+
+
+def test_a_writer_waits_for_a_brief_reader_and_refuses_a_long_one_clearly(tmp_path, monkeypatch):
+    path = tmp_path / "f.h5"
+    assert finish(path, 0, 5) == 0
+    reader = hold_open(path, 1.0)  # HDF5 locks the file while this reader has it
+    try:
+        assert finish(path, 5, 10) == 0  # waits for it, then writes
+    finally:
+        reader.kill()
+        reader.communicate(timeout=60)
+    assert len(check_content(path, [])) == 10
+
+    import vidcache.features.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "READER_WAIT_SECONDS", 0.5)
+    videos, cache = tmp_path / "videos", tmp_path / "g.h5"
+    extract = ["extract", str(videos), "-o", str(cache), "--weights", "random", "-q"]
+    extract += ["--image-size", "75", "--fps", "0"]
+    lossless(videos / "a" / "one.mkv", random_frames(3, seed=1))
+    assert CliRunner().invoke(cli, extract).exit_code == 0
+    lossless(videos / "a" / "two.mkv", random_frames(3, seed=2))
+    reader = hold_open(cache, 60)
+    try:
+        result = CliRunner().invoke(cli, extract)
+    finally:
+        reader.kill()
+        reader.communicate(timeout=60)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        "Error: g.h5 is open in another process (a training run, a reader or a viewer) "
+        "and stayed open for 0.5 s; close it and run again"
+    )
+    with CacheReader(cache) as kept:
+        assert list(kept.entries()) == ["a/one.mkv"]
+    assert CliRunner().invoke(cli, extract).exit_code == 0  # the reader gone, it goes on
+    with CacheReader(cache) as kept:
+        assert list(kept.entries()) == ["a/one.mkv", "a/two.mkv"]
+
+
 def damaged_copies(tmp_path) -> dict:
     """A good cache, and copies damaged in each way a disk or a copy can damage one."""
     good = tmp_path / "good.h5"

@@ -47,7 +47,7 @@ def many(tmp_path):
 def start(root, out):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "extract", str(root), "-o", str(out), *ARGS],
+        [sys.executable, "-m", "vidcache", "extract", str(root), "-o", str(out), *ARGS],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -70,6 +70,9 @@ def wait_for(condition, process, timeout=120):
         if condition():
             return True
         if process.poll() is not None:
+            if process.returncode not in (0, -signal.SIGKILL, 130):
+                output, _ = process.communicate()
+                raise AssertionError(f"the run exited with {process.returncode}:\n{output}")
             return False
         time.sleep(0.02)
     raise AssertionError("timed out")
@@ -119,6 +122,7 @@ def test_a_concurrent_run_is_refused_and_ctrl_c_stops_cleanly(tmp_path, many):
     finally:
         if process.poll() is None:
             process.kill()
+        process.__exit__(None, None, None)  # closes its pipe whatever happened
     assert process.returncode == 130, output
     assert "Interrupted: every video finished before the stop is kept" in output
     assert "Traceback" not in output
