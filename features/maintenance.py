@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidcache.features.cache import CacheLock, CacheReader, FeatureCache
+from vidcache.features.cache import CacheLock, CacheReader, FeatureCache, read_settings
 from vidcache.features.errors import (
     CacheDamaged,
     CacheFormatError,
@@ -217,3 +217,78 @@ def migrate(
     finally:
         if lock is not None:
             lock.release()
+
+
+def absorb(
+    target: Path,
+    sources: list[Path],
+    versions: dict | None = None,
+    progress=None,
+    locked: bool = False,
+) -> int:
+    """Add the videos of ``sources`` (shard caches of one kind) to the cache ``target``,
+    in place, creating it when missing; a video already in ``target`` is replaced.
+
+    Each batch is one commit of ``target``, so a crash at any moment keeps every batch
+    committed before it and the sources are untouched: absorbing them again is safe (the
+    caller deletes a source once this returns). Rows are read in large sequential blocks.
+
+    Args:
+        target: the cache to add to.
+        sources: caches made with the same settings as ``target``.
+        versions: library versions stamped on a new ``target``. Defaults to those of the
+            first source.
+        progress: called with the number of videos added so far, now and then.
+        locked: the caller already holds the lock of ``target``. Defaults to False.
+
+    Returns:
+        The number of videos added.
+
+    Raises:
+        CacheLocked: a run is writing ``target``.
+        SettingsMismatch: a source was made with other settings.
+    """
+    from vidcache.features import store
+
+    target = Path(target)
+    done = 0
+    lock = None if locked else CacheLock(target).acquire()
+    try:
+        cache = None
+        try:
+            for source in sources:
+                with CacheReader(source) as reader:
+                    if cache is None:
+                        settings = reader.settings
+                        if target.exists():
+                            settings = read_settings(target)
+                        cache = FeatureCache.open(target, settings, versions or reader.versions)
+                    diffs = settings.differences(reader.settings)
+                    if diffs:
+                        raise SettingsMismatch(
+                            f"{source} holds features made with other settings than {target} "
+                            f"({'; '.join(diffs)})"
+                        )
+                    entries = reader.entries()
+                    batch, batch_entries, batch_rows = [], [], 0
+                    for video_id, rows in reader.rows_many(list(entries)):
+                        batch_entries.append(entries[video_id])
+                        batch.append(rows)
+                        batch_rows += len(rows.features)
+                        done += 1
+                        if batch_rows >= store.BLOCK_ROWS or len(batch) >= 1024:
+                            cache.write_batch(batch_entries, batch)
+                            batch, batch_entries, batch_rows = [], [], 0
+                            if progress is not None:
+                                progress(done)
+                    if batch:
+                        cache.write_batch(batch_entries, batch)
+                    if progress is not None:
+                        progress(done)
+        finally:
+            if cache is not None:
+                cache.close()
+    finally:
+        if lock is not None:
+            lock.release()
+    return done

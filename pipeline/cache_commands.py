@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from vidcache.features import maintenance
-from vidcache.pipeline.cli import CONTEXT, cli, core_errors
+from vidcache.pipeline.cli_common import CONTEXT, core_errors, expand_caches
 from vidcache.pipeline.outputs import prepare_output_dir
 
 _CACHE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -42,7 +42,7 @@ def _with_progress(label: str, total: int, quiet: bool, work):
         return work(update)
 
 
-@cli.command("verify", context_settings=CONTEXT)
+@click.command("verify", context_settings=CONTEXT)
 @click.argument("cache", type=_CACHE)
 @click.option(
     "--repair",
@@ -81,7 +81,7 @@ def verify_command(cache: Path, repair: bool, quiet: bool) -> None:
         raise SystemExit(1)
 
 
-@cli.command("compact", context_settings=CONTEXT)
+@click.command("compact", context_settings=CONTEXT)
 @click.argument("cache", type=_CACHE)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @core_errors
@@ -103,7 +103,7 @@ def compact_command(cache: Path, quiet: bool) -> None:
     )
 
 
-@cli.command("migrate", context_settings=CONTEXT)
+@click.command("migrate", context_settings=CONTEXT)
 @click.argument("cache", type=_CACHE)
 @click.option(
     "-o",
@@ -142,7 +142,7 @@ def migrate_command(cache: Path, output: Path | None, quiet: bool) -> None:
     )
 
 
-@cli.command("merge", context_settings=CONTEXT)
+@click.command("merge", context_settings=CONTEXT)
 @click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "-o",
@@ -166,7 +166,6 @@ def merge_command(caches, output: Path, quiet: bool) -> None:
         extract-features videos/ -o shards/part-3.h5 --shard 3/16   # x16, anywhere
         vidcache merge shards/ -o features.h5
     """
-    from vidcache.pipeline.cli import expand_caches
 
     sources = expand_caches(caches)
     prepare_output_dir(output.parent, "cache folder")

@@ -272,11 +272,11 @@ def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
             reader.close()
 
 
-def evaluate_captions(run, reader, captions_csv: Path, config: TrainConfig, out_dir: Path) -> dict:
-    """Caption every video of ``reader`` that ``captions_csv`` describes and score them;
+def evaluate_captions(run, readers, captions_csv: Path, config: TrainConfig, out_dir: Path) -> dict:
+    """Caption every video of ``readers`` that ``captions_csv`` describes and score them;
     the captions go to ``out_dir/captions.csv``."""
-    examples, matched, notes = captioned_videos([reader], captions_csv, config.label_map or None)
-    source = SequenceSource([reader], examples, False, config.seq_len, config.max_len)
+    examples, matched, notes = captioned_videos(readers, captions_csv, config.label_map or None)
+    source = SequenceSource(readers, examples, False, config.seq_len, config.max_len)
     metrics = score_captions(
         run.model, run.vocabulary, source, examples, matched, config, Path(out_dir) / "captions.csv"
     )

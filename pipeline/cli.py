@@ -5,7 +5,6 @@ Errors from the core (``features.errors.VidcacheError``) become one ``Error: ...
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -13,40 +12,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from vidcache.features.errors import VidcacheError
-from vidcache.features.settings import PRECISIONS, RESIZE_POLICIES, STORAGE_DTYPES
-from vidcache.pipeline import __version__
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def expand_caches(paths) -> list[Path]:
-    """Cache files as given, a folder standing for the ``*.h5`` files in it (the shards
-    of a ``--shard`` run, say)."""
-    found = []
-    for path in paths:
-        path = Path(path)
-        if path.is_dir():
-            shards = sorted(path.glob("*.h5"))
-            if not shards:
-                raise click.ClickException(f"{path}: a folder without .h5 caches")
-            found.extend(shards)
-        else:
-            found.append(path)
-    return found
-
-
-def core_errors(function):
-    """Turn core errors (``VidcacheError``) into ``click.ClickException``: one line, exit 1."""
-
-    @functools.wraps(function)
-    def wrapped(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except VidcacheError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapped
+from vidcache.pipeline import __version__, cache_commands, extract_command
+from vidcache.pipeline.cli_common import CONTEXT, core_errors, expand_caches
 
 
 @click.group(context_settings=CONTEXT)
@@ -62,238 +29,24 @@ def cli() -> None:
     """
 
 
-_EXTRACT_HELP = """Extract per-frame InceptionV3 features of VIDEOS into an HDF5 cache.
-
-VIDEOS are files or folders (searched recursively; videos/<label>/<clip>.avi gives labels,
-a folder of numbered images is one video). Re-runs skip videos already cached with the
-same content, so an interrupted run continues where it stopped.
-
-\b
-Example:
-    extract-features videos/ -o features.h5
-    extract-features videos/ -o features.h5 --num-frames 16 --precision bfloat16
-    extract-features clips/ -o test.h5 --weights random --seed 0 --image-size 75
-"""
-
-
-@click.command("extract", help=_EXTRACT_HELP, context_settings=CONTEXT)
-@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("features.h5"),
-    show_default=True,
-    help="The HDF5 feature cache.",
-)
-@click.option(
-    "--labels",
-    "labels_csv",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="CSV with columns path,label (extra columns kept as metadata); overrides folder labels.",
-)
-@click.option(
-    "--glob",
-    "glob",
-    metavar="PATTERN",
-    help="File-name pattern of videos (e.g. '*.avi'), instead of known extensions.",
-)
-@click.option(
-    "--fps",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Keep frames at most F per second; 0 keeps every frame.  [default: 5]",
-)
-@click.option(
-    "--num-frames",
-    type=click.IntRange(min=1),
-    help="Keep exactly N frames evenly spaced over each clip.",
-)
-@click.option("--max-frames", type=click.IntRange(min=1), help="Keep at most N frames per clip.")
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=75),
-    default=299,
-    show_default=True,
-    help="Side of the square CNN input in pixels.",
-)
-@click.option(
-    "--resize",
-    type=click.Choice(RESIZE_POLICIES),
-    default="center-crop",
-    show_default=True,
-    help="How frames become square (see docs/cache-format.md).",
-)
-@click.option(
-    "--folder-fps",
-    type=click.FloatRange(min=0, min_open=True),
-    default=25.0,
-    show_default=True,
-    help="Frame rate of folders of numbered images.",
-)
-@click.option(
-    "--weights",
-    default="imagenet",
-    show_default=True,
-    metavar="imagenet|random|PATH",
-    help="Backbone weights: Keras' ImageNet file, a seeded random init (tests and "
-    "demos only), or a weights file.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --weights random.")
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="float32",
-    show_default=True,
-    help="CNN compute precision.",
-)
-@click.option(
-    "--dtype",
-    type=click.Choice(STORAGE_DTYPES),
-    default="float32",
-    show_default=True,
-    help="Storage dtype of the features.",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=32,
-    show_default=True,
-    help="Frames per CNN call (packed across videos).",
-)
-@click.option(
-    "--decode-workers",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Videos decoded at once; 0: one on a CPU, several when a GPU runs the CNN.",
-)
-@click.option(
-    "--shard",
-    metavar="K/N",
-    help="Extract only share K of N (K from 0 to N-1, by a stable hash of the video id): N "
-    "runs (a SLURM array, an Indexed Job) together cover every video once; then "
-    "'vidcache merge'.",
-)
-@click.option("--prune", is_flag=True, help="Drop cached videos whose source file is gone.")
-@click.option(
-    "--overwrite", is_flag=True, help="Replace an existing cache instead of adding to it."
-)
-@click.option("--strict", is_flag=True, help="Stop at the first video that cannot be read.")
-@click.option(
-    "--fsync",
-    is_flag=True,
-    help="fsync the cache at every commit: committed videos survive power loss too "
-    "(a killed run never loses them either way).",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar; errors and summary only.")
-@core_errors
-def extract(
-    videos,
-    output,
-    labels_csv,
-    glob,
-    fps,
-    num_frames,
-    max_frames,
-    image_size,
-    resize,
-    folder_fps,
-    weights,
-    seed,
-    precision,
-    dtype,
-    batch_size,
-    decode_workers,
-    shard,
-    prune,
-    overwrite,
-    strict,
-    fsync,
-    quiet,
-) -> None:
-    from vidcache.features.backbone import WeightsSpec
-    from vidcache.features.discover import apply_labels, discover
-    from vidcache.features.settings import SamplingSpec
-    from vidcache.pipeline.extract import ExtractConfig, extract_features
-    from vidcache.pipeline.report import ProgressReporter, format_summary
-
-    if num_frames is not None and fps is not None:
-        raise click.ClickException("--num-frames cannot be used with --fps")
-    if num_frames is not None and max_frames is not None:
-        raise click.ClickException("--num-frames cannot be used with --max-frames")
-    if num_frames is None and fps is None:
-        fps = 5.0
-    sampling = SamplingSpec(fps=fps or None, num_frames=num_frames, max_frames=max_frames)
-    spec = WeightsSpec.parse(weights, seed)
-    sources = discover(list(videos), glob)
-    if labels_csv is not None:
-        sources, unmatched = apply_labels(sources, labels_csv)
-        for path in unmatched[:10]:
-            click.echo(f"Warning: {labels_csv}: {path} matches no video", err=True)
-        if len(unmatched) > 10:
-            click.echo(f"Warning: ... and {len(unmatched) - 10} more unmatched rows", err=True)
-    if not sources:
-        raise click.ClickException(
-            f"no videos found in {', '.join(str(v) for v in videos)} (see --glob)"
-        )
-    if shard is not None:
-        from vidcache.features.shard import parse_shard, select_shard
-
-        index, count = parse_shard(shard)
-        total = len(sources)
-        sources = select_shard(sources, index, count)
-        click.echo(f"shard {index}/{count}: {len(sources)} of {total} videos", err=True)
-    if spec.kind == "random":
-        click.echo(
-            f"Warning: --weights random: features come from an UNTRAINED network (seed {seed}); "
-            "use them for tests and demos only.",
-            err=True,
-        )
-    config = ExtractConfig(
-        weights=spec,
-        image_size=image_size,
-        resize=resize,
-        sampling=sampling,
-        folder_fps=folder_fps,
-        precision=precision,
-        dtype=dtype,
-        batch_size=batch_size,
-        overwrite=overwrite,
-        prune=prune,
-        strict=strict,
-        fsync=fsync,
-        decode_workers=decode_workers,
-    )
-    reporter = ProgressReporter(quiet=quiet)
-    summary = extract_features(sources, output, config, reporter)
-    click.echo(format_summary(summary, output))
-    if summary.interrupted:
-        sys.exit(130)
-    if summary.failures:
-        sys.exit(1)
-
-
-cli.add_command(extract)
-#: The ``extract-features`` console script: the same command as ``vidcache extract``.
-extract_features_command = extract
-
-
 @cli.command("inspect", context_settings=CONTEXT)
-@click.argument("cache", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @core_errors
-def inspect_command(cache: Path, as_json: bool) -> None:
-    """Summarise a feature cache: videos per label, frames, settings, provenance.
+def inspect_command(caches: tuple[Path, ...], as_json: bool) -> None:
+    """Summarise a feature cache: videos per label, frames, settings, provenance. Several
+    caches, or a folder of shard caches, are summarised as one dataset.
 
     \b
     Example:
         vidcache inspect features.h5
+        vidcache inspect shards/
         vidcache inspect features.h5 --json | jq .labels
     """
     from vidcache.pipeline.report import cache_summary, format_cache_summary
 
-    summary = cache_summary(cache)
+    paths = expand_caches(caches)
+    summary = cache_summary(paths[0] if len(paths) == 1 else paths)
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
@@ -710,7 +463,7 @@ train_rnn_script = train_rnn_command
 
 @cli.command("evaluate", context_settings=CONTEXT)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("features", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("features", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "-o",
     "--output",
@@ -730,13 +483,15 @@ train_rnn_script = train_rnn_command
 @_SCORER
 @core_errors
 def evaluate_command(
-    run_dir: Path, features: Path, output: Path | None, captions, targets, scorer
+    run_dir: Path, features: tuple[Path, ...], output: Path | None, captions, targets, scorer
 ) -> None:
-    """Recompute a run's metrics on any cache made with the same settings.
+    """Recompute a run's metrics on any cache made with the same settings (several caches,
+    or a folder of shard caches, count as one dataset).
 
     \b
     Example:
         vidcache evaluate runs/lstm test_features.h5
+        vidcache evaluate runs/lstm test_shards/
         vidcache evaluate runs/cap test_features.h5 --captions test_captions.csv
         vidcache evaluate runs/steer test_features.h5 --targets test_steering.csv
     """
@@ -745,7 +500,9 @@ def evaluate_command(
     if captions is not None and targets is not None:
         raise click.ClickException("--captions cannot be used with --targets")
     _check_scorer(scorer)
-    metrics, out = evaluate_run(run_dir, features, output, captions or targets, scorer)
+    caches = expand_caches(features)
+    metrics, out = evaluate_run(run_dir, caches, output, captions or targets, scorer)
+    features = features[0] if len(features) == 1 else f"{len(caches)} caches"
     for note in metrics.get("notes", []):
         click.echo(f"Note: {note}", err=True)
     if "cider_d" in metrics:
@@ -1072,5 +829,14 @@ def train_e2e_command(
         )
 
 
-# Commands that keep a cache healthy (verify, compact, migrate) live in their own module.
-from vidcache.pipeline import cache_commands  # noqa: E402,F401
+# Commands of their own modules (they import nothing from this one).
+for _command in (
+    extract_command.extract,
+    cache_commands.verify_command,
+    cache_commands.compact_command,
+    cache_commands.migrate_command,
+    cache_commands.merge_command,
+):
+    cli.add_command(_command)
+#: The ``extract-features`` console script: the same command as ``vidcache extract``.
+extract_features_command = extract_command.extract

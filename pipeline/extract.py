@@ -397,6 +397,14 @@ def _plan(
     return jobs, touched
 
 
+def gone_videos(sources: list[VideoSource], entries: dict[str, CacheEntry]) -> list[str]:
+    """Cached videos (ids) that are not among ``sources`` and whose file is gone (--prune)."""
+    wanted = {s.video_id for s in sources}
+    return [
+        e.video_id for e in entries.values() if e.video_id not in wanted and not Path(e.path).exists()
+    ]
+
+
 def extract_features(
     sources: list[VideoSource],
     output: Path,
@@ -450,14 +458,7 @@ def extract_features(
             summary.stopped_early = True
             reporter.end()
             return summary
-        gone = []
-        if config.prune:
-            wanted = {s.video_id for s in sources}
-            gone = [
-                e.video_id
-                for e in entries.values()
-                if e.video_id not in wanted and not Path(e.path).exists()
-            ]
+        gone = gone_videos(sources, entries) if config.prune else []
         if not (jobs or touched or gone):
             reporter.end()
             return summary

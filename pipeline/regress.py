@@ -257,8 +257,8 @@ def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
             reader.close()
 
 
-def evaluate_regression(run, reader, targets_csv: Path, config: TrainConfig) -> dict:
-    """Errors of a regression run on the videos of ``reader`` that ``targets_csv`` gives
+def evaluate_regression(run, readers, targets_csv: Path, config: TrainConfig) -> dict:
+    """Errors of a regression run on the videos of ``readers`` that ``targets_csv`` gives
     targets for, next to those of the run's training mean."""
     table = read_targets(targets_csv)
     if table.per_frame != run.per_frame or len(table.names) != len(run.target_names):
@@ -268,8 +268,8 @@ def evaluate_regression(run, reader, targets_csv: Path, config: TrainConfig) -> 
             f"{', '.join(run.target_names)}"
         )
     config = replace(config, targets=str(targets_csv))
-    examples, targets, weights, notes = targeted_videos([reader], table, config)
-    source = SequenceSource([reader], examples, False, config.seq_len, config.max_len)
+    examples, targets, weights, notes = targeted_videos(readers, table, config)
+    source = SequenceSource(readers, examples, False, config.seq_len, config.max_len)
     baseline = np.asarray(run.config["targets"]["train_mean"], np.float32)
     metrics = score_regression(
         run.model, source, targets, weights, baseline, run.target_names, config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections import defaultdict
@@ -11,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vidcache.features.cache import CacheReader
+from vidcache.features.errors import SettingsMismatch
 from vidcache.pipeline.extract import (
     CACHED,
     EXTRACTED,
@@ -127,8 +129,17 @@ def format_summary(summary: ExtractSummary, output: Path) -> str:
     return "\n".join(lines)
 
 
-def cache_summary(path: Path) -> dict:
-    """A JSON-ready summary of a cache: settings, provenance, videos and frames per label."""
+def cache_summary(path: Path | list[Path]) -> dict:
+    """A JSON-ready summary of a cache: settings, provenance, videos and frames per label.
+
+    Several caches (the shards of one dataset) are summed into one summary, with their
+    paths under ``caches``.
+
+    Raises:
+        SettingsMismatch: the caches were made with other settings.
+    """
+    if isinstance(path, (list, tuple)):
+        return _combined_summary([Path(p) for p in path])
     with CacheReader(path) as reader:
         entries = reader.entries()
         labels: dict[str, dict[str, int]] = defaultdict(lambda: {"videos": 0, "frames": 0})
@@ -153,6 +164,40 @@ def cache_summary(path: Path) -> dict:
             "source_seconds": round(duration, 3),
             "labels": dict(sorted(labels.items())),
         }
+
+
+def _combined_summary(paths: list[Path]) -> dict:
+    parts = [cache_summary(p) for p in paths]
+    total = dict(parts[0])
+    for part in parts[1:]:
+        diffs = sorted(
+            key
+            for key in set(total["settings"]) | set(part["settings"])
+            if total["settings"].get(key) != part["settings"].get(key)
+        )
+        if diffs:
+            raise SettingsMismatch(
+                f"{part['path']} and {parts[0]['path']} hold features made with other settings "
+                f"({', '.join(diffs)} differ); they are not one dataset"
+            )
+    labels: dict[str, dict[str, int]] = defaultdict(lambda: {"videos": 0, "frames": 0})
+    for part in parts:
+        for label, row in part["labels"].items():
+            labels[label]["videos"] += row["videos"]
+            labels[label]["frames"] += row["frames"]
+    total.update(
+        path=f"{len(paths)} caches in {os.path.commonpath([str(p.parent) for p in paths])}",
+        caches=[str(p) for p in paths],
+        schema_version=min(p["schema_version"] for p in parts),
+        storage={k: sum(p["storage"][k] for p in parts) for k in parts[0]["storage"]},
+        created=min(p["created"] for p in parts),
+        updated=max(p["updated"] for p in parts),
+        videos=sum(p["videos"] for p in parts),
+        frames=sum(p["frames"] for p in parts),
+        source_seconds=round(sum(p["source_seconds"] for p in parts), 3),
+        labels=dict(sorted(labels.items())),
+    )
+    return total
 
 
 def format_cache_summary(summary: dict) -> str:

@@ -452,26 +452,34 @@ def run_train_config(run: Run) -> TrainConfig:
 
 def evaluate_run(
     run_dir: Path,
-    cache_path: Path,
+    cache_path: Path | list[Path],
     out_dir: Path | None = None,
     annotations: Path | None = None,
     scorer: str | None = None,
 ) -> tuple[dict, Path]:
-    """Recompute the metrics of a run on a cache made with the same settings.
+    """Recompute the metrics of a run on caches made with the same settings.
 
     A classifier is scored on every labelled video (videos whose label is not one of the
     run's classes are left out and counted); a captioner on the videos ``annotations`` (a
     captions CSV) describes, a regressor on those it (a targets CSV) gives targets for.
 
+    Args:
+        run_dir: the run.
+        cache_path: one cache, or several (the shards of a dataset).
+        out_dir: where the metrics go. Defaults to ``RUN/eval-<first cache name>``.
+        annotations: captions or targets CSV of a caption or regression run.
+        scorer: caption scorer (``fast`` or ``coco``). Defaults to the run's.
+
     Returns:
-        The metrics and the folder they were written to (``RUN/eval-<cache name>`` by default).
+        The metrics and the folder they were written to.
 
     Raises:
-        SettingsMismatch: the cache was made with other feature settings than the run's.
+        SettingsMismatch: a cache was made with other feature settings than the run's.
         DataError: nothing to score, or a caption/regression run without ``annotations``.
     """
+    paths = [Path(p) for p in ([cache_path] if isinstance(cache_path, (str, Path)) else cache_path)]
     run = load_run(run_dir)
-    out_dir = Path(out_dir) if out_dir else run.path / f"eval-{Path(cache_path).stem}"
+    out_dir = Path(out_dir) if out_dir else run.path / f"eval-{paths[0].stem}"
     prepare_output_dir(out_dir, "evaluation folder")
     if run.task != "classify" and annotations is None:
         option = "--captions" if run.task == "caption" else "--targets"
@@ -479,42 +487,50 @@ def evaluate_run(
     config = run_train_config(run)
     if scorer is not None:
         config = replace(config, scorer=scorer)
-    with CacheReader(cache_path) as reader:
-        diffs = run.settings.differences(reader.settings)
+    readers, settings = open_caches(paths)
+    try:
+        diffs = run.settings.differences(settings)
         if diffs:
             raise SettingsMismatch(
-                f"{cache_path} holds features made with other settings than run {run.path} "
+                f"{paths[0]} holds features made with other settings than run {run.path} "
                 f"({'; '.join(diffs)}, run != cache)"
             )
         out_dir.mkdir(parents=True, exist_ok=True)
         if run.task == "caption":
             from vidcache.pipeline.caption import evaluate_captions
 
-            metrics = evaluate_captions(run, reader, Path(annotations), config, out_dir)
+            metrics = evaluate_captions(run, readers, Path(annotations), config, out_dir)
         elif run.task == "regress":
             from vidcache.pipeline.regress import evaluate_regression
 
-            metrics = evaluate_regression(run, reader, Path(annotations), config)
+            metrics = evaluate_regression(run, readers, Path(annotations), config)
         else:
-            metrics = _evaluate_classifier(run, reader, config, out_dir)
-    metrics["cache"] = str(Path(cache_path).resolve())
+            metrics = _evaluate_classifier(run, readers, config, out_dir)
+    finally:
+        for reader in readers:
+            reader.close()
+    resolved = [str(p.resolve()) for p in paths]
+    metrics["cache"] = resolved[0] if len(resolved) == 1 else resolved
     write_json(out_dir / "metrics.json", metrics)
     return metrics, out_dir
 
 
-def _evaluate_classifier(run: Run, reader: CacheReader, config: TrainConfig, out_dir) -> dict:
+def _evaluate_classifier(
+    run: Run, readers: list[CacheReader], config: TrainConfig, out_dir
+) -> dict:
     from vidcache.pipeline.plots import plot_confusion
 
-    examples = collect_examples([reader], config.label_map or None)
+    examples = collect_examples(readers, config.label_map or None)
     index = {name: i for i, name in enumerate(run.classes)}
     known = [e for e in examples if e.label in index]
     if not known:
-        raise DataError(f"no video of {reader.path} has one of the run's classes")
-    source = SequenceSource([reader], known, False, config.seq_len, config.max_len)
+        names = ", ".join(Path(r.path).name for r in readers)
+        raise DataError(f"no video of {names} has one of the run's classes")
+    source = SequenceSource(readers, known, False, config.seq_len, config.max_len)
     targets = np.array([index[e.label] for e in known], np.int32)
     metrics = classification_metrics(
         _predict(run.model, source, config.batch_size), targets, run.classes
     )
     metrics["unknown_label_videos"] = len(examples) - len(known)
-    plot_confusion(metrics, out_dir / "confusion_matrix.png", Path(reader.path).name)
+    plot_confusion(metrics, out_dir / "confusion_matrix.png", Path(readers[0].path).name)
     return metrics

@@ -83,3 +83,45 @@ def test_merge_refuses_other_settings_and_conflicting_duplicates(tmp_path):
     with pytest.raises(DuplicateVideo, match="'v1' is in .* with different content"):
         merge([a, d], tmp_path / "ad.h5")
     assert not (tmp_path / "ac.h5").exists() and not (tmp_path / "ad.h5").exists()
+
+
+def test_evaluate_and_inspect_read_a_folder_of_shards_as_one_dataset(tmp_path):
+    import json
+
+    from test_train import ordered_videos
+
+    from vidcache.pipeline.train import TrainConfig, train_rnn
+
+    videos = ordered_videos(per_class=3, seed=5)
+    shards = tmp_path / "shards"
+    for k in range(2):
+        share = {v: videos[v] for v in videos if shard_of(v, 2) == k}
+        write_cache(shards / f"part-{k}.h5", share)
+    whole = write_cache(tmp_path / "whole.h5", videos)
+    train_rnn([whole], tmp_path / "run", TrainConfig(units=4, epochs=1, verbose=0))
+
+    metrics = {}
+    for name, target in (("folder", shards), ("whole", whole)):
+        result = CliRunner().invoke(
+            cli, ["evaluate", str(tmp_path / "run"), str(target), "-o", str(tmp_path / name)]
+        )
+        assert result.exit_code == 0, result.output
+        metrics[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert metrics["folder"]["examples"] == metrics["whole"]["examples"] == len(videos)
+    assert metrics["folder"]["top1"] == metrics["whole"]["top1"]
+    assert metrics["folder"]["confusion"] == metrics["whole"]["confusion"]
+    assert len(metrics["folder"]["cache"]) == 2
+
+    result = CliRunner().invoke(cli, ["inspect", str(shards), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    with CacheReader(whole) as reader:
+        assert summary["videos"] == len(reader.entries()) == len(videos)
+    assert summary["path"] == f"2 caches in {shards}" and len(summary["caches"]) == 2
+    result = CliRunner().invoke(cli, ["inspect", str(shards)])
+    assert result.output.startswith(f"2 caches in {shards}: vidcache feature cache, schema 2")
+
+    other = FeatureSettings(weights="imagenet", weights_sha256="cd" * 32, feature_dim=8)
+    write_cache(shards / "stranger.h5", {"x": ("up", np.ones((3, 8), np.float32))}, other)
+    result = CliRunner().invoke(cli, ["inspect", str(shards)])
+    assert result.exit_code == 1 and "they are not one dataset" in result.output

@@ -1,0 +1,41 @@
+"""What every command module shares: click context, core-error mapping, cache arguments."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from vidcache.features.errors import VidcacheError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def expand_caches(paths) -> list[Path]:
+    """Cache files as given, a folder standing for the ``*.h5`` files in it (the shards
+    of a ``--shard`` run, say)."""
+    found = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            shards = sorted(path.glob("*.h5"))
+            if not shards:
+                raise click.ClickException(f"{path}: a folder without .h5 caches")
+            found.extend(shards)
+        else:
+            found.append(path)
+    return found
+
+
+def core_errors(function):
+    """Turn core errors (``VidcacheError``) into ``click.ClickException``: one line, exit 1."""
+
+    @functools.wraps(function)
+    def wrapped(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except VidcacheError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapped

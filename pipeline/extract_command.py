@@ -1,0 +1,305 @@
+"""``vidcache extract`` (``extract-features``): videos to a feature cache, on one machine
+or on a Ray cluster."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from vidcache.features.settings import PRECISIONS, RESIZE_POLICIES, STORAGE_DTYPES
+from vidcache.pipeline.cli_common import CONTEXT, core_errors
+
+_EXTRACT_HELP = """Extract per-frame InceptionV3 features of VIDEOS into an HDF5 cache.
+
+VIDEOS are files or folders (searched recursively; videos/<label>/<clip>.avi gives labels,
+a folder of numbered images is one video). Re-runs skip videos already cached with the
+same content, so an interrupted run continues where it stopped.
+
+\b
+Example:
+    extract-features videos/ -o features.h5
+    extract-features videos/ -o features.h5 --num-frames 16 --precision bfloat16
+    extract-features clips/ -o test.h5 --weights random --seed 0 --image-size 75
+    extract-features videos/ -o features.h5 --engine ray --address auto
+    extract-features videos/ -o shards/ --engine ray --workers 8 --num-gpus-per-worker 1
+"""
+
+
+@click.command("extract", help=_EXTRACT_HELP, context_settings=CONTEXT)
+@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("features.h5"),
+    show_default=True,
+    help="The HDF5 feature cache (with --engine ray, a folder: one cache per shard).",
+)
+@click.option(
+    "--labels",
+    "labels_csv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV with columns path,label (extra columns kept as metadata); overrides folder labels.",
+)
+@click.option(
+    "--glob",
+    "glob",
+    metavar="PATTERN",
+    help="File-name pattern of videos (e.g. '*.avi'), instead of known extensions.",
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Keep frames at most F per second; 0 keeps every frame.  [default: 5]",
+)
+@click.option(
+    "--num-frames",
+    type=click.IntRange(min=1),
+    help="Keep exactly N frames evenly spaced over each clip.",
+)
+@click.option("--max-frames", type=click.IntRange(min=1), help="Keep at most N frames per clip.")
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=75),
+    default=299,
+    show_default=True,
+    help="Side of the square CNN input in pixels.",
+)
+@click.option(
+    "--resize",
+    type=click.Choice(RESIZE_POLICIES),
+    default="center-crop",
+    show_default=True,
+    help="How frames become square (see docs/cache-format.md).",
+)
+@click.option(
+    "--folder-fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=25.0,
+    show_default=True,
+    help="Frame rate of folders of numbered images.",
+)
+@click.option(
+    "--weights",
+    default="imagenet",
+    show_default=True,
+    metavar="imagenet|random|PATH",
+    help="Backbone weights: Keras' ImageNet file, a seeded random init (tests and "
+    "demos only), or a weights file.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --weights random.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="float32",
+    show_default=True,
+    help="CNN compute precision.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(STORAGE_DTYPES),
+    default="float32",
+    show_default=True,
+    help="Storage dtype of the features.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Frames per CNN call (packed across videos).",
+)
+@click.option(
+    "--decode-workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Videos decoded at once; 0: one on a CPU, several when a GPU runs the CNN.",
+)
+@click.option(
+    "--shard",
+    metavar="K/N",
+    help="Extract only share K of N (K from 0 to N-1, by a stable hash of the video id): N "
+    "runs (a SLURM array, an Indexed Job) together cover every video once; then "
+    "'vidcache merge'.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where the CNN runs: this process, or a pool of Ray workers (pip install "
+    "'vidcache[ray]'; see docs/scale.md).",
+)
+@click.option(
+    "--address",
+    metavar="auto|ray://HOST:PORT",
+    help="Ray cluster to join (--engine ray); without it a local Ray runs on this machine.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Ray workers, one model each; 0: as many as the cluster's CPUs (or GPUs) allow.",
+)
+@click.option(
+    "--cpus-per-worker",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="CPU cores per Ray worker (its CNN threads and decoding).",
+)
+@click.option(
+    "--num-gpus-per-worker",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="GPUs per Ray worker (0.5: two workers share one GPU).",
+)
+@click.option(
+    "--shards",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Shards of the work on Ray (0: four per worker); a shard of a dead worker is "
+    "retried on a new one.",
+)
+@click.option("--prune", is_flag=True, help="Drop cached videos whose source file is gone.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing cache instead of adding to it."
+)
+@click.option("--strict", is_flag=True, help="Stop at the first video that cannot be read.")
+@click.option(
+    "--fsync",
+    is_flag=True,
+    help="fsync the cache at every commit: committed videos survive power loss too "
+    "(a killed run never loses them either way).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar; errors and summary only.")
+@core_errors
+def extract(
+    videos,
+    output,
+    labels_csv,
+    glob,
+    fps,
+    num_frames,
+    max_frames,
+    image_size,
+    resize,
+    folder_fps,
+    weights,
+    seed,
+    precision,
+    dtype,
+    batch_size,
+    decode_workers,
+    shard,
+    engine,
+    address,
+    workers,
+    cpus_per_worker,
+    num_gpus_per_worker,
+    shards,
+    prune,
+    overwrite,
+    strict,
+    fsync,
+    quiet,
+) -> None:
+    from vidcache.features.backbone import WeightsSpec
+    from vidcache.features.discover import apply_labels, discover
+    from vidcache.features.settings import SamplingSpec
+    from vidcache.pipeline.extract import ExtractConfig, extract_features
+    from vidcache.pipeline.report import ProgressReporter, format_summary
+
+    if engine == "local":
+        given = [
+            name
+            for name, value, default in (
+                ("--address", address, None),
+                ("--workers", workers, 0),
+                ("--num-gpus-per-worker", num_gpus_per_worker, 0.0),
+                ("--shards", shards, 0),
+                ("--cpus-per-worker", cpus_per_worker, 1),
+            )
+            if value != default
+        ]
+        if given:
+            raise click.ClickException(f"{', '.join(given)} need --engine ray")
+        if output.is_dir():
+            raise click.ClickException(
+                f"{output} is a folder; give a cache file (a folder of shards needs --engine ray)"
+            )
+    elif shard is not None:
+        raise click.ClickException("--shard runs one share here; --engine ray shards by itself")
+    if num_frames is not None and fps is not None:
+        raise click.ClickException("--num-frames cannot be used with --fps")
+    if num_frames is not None and max_frames is not None:
+        raise click.ClickException("--num-frames cannot be used with --max-frames")
+    if num_frames is None and fps is None:
+        fps = 5.0
+    sampling = SamplingSpec(fps=fps or None, num_frames=num_frames, max_frames=max_frames)
+    spec = WeightsSpec.parse(weights, seed)
+    sources = discover(list(videos), glob)
+    if labels_csv is not None:
+        sources, unmatched = apply_labels(sources, labels_csv)
+        for path in unmatched[:10]:
+            click.echo(f"Warning: {labels_csv}: {path} matches no video", err=True)
+        if len(unmatched) > 10:
+            click.echo(f"Warning: ... and {len(unmatched) - 10} more unmatched rows", err=True)
+    if not sources:
+        raise click.ClickException(
+            f"no videos found in {', '.join(str(v) for v in videos)} (see --glob)"
+        )
+    if shard is not None:
+        from vidcache.features.shard import parse_shard, select_shard
+
+        index, count = parse_shard(shard)
+        total = len(sources)
+        sources = select_shard(sources, index, count)
+        click.echo(f"shard {index}/{count}: {len(sources)} of {total} videos", err=True)
+    if spec.kind == "random":
+        click.echo(
+            f"Warning: --weights random: features come from an UNTRAINED network (seed {seed}); "
+            "use them for tests and demos only.",
+            err=True,
+        )
+    config = ExtractConfig(
+        weights=spec,
+        image_size=image_size,
+        resize=resize,
+        sampling=sampling,
+        folder_fps=folder_fps,
+        precision=precision,
+        dtype=dtype,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        prune=prune,
+        strict=strict,
+        fsync=fsync,
+        decode_workers=decode_workers,
+    )
+    reporter = ProgressReporter(quiet=quiet)
+    if engine == "ray":
+        from vidcache.pipeline.ray_engine import RayOptions, extract_with_ray
+
+        options = RayOptions(
+            address=address,
+            workers=workers,
+            cpus_per_worker=cpus_per_worker,
+            num_gpus_per_worker=num_gpus_per_worker,
+            shards=shards,
+        )
+        summary = extract_with_ray(sources, output, config, reporter, options)
+    else:
+        summary = extract_features(sources, output, config, reporter)
+    click.echo(format_summary(summary, output))
+    if summary.interrupted:
+        sys.exit(130)
+    if summary.failures:
+        sys.exit(1)

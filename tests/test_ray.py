@@ -1,0 +1,175 @@
+"""The Ray engine, on a local Ray that the run starts and stops itself (2 small workers).
+
+A worker is killed with SIGKILL while it extracts: its shard is retried on a new worker,
+and the result equals a one-process run, video for video.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import SMALL, lossless, random_frames
+
+from vidcache.features.cache import CacheReader
+from vidcache.features.settings import SamplingSpec
+from vidcache.pipeline.cli import cli
+
+CLIPS = 12
+ARGS = ["--weights", "random", "--seed", "0", "--image-size", str(SMALL)]
+ARGS += ["--batch-size", "4", "--fps", "0", "-q"]
+
+
+@pytest.fixture
+def clips(tmp_path):
+    root = tmp_path / "clips"
+    for clip in range(CLIPS):
+        lossless(root / f"c{clip % 2}" / f"clip_{clip:02d}.mkv", random_frames(16, seed=clip))
+    return root
+
+
+def ray_processes() -> dict[int, str]:
+    """Ray's processes on this machine (its workers, raylet, GCS), by pid."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "ray::" in command or "raylet" in command or "gcs_server" in command:
+            found[int(entry.name)] = command
+    return found
+
+
+def committed(path: Path) -> int:
+    try:
+        with h5py.File(path, "r", swmr=True) as f:
+            return int(f["commit"][0])
+    except (OSError, KeyError):
+        return 0
+
+
+def start(clips, out, *extra):
+    return subprocess.Popen(
+        [sys.executable, "-m", "vidcache", "extract", str(clips), "-o", str(out), *ARGS, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # Ray's own processes are stopped with the group if need be
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+
+
+def finish(process, timeout=300) -> str:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    return output
+
+
+def no_ray_left(before: dict[int, str]) -> bool:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if not set(ray_processes()) - set(before):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def same_features(one: Path, two: Path) -> None:
+    with CacheReader(one) as a, CacheReader(two) as b:
+        assert list(a.entries()) == list(b.entries()) and a.settings == b.settings
+        for video_id in a.entries():
+            np.testing.assert_allclose(b.features(video_id), a.features(video_id), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_the_cache_equals_one_process(
+    tmp_path, clips, run_extract, small_config
+):
+    reference = tmp_path / "reference.h5"
+    run_extract([clips], reference, small_config(sampling=SamplingSpec(fps=None)))
+    before = ray_processes()
+    out = tmp_path / "f.h5"
+    process = start(clips, out, "--engine", "ray", "--workers", "2", "--shards", "4")
+    killed = None
+    try:
+        deadline = time.monotonic() + 180
+        while killed is None and time.monotonic() < deadline and process.poll() is None:
+            parts = sorted((tmp_path / "f.h5.parts").glob("*.h5"))
+            if any(committed(part) >= 1 for part in parts):
+                busy = [p for p, c in ray_processes().items() if "ray::ExtractWorker.run" in c]
+                if busy:
+                    killed = busy[0]
+                    os.kill(killed, signal.SIGKILL)
+            time.sleep(0.05)
+        output = finish(process)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert killed is not None, "the run ended before a worker could be killed"
+    assert process.returncode == 0, output
+    assert "died; retrying it on a new worker (attempt 2 of 4)" in output
+    assert f"{out}: {CLIPS} extracted, 0 already cached, 0 failed" in output
+    assert not (tmp_path / "f.h5.parts").exists()
+    same_features(reference, out)  # nothing lost, nothing twice, the same numbers
+    assert no_ray_left(before), ray_processes()
+
+    # A second run has nothing to do and starts no Ray at all.
+    again = finish(start(clips, out, "--engine", "ray", "--workers", "2"))
+    assert f"{out}: 0 extracted, {CLIPS} already cached, 0 failed" in again
+
+
+@pytest.mark.slow
+def test_a_folder_of_shards_is_resumable_and_read_as_one_dataset(tmp_path, clips):
+    before = ray_processes()
+    folder = tmp_path / "shards"
+    output = finish(start(clips, folder, "--engine", "ray", "--workers", "1", "--shards", "3"))
+    assert f"{folder}: {CLIPS} extracted, 0 already cached, 0 failed" in output, output
+    names = sorted(p.name for p in folder.glob("*.h5"))
+    assert names == [f"shard-0000{k}-of-00003.h5" for k in range(3)]
+    counts = []
+    for name in names:
+        with CacheReader(folder / name) as reader:
+            counts.append(len(reader.entries()))
+    assert sum(counts) == CLIPS and min(counts) > 0
+    result = CliRunner().invoke(cli, ["inspect", str(folder), "--json"])
+    assert result.exit_code == 0 and f'"videos": {CLIPS}' in result.output
+    (clips / "c0" / "clip_00.mkv").unlink()
+    lossless(clips / "c1" / "clip_99.mkv", random_frames(16, seed=99))
+    output = finish(start(clips, folder, "--engine", "ray", "--workers", "1", "--prune"))
+    assert f"{folder}: 1 extracted, {CLIPS - 1} already cached, 0 failed, 1 pruned" in output
+    assert no_ray_left(before), ray_processes()
+
+
+def test_engine_options_are_checked_in_one_line(tmp_path, clips, monkeypatch):
+    out = str(tmp_path / "f.h5")
+    result = CliRunner().invoke(cli, ["extract", str(clips), "-o", out, "--workers", "2"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == "Error: --workers need --engine ray"
+    result = CliRunner().invoke(
+        cli, ["extract", str(clips), "-o", out, "--engine", "ray", "--shard", "0/2"]
+    )
+    assert result.output.splitlines()[-1] == (
+        "Error: --shard runs one share here; --engine ray shards by itself"
+    )
+    result = CliRunner().invoke(cli, ["extract", str(clips), "-o", str(tmp_path)])
+    assert "is a folder; give a cache file" in result.output.splitlines()[-1]
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    result = CliRunner().invoke(cli, ["extract", str(clips), "-o", out, "--engine", "ray", *ARGS])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        "Error: --engine ray needs Ray, which is not installed; install it with "
+        "pip install 'vidcache[ray]'"
+    )
