@@ -401,7 +401,9 @@ def gone_videos(sources: list[VideoSource], entries: dict[str, CacheEntry]) -> l
     """Cached videos (ids) that are not among ``sources`` and whose file is gone (--prune)."""
     wanted = {s.video_id for s in sources}
     return [
-        e.video_id for e in entries.values() if e.video_id not in wanted and not Path(e.path).exists()
+        entry.video_id
+        for entry in entries.values()
+        if entry.video_id not in wanted and not Path(entry.path).exists()
     ]
 
 
