@@ -38,7 +38,7 @@ from vidcache.models.data import (
 )
 from vidcache.models.text import CaptionVocabulary
 from vidcache.models.textmetrics import caption_metrics, tokenize
-from vidcache.pipeline.train import (
+from vidcache.pipeline.fitting import (
     TrainConfig,
     TrainResult,
     fit_model,

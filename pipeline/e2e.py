@@ -39,7 +39,7 @@ from vidcache.models.e2e import (
 from vidcache.models.metrics import classification_metrics
 from vidcache.pipeline.outputs import prepare_output_dir
 from vidcache.pipeline.predict import weights_for
-from vidcache.pipeline.train import load_run
+from vidcache.pipeline.runs import load_run
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from vidcache.features.settings import FeatureSettings
 from vidcache.features.transform import fit_frame
 from vidcache.models.data import shape_sequence
 from vidcache.pipeline.extract import ExtractConfig, extract_features
-from vidcache.pipeline.train import Run
+from vidcache.pipeline.runs import Run
 
 
 def weights_for(settings: FeatureSettings, weights_path: Path | None = None) -> WeightsSpec:

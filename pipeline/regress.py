@@ -38,7 +38,7 @@ from vidcache.models.data import (
     standardization,
 )
 from vidcache.models.metrics import regression_metrics
-from vidcache.pipeline.train import (
+from vidcache.pipeline.fitting import (
     TrainConfig,
     TrainResult,
     body_options,

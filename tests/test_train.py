@@ -297,13 +297,13 @@ def test_ctrl_c_during_training_keeps_the_best_model_so_far(tmp_path, monkeypatc
 
 def test_sequence_shaping_and_balanced_class_weights():
     from vidcache.models.data import shape_sequence
-    from vidcache.pipeline.train import _class_weights
+    from vidcache.pipeline.fitting import class_weights
 
     x = np.arange(10)[:, None] * np.ones((1, 2))
     np.testing.assert_array_equal(shape_sequence(x, 4, None)[:, 0], [1, 3, 6, 8])
     np.testing.assert_array_equal(shape_sequence(x, None, 3)[:, 0], [0, 1, 2])
     assert shape_sequence(x, None, None) is x
-    weights = _class_weights(np.array([0, 0, 0, 1]), 2)
+    weights = class_weights(np.array([0, 0, 0, 1]), 2)
     assert weights == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
 
 

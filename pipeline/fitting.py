@@ -1,0 +1,249 @@
+"""The training machinery every task shares: options, the split, the fitting loop, records.
+
+The task modules (:mod:`classify`, :mod:`caption`, :mod:`regress`) build on it; it imports
+none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vidcache.models.data import DataError, SequenceSource, make_dataset
+from vidcache.models.split import UCF101_GROUP, group_of, read_split_file, stratified_group_split
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of ``train-rnn``; every field is recorded in ``config.json``.
+
+    Args:
+        head: ``"lstm"`` or ``"mean"`` (the order-blind baseline). Defaults to ``"lstm"``.
+        units: LSTM units (MLP units for ``mean``). Defaults to 128.
+        layers: stacked LSTM layers. Defaults to 1.
+        bidirectional: bidirectional LSTMs (cannot stream). Defaults to False.
+        dropout: LSTM input dropout. Defaults to 0.2.
+        recurrent_dropout: LSTM recurrent dropout. Defaults to 0.0.
+        epochs: at most this many epochs. Defaults to 50.
+        batch_size: sequences per batch. Defaults to 16.
+        lr: Adam learning rate. Defaults to 1e-3.
+        patience: epochs without a better validation loss before stopping. Defaults to 8.
+        val_split: share of each class held out for validation. Defaults to 0.2.
+        group_regex: clips matching it share a group that is never split. Defaults to the
+            UCF101 ``_g<NN>_c<NN>`` pattern.
+        split_file: CSV ``path,split`` with explicit train/val/test. Defaults to None.
+        seq_len: resample every sequence to this many steps. Defaults to None.
+        max_len: crop sequences to this many steps. Defaults to None.
+        stream: read sequences from HDF5 per batch instead of loading them. Defaults to False.
+        class_weight: ``"none"`` or ``"balanced"``. Defaults to ``"none"``.
+        label_map: ``{old: new}`` label renames; ``""`` drops a class. Defaults to None.
+        seed: seeds the split, initialisation and shuffling. Defaults to 0.
+        tensorboard: write TensorBoard logs to ``RUN/logs``. Defaults to False.
+        verbose: Keras progress output (0, 1, 2). Defaults to 2.
+        task: ``"classify"``, ``"caption"`` or ``"regress"``. Defaults to ``"classify"``.
+        captions: captions CSV (``path,caption``) of a caption run. Defaults to None.
+        targets: targets CSV of a regression run. Defaults to None.
+        attention: captioning decoder attends over the frames. Defaults to False.
+        beam: beam width for the validation captions (1 = greedy). Defaults to 1.
+        max_words: captions are cut to, and generated up to, this many words. Defaults to 20.
+        vocab_size: vocabulary ids, padding and reserved tokens included. Defaults to 5000.
+        embedding_dim: word embedding size. Defaults to 128.
+        time_tolerance: seconds between a frame and the nearest per-frame target row for
+            them to match. Defaults to 0.05.
+    """
+
+    head: str = "lstm"
+    units: int = 128
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.2
+    recurrent_dropout: float = 0.0
+    epochs: int = 50
+    batch_size: int = 16
+    lr: float = 1e-3
+    patience: int = 8
+    val_split: float = 0.2
+    group_regex: str = UCF101_GROUP
+    split_file: str | None = None
+    seq_len: int | None = None
+    max_len: int | None = None
+    stream: bool = False
+    class_weight: str = "none"
+    label_map: dict = field(default_factory=dict)
+    seed: int = 0
+    tensorboard: bool = False
+    verbose: int = 2
+    task: str = "classify"
+    captions: str | None = None
+    targets: str | None = None
+    attention: bool = False
+    beam: int = 1
+    max_words: int = 20
+    vocab_size: int = 5000
+    embedding_dim: int = 128
+    time_tolerance: float = 0.05
+    scorer: str = "fast"
+    readout: str = "pooled"
+
+
+@dataclass
+class TrainResult:
+    """What ``train_rnn`` returns: the run folder and the validation metrics."""
+
+    run_dir: Path
+    metrics: dict
+    epochs_run: int
+    interrupted: bool = False
+    test_metrics: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def split_examples(examples, config: TrainConfig) -> dict[str, list[int]]:
+    if config.split_file:
+        assigned = read_split_file(Path(config.split_file))
+        parts = {"train": [], "val": [], "test": []}
+        for i, example in enumerate(examples):
+            split = assigned.get(example.video_id)
+            if split is not None:
+                parts[split].append(i)
+        if not parts["val"] and parts["test"]:
+            parts["val"] = parts["test"]
+    else:
+        labels = [e.label for e in examples]
+        if not all(labels):  # caption and regression data need no labels
+            labels = [""] * len(examples)
+        groups = [group_of(e.video_id, e.label, config.group_regex) for e in examples]
+        train, val = stratified_group_split(labels, groups, config.val_split, config.seed)
+        parts = {"train": train, "val": val, "test": []}
+    if not parts["train"] or not parts["val"]:
+        raise DataError("the split leaves no training or no validation videos")
+    return parts
+
+
+def class_weights(targets: np.ndarray, classes: int) -> dict[int, float]:
+    counts = np.bincount(targets, minlength=classes)
+    return {i: float(len(targets) / (classes * n)) for i, n in enumerate(counts) if n}
+
+
+def predict_all(model, source: SequenceSource, batch_size: int) -> np.ndarray:
+    dataset = make_dataset(source, np.zeros(len(source), np.int32), batch_size)
+    return model.predict(dataset.map(lambda x, y: x), verbose=0)
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def body_options(config: TrainConfig) -> dict:
+    """The sequence-body keywords of :mod:`models.heads` builders, from ``config``."""
+    return {
+        "head": config.head,
+        "units": config.units,
+        "layers": config.layers,
+        "bidirectional": config.bidirectional,
+        "dropout": config.dropout,
+        "recurrent_dropout": config.recurrent_dropout,
+    }
+
+
+def make_source(readers, examples, indices, config: TrainConfig) -> SequenceSource:
+    """The sequences of ``examples[i] for i in indices``, shaped as ``config`` asks."""
+    return SequenceSource(
+        readers, [examples[i] for i in indices], config.stream, config.seq_len, config.max_len
+    )
+
+
+@dataclass
+class Fitted:
+    """A trained model (best validation loss) and how its training went."""
+
+    model: object
+    epochs_run: int
+    interrupted: bool
+    seconds_per_epoch: float | None
+
+
+def fit_model(
+    model, train_data, val_data, run_dir: Path, config: TrainConfig, class_weight=None
+) -> Fitted:
+    """Fit a compiled model with early stopping on validation loss; write ``model.keras``
+    (the best weights) and ``history.csv`` into ``run_dir``.
+
+    Ctrl-C stops training and keeps the best model saved so far (re-raised when there is
+    none yet).
+    """
+    import keras
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "model.keras"), monitor="val_loss", save_best_only=True
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+    ]
+    if config.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs")))
+    epoch_seconds: list[float] = []
+    callbacks.append(
+        keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs: epoch_seconds.append(-time.perf_counter()),
+            on_epoch_end=lambda epoch, logs: epoch_seconds.append(
+                epoch_seconds.pop() + time.perf_counter()
+            ),
+        )
+    )
+    interrupted = False
+    history = None
+    try:
+        history = model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=config.epochs,
+            shuffle=False,  # the dataset shuffles itself, seeded, per epoch
+            callbacks=callbacks,
+            class_weight=class_weight,
+            verbose=config.verbose,
+        )
+    except KeyboardInterrupt:
+        interrupted = True
+        for callback in callbacks:  # Keras skips this on an interrupt: close history.csv
+            callback.on_train_end()
+        if not (run_dir / "model.keras").exists():
+            raise
+        model = keras.models.load_model(run_dir / "model.keras")
+    model.save(run_dir / "model.keras")  # the best weights (restored by early stopping)
+    finished = [t for t in epoch_seconds if t > 0]
+    return Fitted(
+        model,
+        len(history.history["loss"]) if history else 0,
+        interrupted,
+        round(float(np.median(finished)), 3) if finished else None,
+    )
+
+
+def run_config(config: TrainConfig, readers, settings, examples, parts, fitted, **extra) -> dict:
+    """The ``config.json`` of a run: task, options, caches, split ids, training record."""
+    from vidcache.pipeline.extract import library_versions
+
+    return {
+        "task": config.task,
+        "train": asdict(config),
+        "caches": [
+            {"path": str(r.path.resolve()), "settings_sha256": r.settings.digest()} for r in readers
+        ],
+        "feature_settings": settings.to_dict(),
+        **extra,
+        "split": {name: [examples[i].video_id for i in ids] for name, ids in parts.items()},
+        "epochs_run": fitted.epochs_run,
+        "seconds_per_epoch": fitted.seconds_per_epoch,
+        "interrupted": fitted.interrupted,
+        "versions": library_versions(),
+    }
