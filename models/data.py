@@ -194,7 +194,16 @@ def pad_sequences(sequences: list[np.ndarray], dtype=np.float32) -> np.ndarray:
     return out
 
 
-def batched_dataset(count: int, make_batch, signature, batch_size: int, shuffle=False, seed=0):
+def batched_dataset(
+    count: int,
+    make_batch,
+    signature,
+    batch_size: int,
+    shuffle=False,
+    seed=0,
+    shard: tuple[int, int] | None = None,
+    repeat: bool = False,
+):
     """A ``tf.data.Dataset`` of ``make_batch(rows)`` for consecutive ``rows`` of
     ``range(count)`` (seeded reshuffle per epoch when ``shuffle``), prefetched on a
     background thread so the model does not wait; Keras knows its length.
@@ -206,23 +215,48 @@ def batched_dataset(count: int, make_batch, signature, batch_size: int, shuffle=
         batch_size: examples per batch.
         shuffle: a new seeded order every epoch. Defaults to False.
         seed: the first epoch's shuffle seed. Defaults to 0.
+        shard: ``(index, count)``: only batches ``index, index + count, ...`` of each
+            epoch (one input pipeline of a distributed run; every pipeline draws the same
+            seeded order, so the shares never overlap). Defaults to None (all).
+        repeat: epoch after epoch, forever, in full batches only (steps are then
+            counted by the caller). Defaults to False.
     """
     from vidcache.features.backbone import import_tensorflow
 
     tf = import_tensorflow()
     epoch = [0]
+    index, pipelines = shard or (0, 1)
+
+    def order_of(number: int) -> np.ndarray:
+        if shuffle:
+            return np.random.default_rng(seed + number).permutation(count)
+        return np.arange(count)
 
     def batches():
-        order = np.arange(count)
-        if shuffle:
-            order = np.random.default_rng(seed + epoch[0]).permutation(count)
-            epoch[0] += 1
-        for start in range(0, count, batch_size):
+        order = order_of(epoch[0])
+        epoch[0] += int(shuffle)
+        for start in range(0, count, batch_size)[index::pipelines]:
             yield make_batch(order[start : start + batch_size])
 
+    def endless():
+        # Epoch after epoch as one stream cut into full batches: the replicas of a step
+        # must all get the same batch size, so no short last batch is ever made.
+        pending, number, made = np.empty(0, np.int64), 0, 0
+        while True:
+            while len(pending) < batch_size:
+                pending = np.concatenate([pending, order_of(number)])
+                number += 1
+            rows, pending = pending[:batch_size], pending[batch_size:]
+            if made % pipelines == index:
+                yield make_batch(rows)
+            made += 1
+
+    if repeat:
+        dataset = tf.data.Dataset.from_generator(endless, output_signature=signature)
+        return dataset.prefetch(4)
     dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
     # The length is known: Keras then counts steps per epoch instead of running out of data.
-    steps = -(-count // batch_size)
+    steps = len(range(0, count, batch_size)[index::pipelines])
     return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(4)
 
 
@@ -232,12 +266,15 @@ def make_dataset(
     batch_size: int,
     shuffle: bool = False,
     seed: int = 0,
+    shard: tuple[int, int] | None = None,
+    repeat: bool = False,
 ):
     """A ``tf.data.Dataset`` of ``(padded_batch (B, T, D), labels (B,))``.
 
     Whole batches are assembled in numpy (zero-padded to the batch's longest sequence; the
     model's ``Masking`` layer ignores the padding) and prefetched on a background thread, so
     the model does not wait for data; shuffling is seeded and differs per epoch.
+    ``shard`` and ``repeat`` serve distributed training (see :func:`batched_dataset`).
     """
     from vidcache.features.backbone import import_tensorflow
 
@@ -249,4 +286,6 @@ def make_dataset(
         return pad_sequences([source[int(i)] for i in rows]), targets[rows]
 
     signature = (tf.TensorSpec((None, None, dim), tf.float32), tf.TensorSpec((None,), tf.int32))
-    return batched_dataset(len(source), make_batch, signature, batch_size, shuffle, seed)
+    return batched_dataset(
+        len(source), make_batch, signature, batch_size, shuffle, seed, shard, repeat
+    )

@@ -38,9 +38,11 @@ from vidcache.models.data import (
 )
 from vidcache.models.text import CaptionVocabulary
 from vidcache.models.textmetrics import caption_metrics, tokenize
+from vidcache.pipeline.distribute import distribution
 from vidcache.pipeline.fitting import (
     TrainConfig,
     TrainResult,
+    batch_count,
     fit_model,
     make_source,
     run_config,
@@ -49,7 +51,17 @@ from vidcache.pipeline.fitting import (
 )
 
 
-def caption_dataset(source, pairs, tokens_in, tokens_out, batch_size, shuffle=False, seed=0):
+def caption_dataset(
+    source,
+    pairs,
+    tokens_in,
+    tokens_out,
+    batch_size,
+    shuffle=False,
+    seed=0,
+    shard=None,
+    repeat=False,
+):
     """``((frames, tokens), next_tokens, weights)`` batches of ``(video, caption)`` pairs.
 
     ``pairs[i] = (row of source, row of tokens)``; the weights are 0 on padded words.
@@ -75,7 +87,9 @@ def caption_dataset(source, pairs, tokens_in, tokens_out, batch_size, shuffle=Fa
         tf.TensorSpec((None, None), tf.int32),
         tf.TensorSpec((None, None), tf.float32),
     )
-    return batched_dataset(len(pairs), make_batch, signature, batch_size, shuffle, seed)
+    return batched_dataset(
+        len(pairs), make_batch, signature, batch_size, shuffle, seed, shard, repeat
+    )
 
 
 def generate_captions(
@@ -192,37 +206,41 @@ def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
         train_rows = [(row, k) for k, (row, _) in enumerate(train_pairs)]
         val_rows = [(row, len(train_pairs) + k) for k, (row, _) in enumerate(val_pairs)]
 
+        spread = distribution(config.distribute)
         keras.utils.set_random_seed(config.seed)
-        model = build_captioner(
-            vocabulary.size,
-            mean,
-            variance,
-            config.units,
-            config.embedding_dim,
-            config.attention,
-            config.dropout,
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.lr),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            weighted_metrics=["accuracy"],
-        )
+        with spread.scope():
+            model = build_captioner(
+                vocabulary.size,
+                mean,
+                variance,
+                config.units,
+                config.embedding_dim,
+                config.attention,
+                config.dropout,
+            )
+            model.compile(
+                optimizer=keras.optimizers.Adam(config.lr),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                weighted_metrics=["accuracy"],
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
         vocabulary.save(run_dir)
-        fitted = fit_model(
-            model,
-            caption_dataset(
-                train_source,
-                train_rows,
-                tokens_in,
-                tokens_out,
-                config.batch_size,
-                True,
-                config.seed,
+        train_data, train_steps = spread.dataset(
+            lambda b, shard, repeat: caption_dataset(
+                train_source, train_rows, tokens_in, tokens_out, b, True, config.seed, shard, repeat
             ),
-            caption_dataset(val_source, val_rows, tokens_in, tokens_out, config.batch_size),
-            run_dir,
-            config,
+            batch_count(len(train_rows)),
+            config.batch_size,
+        )
+        val_data, val_steps = spread.dataset(
+            lambda b, shard, repeat: caption_dataset(
+                val_source, val_rows, tokens_in, tokens_out, b, shard=shard, repeat=repeat
+            ),
+            batch_count(len(val_rows)),
+            config.batch_size,
+        )
+        fitted = fit_model(
+            model, train_data, val_data, run_dir, config, steps=(train_steps, val_steps)
         )
         baseline = most_common_caption([t for _, t in train_pairs])
         summary = {}

@@ -17,9 +17,11 @@ from vidcache.models.data import (
     standardization,
 )
 from vidcache.models.metrics import classification_metrics
+from vidcache.pipeline.distribute import DistributeError, distribution
 from vidcache.pipeline.fitting import (
     TrainConfig,
     TrainResult,
+    batch_count,
     body_options,
     class_weights,
     fit_model,
@@ -65,22 +67,41 @@ def train_classifier(cache_paths: list[Path], run_dir: Path, config: TrainConfig
         train_source, val_source = source(parts["train"]), source(parts["val"])
         mean, variance = standardization(train_source)
 
+        spread = distribution(config.distribute)
+        if spread.active and config.class_weight == "balanced":
+            raise DistributeError("--class-weight balanced cannot be used with --distribute")
         keras.utils.set_random_seed(config.seed)
-        model = build_classifier(
-            len(classes), mean, variance, readout=config.readout, **body_options(config)
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.lr),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        with spread.scope():
+            model = build_classifier(
+                len(classes), mean, variance, readout=config.readout, **body_options(config)
+            )
+            model.compile(
+                optimizer=keras.optimizers.Adam(config.lr),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
         train_targets, val_targets = targets[parts["train"]], targets[parts["val"]]
+        train_data, train_steps = spread.dataset(
+            lambda b, shard, repeat: make_dataset(
+                train_source, train_targets, b, True, config.seed, shard, repeat
+            ),
+            batch_count(len(train_source)),
+            config.batch_size,
+        )
+        val_data, val_steps = spread.dataset(
+            lambda b, shard, repeat: make_dataset(
+                val_source, val_targets, b, shard=shard, repeat=repeat
+            ),
+            batch_count(len(val_source)),
+            config.batch_size,
+        )
         fitted = fit_model(
             model,
-            make_dataset(train_source, train_targets, config.batch_size, True, config.seed),
-            make_dataset(val_source, val_targets, config.batch_size),
+            train_data,
+            val_data,
             run_dir,
             config,
+            steps=(train_steps, val_steps),
             class_weight=(
                 class_weights(train_targets, len(classes))
                 if config.class_weight == "balanced"

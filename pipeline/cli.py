@@ -129,6 +129,16 @@ def _read_label_map(path: Path | None) -> dict:
     return mapping
 
 
+_DISTRIBUTE = click.option(
+    "--distribute",
+    type=click.Choice(["none", "mirrored", "multi-worker"]),
+    default="none",
+    show_default=True,
+    help="tf.distribute: every GPU of this machine (mirrored), or the workers of TF_CONFIG "
+    "(multi-worker; run the same command on each, worker 0 writes the run). --batch-size is "
+    "the global batch. See docs/scale.md.",
+)
+
 _SCORER = click.option(
     "--scorer",
     type=click.Choice(["fast", "coco"]),
@@ -311,6 +321,7 @@ Example:
     show_default=True,
     help="regress: seconds between a frame and its per-frame target row.",
 )
+@_DISTRIBUTE
 @click.option("-q", "--quiet", is_flag=True, help="No per-epoch output.")
 @core_errors
 def train_rnn_command(
@@ -346,6 +357,7 @@ def train_rnn_command(
     vocab_size,
     embedding_dim,
     time_tolerance,
+    distribute,
     quiet,
     scorer,
 ) -> None:
@@ -399,6 +411,7 @@ def train_rnn_command(
         vocab_size=vocab_size,
         embedding_dim=embedding_dim,
         time_tolerance=time_tolerance,
+        distribute=distribute,
     )
     result = train_rnn(expand_caches(features), run_dir, config)
     for note in result.notes:

@@ -17,6 +17,7 @@ already committed.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import queue
 import signal
@@ -42,7 +43,7 @@ from vidcache.features.cache import (
 )
 from vidcache.features.decode import open_source
 from vidcache.features.discover import VideoSource
-from vidcache.features.errors import DiskFull, VideoDecodeError
+from vidcache.features.errors import CacheFormatError, DiskFull, SettingsMismatch, VideoDecodeError
 from vidcache.features.fingerprint import SourceStat, fingerprint, stat_source
 from vidcache.features.frames import sampled_frames
 from vidcache.features.maintenance import migrate
@@ -75,6 +76,8 @@ class ExtractConfig:
             Defaults to 0.
         fsync: ``fsync`` the cache at every commit, so committed videos survive power
             loss too (a killed process never loses them either way). Defaults to False.
+        expect_weights_sha256: the checksum the loaded weights must have (``--like``: the
+            same weights as another cache or run). Defaults to "" (any).
     """
 
     weights: WeightsSpec = WeightsSpec("imagenet")
@@ -92,6 +95,7 @@ class ExtractConfig:
     spill_rows: int = DEFAULT_SPILL_ROWS
     decode_workers: int = 0
     fsync: bool = False
+    expect_weights_sha256: str = ""
 
     @classmethod
     def for_settings(
@@ -397,6 +401,25 @@ def _plan(
     return jobs, touched
 
 
+def settings_like(path: Path) -> FeatureSettings:
+    """The feature settings of a cache file or a run folder (``extract --like``).
+
+    Raises:
+        CacheFormatError: neither a readable cache nor a run folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        config = path / "config.json"
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+            return FeatureSettings.from_json(json.dumps(data["feature_settings"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            raise CacheFormatError(
+                f"{path} is not a vidcache run (no readable config.json with feature settings)"
+            ) from None
+    return read_settings(path)
+
+
 def gone_videos(sources: list[VideoSource], entries: dict[str, CacheEntry]) -> list[str]:
     """Cached videos (ids) that are not among ``sources`` and whose file is gone (--prune)."""
     wanted = {s.video_id for s in sources}
@@ -475,6 +498,13 @@ def extract_features(
             extractor = factory(config)
             summary.model_seconds = time.perf_counter() - started
             settings = config.settings(extractor.weights_sha256)
+            expected = config.expect_weights_sha256
+            if expected and extractor.weights_sha256 != expected:
+                raise SettingsMismatch(
+                    f"the weights {config.weights.identity} have checksum "
+                    f"{extractor.weights_sha256[:12]}, not {expected[:12]} as the cache or run "
+                    "to copy (--like); give the same weights file"
+                )
             if cached is not None:
                 check_compatible(cached, settings, cache_name=str(output))
         if cached is None and output.exists():

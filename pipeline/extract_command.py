@@ -127,6 +127,12 @@ Example:
     "'vidcache merge'.",
 )
 @click.option(
+    "--like",
+    type=click.Path(exists=True, path_type=Path),
+    help="Exactly the feature settings of this cache or run folder (weights, size, "
+    "sampling, precision, dtype): new videos extracted to match it.",
+)
+@click.option(
     "--engine",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -199,6 +205,7 @@ def extract(
     batch_size,
     decode_workers,
     shard,
+    like,
     engine,
     address,
     workers,
@@ -237,6 +244,10 @@ def extract(
             )
     elif shard is not None:
         raise click.ClickException("--shard runs one share here; --engine ray shards by itself")
+    expect_sha = ""
+    if like is not None:
+        (fps, num_frames, max_frames, image_size, resize, folder_fps, weights, seed,
+         precision, dtype, expect_sha) = _settings_of(like, weights)  # fmt: skip
     if num_frames is not None and fps is not None:
         raise click.ClickException("--num-frames cannot be used with --fps")
     if num_frames is not None and max_frames is not None:
@@ -283,6 +294,7 @@ def extract(
         strict=strict,
         fsync=fsync,
         decode_workers=decode_workers,
+        expect_weights_sha256=expect_sha,
     )
     reporter = ProgressReporter(quiet=quiet)
     if engine == "ray":
@@ -303,3 +315,55 @@ def extract(
         sys.exit(130)
     if summary.failures:
         sys.exit(1)
+
+
+_FEATURE_OPTIONS = (
+    "fps", "num_frames", "max_frames", "image_size", "resize", "folder_fps", "seed",
+    "precision", "dtype",
+)  # fmt: skip
+
+
+def _settings_of(like: Path, weights: str) -> tuple:
+    """The feature options of ``--like``, refusing explicit ones that would contradict it."""
+    from vidcache.pipeline.extract import settings_like
+
+    context = click.get_current_context()
+    given = [
+        "--" + name.replace("_", "-")
+        for name in _FEATURE_OPTIONS
+        if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.ClickException(
+            f"--like {like} sets the feature settings; drop {', '.join(given)}"
+        )
+    settings = settings_like(like)
+    seed = 0
+    if settings.weights.startswith("random:seed="):
+        weights, seed = "random", int(settings.weights.split("=", 1)[1])
+    elif settings.weights.startswith("file:"):
+        source = context.get_parameter_source("weights")
+        if (
+            source != click.core.ParameterSource.COMMANDLINE
+            or Path(weights).name != settings.weights[5:]
+        ):
+            raise click.ClickException(
+                f"{like} was made with the weights file {settings.weights[5:]}; give that "
+                "file with --weights PATH"
+            )
+    else:
+        weights = settings.weights
+    sampling = settings.sampling
+    return (
+        None if sampling.num_frames else (sampling.fps if sampling.fps is not None else 0.0),
+        sampling.num_frames,
+        sampling.max_frames,
+        settings.image_size,
+        settings.resize,
+        settings.folder_fps,
+        weights,
+        seed,
+        settings.precision,
+        settings.dtype,
+        settings.weights_sha256,
+    )

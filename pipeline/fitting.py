@@ -15,6 +15,7 @@ import numpy as np
 
 from vidcache.models.data import DataError, SequenceSource, make_dataset
 from vidcache.models.split import UCF101_GROUP, group_of, read_split_file, stratified_group_split
+from vidcache.pipeline.distribute import distribution
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class TrainConfig:
     time_tolerance: float = 0.05
     scorer: str = "fast"
     readout: str = "pooled"
+    distribute: str = "none"
 
 
 @dataclass
@@ -167,11 +169,26 @@ class Fitted:
     seconds_per_epoch: float | None
 
 
+def batch_count(count: int):
+    """``batch -> batches of one epoch`` over ``count`` examples (for distributed runs)."""
+    return lambda batch: -(-count // batch)
+
+
 def fit_model(
-    model, train_data, val_data, run_dir: Path, config: TrainConfig, class_weight=None
+    model,
+    train_data,
+    val_data,
+    run_dir: Path,
+    config: TrainConfig,
+    class_weight=None,
+    steps: tuple[int | None, int | None] = (None, None),
 ) -> Fitted:
     """Fit a compiled model with early stopping on validation loss; write ``model.keras``
     (the best weights) and ``history.csv`` into ``run_dir``.
+
+    ``steps`` are the training and validation steps of an epoch over datasets repeated
+    forever (a distributed run, :mod:`vidcache.pipeline.distribute`); the model returned
+    is then the saved best one, loaded outside the strategy, for plain local use.
 
     Ctrl-C stops training and keeps the best model saved so far (re-raised when there is
     none yet).
@@ -200,6 +217,14 @@ def fit_model(
             ),
         )
     )
+    if config.distribute == "multi-worker":
+        from vidcache.pipeline.multiworker import fit_multi_worker
+
+        epochs_run, interrupted, seconds = fit_multi_worker(
+            model, train_data, val_data, steps, run_dir, config.epochs, config.patience
+        )
+        model = keras.models.load_model(run_dir / "model.keras")
+        return Fitted(model, epochs_run, interrupted, seconds)
     interrupted = False
     history = None
     try:
@@ -211,6 +236,8 @@ def fit_model(
             callbacks=callbacks,
             class_weight=class_weight,
             verbose=config.verbose,
+            steps_per_epoch=steps[0],
+            validation_steps=steps[1],
         )
     except KeyboardInterrupt:
         interrupted = True
@@ -220,6 +247,8 @@ def fit_model(
             raise
         model = keras.models.load_model(run_dir / "model.keras")
     model.save(run_dir / "model.keras")  # the best weights (restored by early stopping)
+    if steps[0] is not None:
+        model = keras.models.load_model(run_dir / "model.keras")
     finished = [t for t in epoch_seconds if t > 0]
     return Fitted(
         model,
@@ -245,5 +274,10 @@ def run_config(config: TrainConfig, readers, settings, examples, parts, fitted, 
         "epochs_run": fitted.epochs_run,
         "seconds_per_epoch": fitted.seconds_per_epoch,
         "interrupted": fitted.interrupted,
+        **(
+            {"distribution": distribution(config.distribute).record(config.batch_size)}
+            if config.distribute != "none"
+            else {}
+        ),
         "versions": library_versions(),
     }

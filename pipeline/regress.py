@@ -38,9 +38,11 @@ from vidcache.models.data import (
     standardization,
 )
 from vidcache.models.metrics import regression_metrics
+from vidcache.pipeline.distribute import distribution
 from vidcache.pipeline.fitting import (
     TrainConfig,
     TrainResult,
+    batch_count,
     body_options,
     fit_model,
     make_source,
@@ -50,7 +52,9 @@ from vidcache.pipeline.fitting import (
 )
 
 
-def regression_dataset(source, targets, weights, batch_size, shuffle=False, seed=0):
+def regression_dataset(
+    source, targets, weights, batch_size, shuffle=False, seed=0, shard=None, repeat=False
+):
     """``(frames, targets, weights)`` batches: targets ``(B, K)`` with weights ``(B,)``,
     or per frame ``(B, T, K)`` with ``(B, T)`` weights that are 0 on padding."""
     from vidcache.features.backbone import import_tensorflow
@@ -76,7 +80,9 @@ def regression_dataset(source, targets, weights, batch_size, shuffle=False, seed
         tf.TensorSpec(shape, tf.float32),
         tf.TensorSpec((None, None) if per_frame else (None,), tf.float32),
     )
-    return batched_dataset(len(source), make_batch, signature, batch_size, shuffle, seed)
+    return batched_dataset(
+        len(source), make_batch, signature, batch_size, shuffle, seed, shard, repeat
+    )
 
 
 def predict_sequences(model, sequences: list[np.ndarray], batch_size: int = 16) -> list:
@@ -197,21 +203,36 @@ def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
             rows = np.stack(train_y)
         target_mean, target_variance = rows.mean(0), rows.var(0)
 
+        spread = distribution(config.distribute)
         keras.utils.set_random_seed(config.seed)
-        model = build_regressor(
-            target_mean, target_variance, mean, variance, table.per_frame, **body_options(config)
+        with spread.scope():
+            model = build_regressor(
+                target_mean,
+                target_variance,
+                mean,
+                variance,
+                table.per_frame,
+                **body_options(config),
+            )
+            model.compile(
+                optimizer=keras.optimizers.Adam(config.lr), loss="mse", weighted_metrics=["mae"]
+            )
+        train_data, train_steps = spread.dataset(
+            lambda b, shard, repeat: regression_dataset(
+                train_source, train_y, train_w, b, True, config.seed, shard, repeat
+            ),
+            batch_count(len(train_source)),
+            config.batch_size,
         )
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.lr), loss="mse", weighted_metrics=["mae"]
+        val_data, val_steps = spread.dataset(
+            lambda b, shard, repeat: regression_dataset(
+                val_source, val_y, val_w, b, shard=shard, repeat=repeat
+            ),
+            batch_count(len(val_source)),
+            config.batch_size,
         )
         fitted = fit_model(
-            model,
-            regression_dataset(
-                train_source, train_y, train_w, config.batch_size, True, config.seed
-            ),
-            regression_dataset(val_source, val_y, val_w, config.batch_size),
-            run_dir,
-            config,
+            model, train_data, val_data, run_dir, config, steps=(train_steps, val_steps)
         )
         metrics = score_regression(
             fitted.model, val_source, val_y, val_w, target_mean, table.names, config

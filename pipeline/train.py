@@ -16,6 +16,8 @@ everything needed to use and to reproduce the model::
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from vidcache.features.errors import SettingsMismatch
 from vidcache.models.data import DataError, open_caches
 from vidcache.pipeline.caption import evaluate_captions, train_captioner
 from vidcache.pipeline.classify import evaluate_classifier, train_classifier
+from vidcache.pipeline.distribute import distribution
 from vidcache.pipeline.fitting import TrainConfig, TrainResult, write_json
 from vidcache.pipeline.outputs import prepare_output_dir
 from vidcache.pipeline.regress import evaluate_regression, train_regressor
@@ -49,11 +52,32 @@ def train_rnn(
     captioner (``caption``, :func:`pipeline.caption.train_captioner`) or a regressor
     (``regress``, :func:`pipeline.regress.train_regressor`).
 
+    With ``config.distribute`` (:mod:`vidcache.pipeline.distribute`) every worker trains
+    and only the chief writes ``run_dir``.
+
     Raises:
         SettingsMismatch: caches made with other settings.
         DataError: no labels, a single class, a class with one clip, an impossible split.
+        DistributeError: the distributed run cannot be set up.
     """
+    # First of all: a multi-worker strategy must exist before TensorFlow runs anything.
+    spread = distribution(config.distribute)
+    if spread.active:
+        spread.check_batch(config.batch_size)
+    if not spread.chief:
+        # Every worker trains (the steps are collective); only the chief writes the run.
+        scratch = Path(tempfile.mkdtemp(prefix=f"vidcache-worker{spread.worker_index}-"))
+        try:
+            result = _train(cache_paths, scratch / "run", config)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        result.run_dir = Path(run_dir)
+        return result
     prepare_output_dir(run_dir)
+    return _train(cache_paths, run_dir, config)
+
+
+def _train(cache_paths: list[Path], run_dir: Path, config: TrainConfig) -> TrainResult:
     trainers = {
         "classify": train_classifier,
         "caption": train_captioner,

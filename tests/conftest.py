@@ -98,3 +98,18 @@ def dataset(tmp_path):
                 random_frames(6, seed=10 * label_index + clip),
             )
     return root
+
+
+def finish(process, timeout: float = 300) -> str:
+    """Wait for a subprocess started in its own session; kill its whole group (Ray, TF
+    workers) if it runs past ``timeout``. Its output."""
+    import os
+    import signal
+
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    return output

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import SMALL, lossless, random_frames
+from conftest import SMALL, finish, lossless, random_frames
 
 from vidcache.features.cache import CacheReader
 from vidcache.features.settings import SamplingSpec
@@ -66,16 +66,6 @@ def start(clips, out, *extra):
         start_new_session=True,  # Ray's own processes are stopped with the group if need be
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
-
-
-def finish(process, timeout=300) -> str:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-    return output
 
 
 def no_ray_left(before: dict[int, str]) -> bool:

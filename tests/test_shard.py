@@ -125,3 +125,44 @@ def test_evaluate_and_inspect_read_a_folder_of_shards_as_one_dataset(tmp_path):
     write_cache(shards / "stranger.h5", {"x": ("up", np.ones((3, 8), np.float32))}, other)
     result = CliRunner().invoke(cli, ["inspect", str(shards)])
     assert result.exit_code == 1 and "they are not one dataset" in result.output
+
+
+def test_extract_like_a_cache_or_a_run_copies_its_settings(tmp_path):
+    import json
+
+    from conftest import lossless, random_frames
+
+    from vidcache.features.cache import read_settings
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    lossless(old / "a" / "one.mkv", random_frames(6, seed=1))
+    lossless(new / "b" / "two.mkv", random_frames(6, seed=2))
+    first = ["extract", str(old), "-o", str(tmp_path / "old.h5"), "--weights", "random"]
+    first += ["--seed", "3", "--image-size", str(SMALL), "--num-frames", "4", "-q"]
+    first += ["--dtype", "float16", "--resize", "stretch"]
+    assert CliRunner().invoke(cli, first).exit_code == 0
+    like = ["extract", str(new), "-o", str(tmp_path / "new.h5"), "--like", str(tmp_path / "old.h5")]
+    result = CliRunner().invoke(cli, [*like, "-q"])
+    assert result.exit_code == 0, result.output
+    copied = read_settings(tmp_path / "new.h5")
+    assert copied.differences(read_settings(tmp_path / "old.h5")) == []
+    with CacheReader(tmp_path / "new.h5") as reader:
+        assert reader.entries()["b/two.mkv"].num_frames == 4
+
+    run = tmp_path / "run"  # a run folder: its config.json records the feature settings
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"feature_settings": copied.to_dict()}))
+    again = ["extract", str(new), "-o", str(tmp_path / "run.h5"), "--like", str(run), "-q"]
+    assert CliRunner().invoke(cli, again).exit_code == 0
+    assert read_settings(tmp_path / "run.h5").differences(copied) == []
+
+    other = dict(copied.to_dict(), weights_sha256="ab" * 32)  # other weights, same name
+    (run / "config.json").write_text(json.dumps({"feature_settings": other}))
+    again[3] = str(tmp_path / "other.h5")
+    result = CliRunner().invoke(cli, again)
+    assert result.exit_code == 1 and "not abababababab as the cache or run to copy" in result.output
+    result = CliRunner().invoke(cli, [*like, "--image-size", "99"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].endswith("sets the feature settings; drop --image-size")
+    result = CliRunner().invoke(cli, [*like[:4], "-o", str(tmp_path / "x.h5"), "--like", str(new)])
+    assert result.exit_code == 1 and "is not a vidcache run" in result.output

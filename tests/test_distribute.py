@@ -1,0 +1,98 @@
+"""tf.distribute on this machine: two logical CPU devices (mirrored), and two worker
+processes on 127.0.0.1 configured by TF_CONFIG (multi-worker). Every run is bounded in
+time and stops by itself."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from conftest import finish
+from test_train import ordered_videos, write_cache
+
+from vidcache.pipeline.cli import cli
+from vidcache.pipeline.train import load_run
+
+ARGS = ["--units", "16", "--epochs", "60", "--patience", "60", "--lr", "3e-3"]
+ARGS += ["--val-split", "0.25", "-q"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train(cache, run, *extra, env=None, timeout=240):
+    return subprocess.Popen(
+        [sys.executable, "-m", "vidcache", "train-rnn", str(cache), "-o", str(run), *ARGS, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, **(env or {})),
+        start_new_session=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return write_cache(tmp_path_factory.mktemp("d") / "f.h5", ordered_videos(per_class=12))
+
+
+@pytest.mark.slow
+def test_mirrored_on_two_cpu_devices_learns_as_one_process(cache, tmp_path):
+    process = train(cache, tmp_path / "run", "--distribute", "mirrored",
+                    env={"VIDCACHE_CPU_REPLICAS": "2"})  # fmt: skip
+    output = finish(process)
+    assert process.returncode == 0, output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["distribution"] == {
+        "strategy": "mirrored", "replicas": 2, "workers": 1,
+        "global_batch_size": 16, "per_replica_batch_size": 8,
+    }  # fmt: skip
+    run = load_run(tmp_path / "run")  # a plain model: loads and predicts anywhere
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["top1"] >= 0.8  # as the one-process test of the same task
+    assert run.classes == ["down", "peak", "up"]
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback_train_one_run_written_by_the_chief(cache, tmp_path):
+    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    run = tmp_path / "run"
+    processes = [
+        train(cache, run, "--distribute", "multi-worker", env={"TF_CONFIG": json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})})
+        for i in range(2)
+    ]  # fmt: skip
+    outputs = [finish(p) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    config = json.loads((run / "config.json").read_text())
+    assert config["distribution"]["strategy"] == "multi-worker"
+    assert config["distribution"]["workers"] == 2 and config["distribution"]["replicas"] == 2
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["top1"] >= 0.8
+    # Both workers trained the same model in lock step: the same validation result.
+    lines = [next(line for line in o.splitlines() if "validation top-1" in line) for o in outputs]
+    assert lines[0] == lines[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the worker wrote nothing
+
+
+def test_distribution_errors_are_one_line(cache, tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    result = CliRunner().invoke(
+        cli, ["train-rnn", str(cache), "-o", str(tmp_path / "r"), "--distribute", "multi-worker"]
+    )
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(
+        "Error: --distribute multi-worker needs TF_CONFIG"
+    )
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    result = CliRunner().invoke(
+        cli, ["train-rnn", str(cache), "-o", str(tmp_path / "r"), "--distribute", "multi-worker"]
+    )
+    assert result.output.splitlines()[-1].startswith("Error: TF_CONFIG is not valid")
+    assert not (tmp_path / "r").exists()
