@@ -418,6 +418,10 @@ class CacheReader:
         """``(T,)`` seconds of each stored frame."""
         return self.rows(video_id).timestamps
 
+    def holds_folders(self) -> bool:
+        """Whether any video of the cache is a folder of numbered frames."""
+        return any(entry.kind == "frames" for entry in self.entries().values())
+
     def stats(self) -> dict:
         """Records, live videos, rows stored and rows in use (schema 2; waste = 1 - used)."""
         if self._legacy is not None:
@@ -446,6 +450,27 @@ class CacheReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def common_settings(readers: list[CacheReader]):
+    """The settings that describe all of ``readers`` (the shards of one dataset, the caches
+    of one training run), and the first cache that disagrees with them.
+
+    Settings only folders of frames use are compared between caches that both hold such
+    folders; the settings returned are those of a cache holding folders when one does.
+
+    Returns:
+        ``(base reader, disagreeing reader or None, differences)``.
+    """
+    base = next((r for r in readers if r.holds_folders()), readers[0])
+    base_folders = base.holds_folders()
+    for reader in readers:
+        if reader is not base:
+            folders = base_folders and reader.holds_folders()
+            diffs = base.settings.differences(reader.settings, folders=folders)
+            if diffs:
+                return base, reader, diffs
+    return base, None, []
 
 
 def cache_schema(path: Path) -> int:

@@ -12,7 +12,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidcache.features.cache import CacheLock, CacheReader, FeatureCache, read_settings
+from vidcache.features.cache import (
+    CacheLock,
+    CacheReader,
+    FeatureCache,
+    common_settings,
+    read_settings,
+)
 from vidcache.features.errors import (
     CacheDamaged,
     CacheFormatError,
@@ -110,14 +116,12 @@ def _rewrite(sources: list[Path], target: Path, progress=None) -> RewriteReport:
     try:
         for source in sources:
             readers.append(CacheReader(source))
-        first = readers[0]
-        for reader in readers[1:]:
-            diffs = first.settings.differences(reader.settings)
-            if diffs:
-                raise SettingsMismatch(
-                    f"{reader.path} and {first.path} hold features made with other settings "
-                    f"({'; '.join(diffs)}); only caches of one kind can be merged"
-                )
+        first, other, diffs = common_settings(readers)
+        if other is not None:
+            raise SettingsMismatch(
+                f"{other.path} and {first.path} hold features made with other settings "
+                f"({'; '.join(diffs)}); only caches of one kind can be merged"
+            )
         owner: dict[str, int] = {}  # video id -> the reader whose copy is kept
         entries = [reader.entries() for reader in readers]
         for number, found in enumerate(entries):
@@ -263,7 +267,7 @@ def absorb(
                         if target.exists():
                             settings = read_settings(target)
                         cache = FeatureCache.open(target, settings, versions or reader.versions)
-                    diffs = settings.differences(reader.settings)
+                    diffs = settings.differences(reader.settings, folders=reader.holds_folders())
                     if diffs:
                         raise SettingsMismatch(
                             f"{source} holds features made with other settings than {target} "

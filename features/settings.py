@@ -135,8 +135,20 @@ class FeatureSettings:
         """SHA-256 of the canonical JSON: the settings hash stored in the cache."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
-    def differences(self, other: FeatureSettings, *, ignore: tuple[str, ...] = ()) -> list[str]:
-        """Human-readable ``name: mine != theirs`` lines for every field that differs."""
+    def differences(
+        self, other: FeatureSettings, *, ignore: tuple[str, ...] = (), folders: bool = True
+    ) -> list[str]:
+        """Human-readable ``name: mine != theirs`` lines for every field that differs.
+
+        Args:
+            other: the settings to compare with.
+            ignore: field names left out.
+            folders: both sides may hold folders of frames. When not, the fields that only
+                folders of frames use (:data:`FOLDER_ONLY`) cannot change a feature and are
+                left out. Defaults to True.
+        """
+        if not folders:
+            ignore = (*ignore, *FOLDER_ONLY)
         mine, theirs = self.to_dict(), other.to_dict()
         return [
             f"{key}: {theirs[key]!r} != {mine[key]!r}"
@@ -145,8 +157,18 @@ class FeatureSettings:
         ]
 
 
+#: Settings that only folders of numbered frames use: two caches that differ in them make
+#: the same features unless both sides hold such folders.
+FOLDER_ONLY = ("folder_fps",)
+
+
 def check_compatible(
-    cached: FeatureSettings, requested: FeatureSettings, *, cache_name: str, ignore=()
+    cached: FeatureSettings,
+    requested: FeatureSettings,
+    *,
+    cache_name: str,
+    ignore=(),
+    folders: bool = True,
 ) -> None:
     """Raise :class:`SettingsMismatch` unless ``requested`` would make the same features.
 
@@ -156,8 +178,9 @@ def check_compatible(
         cache_name: the file, named in the message.
         ignore: field names left out of the comparison (``weights_sha256`` before the
             model is built).
+        folders: the cache and the run both hold folders of frames. Defaults to True.
     """
-    diffs = requested.differences(cached, ignore=ignore)
+    diffs = requested.differences(cached, ignore=ignore, folders=folders)
     if diffs:
         raise SettingsMismatch(
             f"{cache_name} holds features made with other settings ({'; '.join(diffs)}, "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcache.features.cache import CacheReader
+from vidcache.features.cache import CacheReader, common_settings
 from vidcache.features.errors import SettingsMismatch, VidcacheError
 from vidcache.features.sampling import count_indices
 from vidcache.features.settings import FeatureSettings
@@ -48,17 +48,15 @@ def open_caches(paths: list[Path]) -> tuple[list[CacheReader], FeatureSettings]:
         for reader in readers:
             reader.close()
         raise
-    first = readers[0].settings
-    for reader in readers[1:]:
-        diffs = first.differences(reader.settings)
-        if diffs:
-            for r in readers:
-                r.close()
-            raise SettingsMismatch(
-                f"{reader.path} and {readers[0].path} hold features made with other settings "
-                f"({'; '.join(diffs)}); train on caches of one kind"
-            )
-    return readers, first
+    base, other, diffs = common_settings(readers) if len(readers) > 1 else (readers[0], None, [])
+    if other is not None:
+        for r in readers:
+            r.close()
+        raise SettingsMismatch(
+            f"{other.path} and {base.path} hold features made with other settings "
+            f"({'; '.join(diffs)}); train on caches of one kind"
+        )
+    return readers, base.settings
 
 
 def collect_examples(

@@ -420,6 +420,11 @@ def settings_like(path: Path) -> FeatureSettings:
     return read_settings(path)
 
 
+def has_folders(sources: list[VideoSource]) -> bool:
+    """Whether a run extracts folders of frames (only then can ``folder_fps`` matter)."""
+    return any(source.kind == "frames" for source in sources)
+
+
 def gone_videos(sources: list[VideoSource], entries: dict[str, CacheEntry]) -> list[str]:
     """Cached videos (ids) that are not among ``sources`` and whose file is gone (--prune)."""
     wanted = {s.video_id for s in sources}
@@ -466,7 +471,13 @@ def extract_features(
         # so a run that fails early (missing weights...) does not destroy it.
         cached = read_settings(output) if output.exists() and not config.overwrite else None
         if cached is not None:
-            check_compatible(cached, requested, cache_name=str(output), ignore=("weights_sha256",))
+            check_compatible(
+                cached,
+                requested,
+                cache_name=str(output),
+                ignore=("weights_sha256",),
+                folders=has_folders(sources),
+            )
         entries = {}
         if cached is not None:
             if cache_schema(output) != SCHEMA_VERSION:
@@ -506,7 +517,9 @@ def extract_features(
                     "to copy (--like); give the same weights file"
                 )
             if cached is not None:
-                check_compatible(cached, settings, cache_name=str(output))
+                check_compatible(
+                    cached, settings, cache_name=str(output), folders=has_folders(sources)
+                )
         if cached is None and output.exists():
             output.unlink()
         with FeatureCache.open(

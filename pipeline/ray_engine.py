@@ -55,6 +55,7 @@ from vidcache.pipeline.extract import (
     _plan,
     extract_features,
     gone_videos,
+    has_folders,
     library_versions,
 )
 from vidcache.pipeline.outputs import prepare_output_dir
@@ -507,7 +508,13 @@ def _into_one_cache(ray, sources, output: Path, config, reporter, options) -> Ex
         cached = read_settings(output) if output.exists() else None
         entries = {}
         if cached is not None:
-            check_compatible(cached, requested, cache_name=str(output), ignore=("weights_sha256",))
+            check_compatible(
+                cached,
+                requested,
+                cache_name=str(output),
+                ignore=("weights_sha256",),
+                folders=has_folders(sources),
+            )
             if cache_schema(output) != SCHEMA_VERSION:
                 migrate(output, locked=True)
             with CacheReader(output) as reader:

@@ -127,7 +127,8 @@ def evaluate_run(
         config = replace(config, scorer=scorer)
     readers, settings = open_caches(paths)
     try:
-        diffs = run.settings.differences(settings)
+        folders = any(reader.holds_folders() for reader in readers)
+        diffs = run.settings.differences(settings, folders=folders)
         if diffs:
             raise SettingsMismatch(
                 f"{paths[0]} holds features made with other settings than run {run.path} "

@@ -166,3 +166,57 @@ def test_extract_like_a_cache_or_a_run_copies_its_settings(tmp_path):
     assert result.output.splitlines()[-1].endswith("sets the feature settings; drop --image-size")
     result = CliRunner().invoke(cli, [*like[:4], "-o", str(tmp_path / "x.h5"), "--like", str(new)])
     assert result.exit_code == 1 and "is not a vidcache run" in result.output
+
+
+def test_folder_fps_matters_only_where_folders_of_frames_are(tmp_path):
+    """--folder-fps cannot change the features of video files: caches of files that differ
+    only in it are one kind; with folders of frames on both sides they are not."""
+    from dataclasses import replace
+
+    from conftest import lossless, random_frames
+    from test_train import ordered_videos
+
+    from vidcache.features.entry import CacheEntry
+    from vidcache.features.synthetic import write_frame_folder
+    from vidcache.models.data import open_caches
+    from vidcache.pipeline.train import TrainConfig, evaluate_run, train_rnn
+
+    five = replace(SETTINGS, folder_fps=5.0)
+    files = write_cache(tmp_path / "files5.h5", ordered_videos(per_class=3), five)
+    other = write_cache(tmp_path / "files25.h5", ordered_videos(per_class=2, seed=4))  # 25
+    train_rnn([files], tmp_path / "run", TrainConfig(units=4, epochs=1, verbose=0))
+    metrics, _ = evaluate_run(tmp_path / "run", other)  # refused before this change
+    assert metrics["examples"] == 6
+    readers, settings = open_caches([files, other])
+    assert settings == five
+    for reader in readers:
+        reader.close()
+    assert merge([files, other], tmp_path / "merged.h5").videos == 9  # 6 ids in both
+
+    # A cache holding a folder of frames at another rate is still another kind.
+    with_folder = write_cache(tmp_path / "folder.h5", ordered_videos(per_class=1, seed=7))
+    from vidcache.features.cache import CacheLock, FeatureCache
+
+    with CacheLock(with_folder), FeatureCache.open(with_folder, SETTINGS, {}) as cache:
+        entry = CacheEntry("f/frames", "/v/f/frames", "up", "frames", 1, 0.0, "sha256:f", 3, 25.0)
+        cache.write_rows(entry, np.ones((3, 8), np.float32), np.arange(3) / 25, np.arange(3))
+    folder_five = write_cache(tmp_path / "folder5.h5", ordered_videos(per_class=1, seed=8), five)
+    with CacheLock(folder_five), FeatureCache.open(folder_five, five, {}) as cache:
+        entry = CacheEntry("g/frames", "/v/g/frames", "up", "frames", 1, 0.0, "sha256:g", 3, 5.0)
+        cache.write_rows(entry, np.ones((3, 8), np.float32), np.arange(3) / 5, np.arange(3))
+    with pytest.raises(SettingsMismatch, match="folder_fps"):
+        open_caches([with_folder, folder_five])
+    with pytest.raises(SettingsMismatch, match="folder_fps"):
+        evaluate_run(tmp_path / "run", with_folder)  # the run's rate was 5
+
+    # extract: a run over video files ignores --folder-fps; one over folders does not.
+    videos = tmp_path / "videos"
+    lossless(videos / "a" / "one.mkv", random_frames(3, seed=1))
+    base = ["extract", str(videos), "-o", str(tmp_path / "x.h5"), *FAST]
+    assert CliRunner().invoke(cli, [*base, "--folder-fps", "5"]).exit_code == 0
+    lossless(videos / "a" / "two.mkv", random_frames(3, seed=2))
+    result = CliRunner().invoke(cli, base)  # default --folder-fps 25
+    assert result.exit_code == 0, result.output
+    write_frame_folder(videos / "b" / "clip", random_frames(3, seed=3))
+    result = CliRunner().invoke(cli, base)
+    assert result.exit_code == 1 and "folder_fps: 5.0 != 25.0" in result.output
