@@ -494,17 +494,42 @@ train_rnn_script = train_rnn_command
     help="The true values, for a regression run (CSV as for train-rnn).",
 )
 @_SCORER
+@click.option(
+    "--cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where the features of VIDEOS are kept, so evaluating again costs no CNN.  "
+    "[default: OUTPUT/features.h5]",
+)
+@click.option(
+    "--weights",
+    "weights_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The weights file, when the run's cache used one.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar while extracting.")
 @core_errors
 def evaluate_command(
-    run_dir: Path, features: tuple[Path, ...], output: Path | None, captions, targets, scorer
+    run_dir: Path,
+    features: tuple[Path, ...],
+    output: Path | None,
+    captions,
+    targets,
+    scorer,
+    cache: Path | None,
+    weights_path: Path | None,
+    quiet: bool,
 ) -> None:
-    """Recompute a run's metrics on any cache made with the same settings (several caches,
-    or a folder of shard caches, count as one dataset).
+    """Recompute a run's metrics on caches made with the same settings, or on videos.
+
+    Several caches, or a folder of shard caches, count as one dataset. Videos (files, or
+    folders of them) get their features made exactly as the run's and kept in a cache
+    (--cache): the same command again, on the same videos, runs no CNN.
 
     \b
     Example:
         vidcache evaluate runs/lstm test_features.h5
         vidcache evaluate runs/lstm test_shards/
+        vidcache evaluate runs/lstm test_videos/
         vidcache evaluate runs/cap test_features.h5 --captions test_captions.csv
         vidcache evaluate runs/steer test_features.h5 --targets test_steering.csv
     """
@@ -513,7 +538,13 @@ def evaluate_command(
     if captions is not None and targets is not None:
         raise click.ClickException("--captions cannot be used with --targets")
     _check_scorer(scorer)
-    caches = expand_caches(features)
+    caches, videos = _caches_and_videos(features)
+    if videos:
+        output = output or run_dir / f"eval-{videos[0].resolve().name}"
+        caches.append(_cache_videos(run_dir, videos, cache or output / "features.h5",
+                                    weights_path, quiet))  # fmt: skip
+    elif cache is not None:
+        raise click.ClickException("--cache keeps the features of videos; no videos were given")
     metrics, out = evaluate_run(run_dir, caches, output, captions or targets, scorer)
     features = features[0] if len(features) == 1 else f"{len(caches)} caches"
     for note in metrics.get("notes", []):
@@ -536,6 +567,35 @@ def evaluate_command(
             f"({metrics['unknown_label_videos']} videos with labels the run does not know "
             "were left out)"
         )
+
+
+def _caches_and_videos(paths) -> tuple[list[Path], list[Path]]:
+    """Cache files and folders of caches, apart from videos and folders of videos."""
+    caches, videos = [], []
+    for path in paths:
+        path = Path(path)
+        is_cache = path.suffix.lower() in (".h5", ".hdf5") and path.is_file()
+        if is_cache or (path.is_dir() and any(path.glob("*.h5"))):
+            caches.extend(expand_caches([path]))
+        else:
+            videos.append(path)
+    return caches, videos
+
+
+def _cache_videos(run_dir: Path, videos: list[Path], cache: Path, weights_path, quiet) -> Path:
+    """Bring ``cache`` up to date with the features of ``videos`` as the run made them."""
+    from vidcache.features.discover import discover
+    from vidcache.pipeline.extract import settings_like
+    from vidcache.pipeline.predict import features_for_run
+    from vidcache.pipeline.report import ProgressReporter, format_summary
+
+    sources = discover(videos)
+    if not sources:
+        raise click.ClickException(f"no videos found in {', '.join(map(str, videos))}")
+    reporter = ProgressReporter(quiet=quiet)
+    summary = features_for_run(settings_like(run_dir), sources, cache, weights_path, 32, reporter)
+    click.echo(format_summary(summary, cache), err=True)
+    return cache
 
 
 @cli.command("predict", context_settings=CONTEXT)
@@ -573,9 +633,25 @@ def evaluate_command(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The weights file, when the run's cache used one.",
 )
+@click.option(
+    "--cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the features of the videos in this cache (made or extended): predicting on "
+    "them again, or training on them later, needs no CNN.",
+)
 @core_errors
 def predict_command(
-    run_dir, videos, top_k, as_json, as_csv, as_stream, every, input_format, beam, weights_path
+    run_dir,
+    videos,
+    top_k,
+    as_json,
+    as_csv,
+    as_stream,
+    every,
+    input_format,
+    beam,
+    weights_path,
+    cache,
 ) -> None:
     """Predict with a trained RUN: the classes, the caption or the values of new videos.
 
@@ -588,6 +664,7 @@ def predict_command(
     \b
     Example:
         vidcache predict runs/lstm new/*.mp4 --top 3
+        vidcache predict runs/lstm new/ --cache new_features.h5
         vidcache predict runs/cap new/clip.mp4 --beam 3
         vidcache predict runs/lstm clip.mp4 --stream --every 5
         vidcache predict runs/steer drive.mp4 --stream --csv > steering.csv
@@ -611,7 +688,7 @@ def predict_command(
     sources = discover([Path(v) for v in videos])
     if not sources:
         raise click.ClickException("no videos found")
-    predictions = predict_videos(run, sources, top_k, weights_path, beam=beam)
+    predictions = predict_videos(run, sources, top_k, weights_path, beam=beam, cache=cache)
     if as_json:
         click.echo(json.dumps([_prediction_json(run, p) for p in predictions], indent=2))
     elif as_csv:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,13 @@ from vidcache.features.sampling import sample
 from vidcache.features.settings import FeatureSettings
 from vidcache.features.transform import fit_frame
 from vidcache.models.data import shape_sequence
-from vidcache.pipeline.extract import ExtractConfig, extract_features
+from vidcache.pipeline.extract import (
+    CACHED,
+    FAILED,
+    ExtractConfig,
+    ExtractSummary,
+    extract_features,
+)
 from vidcache.pipeline.runs import Run
 
 
@@ -119,30 +125,64 @@ def _read(reader: CacheReader, video_id: str) -> tuple[np.ndarray, np.ndarray]:
     return reader.features(video_id).astype(np.float32), reader.timestamps(video_id)
 
 
+def features_for_run(
+    settings: FeatureSettings,
+    sources: list[VideoSource],
+    cache: Path,
+    weights_path: Path | None = None,
+    batch_size: int = 32,
+    reporter=None,
+) -> ExtractSummary:
+    """Bring ``cache`` up to date with the features of ``sources``, made exactly as a run's
+    (``settings``): videos already there with the same content cost nothing, so running
+    the same evaluation or prediction again needs no CNN.
+
+    Raises:
+        WeightsUnavailable: the run used a weights file and none was given.
+        SettingsMismatch: ``cache`` holds other features, or the weights are not the run's.
+    """
+    config = replace(
+        ExtractConfig.for_settings(settings, weights_for(settings, weights_path), batch_size),
+        expect_weights_sha256=settings.weights_sha256,
+    )
+    return extract_features(
+        sources,
+        Path(cache),
+        config,
+        reporter,
+        extractor_factory=lambda c: build_extractor(settings, weights_path, batch_size),
+    )
+
+
 def video_features(
-    run: Run, sources: list[VideoSource], weights_path: Path | None = None, batch_size: int = 32
+    run: Run,
+    sources: list[VideoSource],
+    weights_path: Path | None = None,
+    batch_size: int = 32,
+    cache: Path | None = None,
 ) -> tuple[dict[str, tuple], dict[str, Prediction]]:
     """Features and timestamps of each source made as in the run's cache (found there by
-    fingerprint, or extracted now), and a :class:`Prediction` per source to fill in
-    (``error`` set for sources that could not be read)."""
+    fingerprint, in ``cache``, or extracted now, into ``cache`` when given so the next call
+    finds them), and a :class:`Prediction` per source to fill in (``error`` set for
+    sources that could not be read)."""
     features = _cached_features(run, sources)
     results = {s.video_id: Prediction(s.video_id, str(s.path)) for s in sources}
     for video_id in features:
         results[video_id].source = "cache"
     missing = [s for s in sources if s.video_id not in features]
     if missing:
-        extractor = build_extractor(run.settings, weights_path, batch_size)
-        config = ExtractConfig.for_settings(run.settings, extractor.weights, batch_size)
         with tempfile.TemporaryDirectory(prefix="vidcache-predict-") as tmp:
-            out = Path(tmp) / "features.h5"
-            summary = extract_features(missing, out, config, extractor_factory=lambda c: extractor)
+            out = Path(cache) if cache is not None else Path(tmp) / "features.h5"
+            summary = features_for_run(run.settings, missing, out, weights_path, batch_size)
+            done = [o for o in summary.outcomes if o.status != FAILED]
             for outcome in summary.failures:
                 results[outcome.video_id].error = outcome.reason
-            if out.exists():
+            if done:
                 with CacheReader(out) as reader:
-                    for video_id in reader.entries():
-                        features[video_id] = _read(reader, video_id)
-                        results[video_id].source = "extracted"
+                    for outcome in done:
+                        features[outcome.video_id] = _read(reader, outcome.video_id)
+                        kind = "cache" if outcome.status == CACHED else "extracted"
+                        results[outcome.video_id].source = kind
     return features, results
 
 
@@ -153,11 +193,13 @@ def predict_videos(
     weights_path: Path | None = None,
     batch_size: int = 32,
     beam: int | None = None,
+    cache: Path | None = None,
 ) -> list[Prediction]:
     """Predict for each source with the run's task: the top-k classes, a caption (greedy,
     or beam search of width ``beam``; the run's own setting by default), or regression
-    values. Unreadable videos get an ``error`` instead."""
-    features, results = video_features(run, sources, weights_path, batch_size)
+    values. Unreadable videos get an ``error`` instead. With ``cache``, features of new
+    videos are kept there (see :func:`features_for_run`)."""
+    features, results = video_features(run, sources, weights_path, batch_size, cache)
     train = run.config.get("train", {})
     order = [s.video_id for s in sources if s.video_id in features]
     shaped = {

@@ -92,3 +92,32 @@ def test_cli_predict_json_csv_and_stream(tmp_path, dataset, run):
     result = runner.invoke(cli, ["predict", str(run), str(bad)])
     assert result.exit_code == 1
     assert f"{bad.resolve()}: skipped: not a readable video" in result.output
+
+
+def test_evaluate_and_predict_on_videos_keep_their_features_in_a_cache(tmp_path, run):
+    test = tmp_path / "test"
+    for k, label in enumerate(("left", "right")):
+        lossless(test / label / f"{label}_t.mkv", random_frames(6, seed=50 + k))
+    outputs, metrics = [], []
+    for _ in range(2):
+        result = CliRunner().invoke(cli, ["evaluate", str(run), str(test), "-q"])
+        assert result.exit_code == 0, result.output
+        outputs.append(result.output)
+        metrics.append(json.loads((run / "eval-test" / "metrics.json").read_text()))
+    assert f"{run / 'eval-test' / 'features.h5'}: 2 extracted, 0 already cached" in outputs[0]
+    assert "0 extracted, 2 already cached" in outputs[1]  # the second time: no CNN
+    assert metrics[0]["examples"] == 2 and metrics[0]["top1"] == metrics[1]["top1"]
+    assert metrics[0]["confusion"] == metrics[1]["confusion"]
+
+    clip = lossless(tmp_path / "new" / "clip.mkv", random_frames(6, seed=77))
+    kept = tmp_path / "kept.h5"
+    sources = []
+    for _ in range(2):
+        result = CliRunner().invoke(
+            cli, ["predict", str(run), str(clip), "--cache", str(kept), "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        sources.append(json.loads(result.output[result.output.index("[") :])[0]["source"])
+    assert sources == ["extracted", "cache"]
+    result = CliRunner().invoke(cli, ["evaluate", str(run), str(kept), "--cache", str(kept)])
+    assert result.exit_code == 1 and "no videos were given" in result.output
