@@ -859,6 +859,7 @@ def _csv_field(text: str) -> str:
     help="The weights file, when the run's cache used one.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@_DISTRIBUTE
 @click.option("-q", "--quiet", is_flag=True)
 @core_errors
 def train_e2e_command(
@@ -875,6 +876,7 @@ def train_e2e_command(
     frames_cache,
     weights_path,
     seed,
+    distribute,
     quiet,
 ) -> None:
     """Fine-tune InceptionV3's top blocks and RUN's LSTM together (stage three).
@@ -901,6 +903,7 @@ def train_e2e_command(
         frames_cache=frames_cache,
         seed=seed,
         verbose=0 if quiet else 2,
+        distribute=distribute,
     )
     c = train_e2e(run_dir, list(videos), output, config, weights_path)
     click.echo(

@@ -10,7 +10,10 @@ every epoch runs only the unfrozen blocks and the head.
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -37,6 +40,8 @@ from vidcache.models.e2e import (
     split_backbone,
 )
 from vidcache.models.metrics import classification_metrics
+from vidcache.pipeline.distribute import DistributeError, distribution
+from vidcache.pipeline.multiworker import fit_multi_worker
 from vidcache.pipeline.outputs import prepare_output_dir
 from vidcache.pipeline.predict import weights_for
 from vidcache.pipeline.runs import load_run
@@ -61,6 +66,9 @@ class E2EConfig:
             epochs (and later runs into the same folder) skip decoding. Defaults to False.
         seed: batch order. Defaults to 0.
         verbose: Keras output. Defaults to 2.
+        distribute: ``none``, ``mirrored`` or ``multi-worker``
+            (:mod:`vidcache.pipeline.distribute`); ``batch_size`` is then the global batch.
+            Defaults to ``"none"``.
     """
 
     unfreeze_from: str = DEFAULT_UNFREEZE
@@ -74,6 +82,7 @@ class E2EConfig:
     frames_cache: bool = False
     seed: int = 0
     verbose: int = 2
+    distribute: str = "none"
 
 
 def _decode_frames(source, settings) -> np.ndarray:
@@ -91,21 +100,35 @@ class _Epochs:
         self.seed, self.load, self.lengths = seed, load, list(lengths)
         self.epoch = 0
 
-    def dataset(self, shuffle: bool):
+    def batches_of(self, batch_size: int) -> int:
+        """Full batches of one epoch at ``batch_size`` (what a distributed epoch takes)."""
+        return sum(len(b) == batch_size for b in length_batches(self.lengths, batch_size, None))
+
+    def dataset(self, shuffle: bool, batch_size=None, shard=None, repeat: bool = False):
+        """Batches of equal-length videos; ``shard`` and ``repeat`` serve a distributed run
+        (which takes full batches only: its replicas must get equal batches)."""
         from vidcache.features.backbone import import_tensorflow
 
         tf = import_tensorflow()
+        batch_size = batch_size or self.batch_size
+        index, pipelines = shard or (0, 1)
         first = self.load(0)  # once: in frames mode a load is a decode
         sample_shape = first.shape[1:]
         dtype = tf.uint8 if first.dtype == np.uint8 else tf.float32
 
         def generate():
-            seed = self.seed + self.epoch if shuffle else None
-            self.epoch += int(shuffle)
-            for batch in length_batches(self.lengths, self.batch_size, seed):
-                yield np.stack([self.load(i) for i in batch]), self.targets[batch]
+            while True:
+                seed = self.seed + self.epoch if shuffle else None
+                self.epoch += int(shuffle)
+                batches = length_batches(self.lengths, batch_size, seed)
+                if repeat:
+                    batches = [b for b in batches if len(b) == batch_size]
+                for batch in batches[index::pipelines]:
+                    yield np.stack([self.load(i) for i in batch]), self.targets[batch]
+                if not repeat:
+                    return
 
-        steps = len(length_batches(self.lengths, self.batch_size, None))
+        steps = len(length_batches(self.lengths, batch_size, None)[index::pipelines])
         dataset = tf.data.Dataset.from_generator(
             generate,
             output_signature=(
@@ -113,6 +136,8 @@ class _Epochs:
                 tf.TensorSpec((None,), tf.int32),
             ),
         )
+        if repeat:
+            return dataset.prefetch(2)
         return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
 
 
@@ -131,7 +156,19 @@ def train_e2e(
         DataError: VIDEOS hold none of the run's training or validation videos.
         OutputError: ``out_dir`` cannot be created or written.
     """
-    prepare_output_dir(out_dir)
+    spread = distribution(config.distribute)  # before TensorFlow runs anything
+    if spread.chief:
+        prepare_output_dir(out_dir)
+        return _train_e2e(run_dir, videos, Path(out_dir), config, weights_path, spread)
+    # Every worker trains (the steps are collective); only the chief writes the run folder.
+    scratch = Path(tempfile.mkdtemp(prefix=f"vidcache-e2e-worker{spread.worker_index}-"))
+    try:
+        return _train_e2e(run_dir, videos, scratch / "out", config, weights_path, spread)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, spread) -> dict:
     import h5py
     import keras
 
@@ -220,12 +257,13 @@ def train_e2e(
 
     if not (config.cache_cut and cut is not None):
         model = build_e2e(head, backbone, settings.image_size)
-    optimizer = (
-        keras.optimizers.SGD(config.lr, momentum=0.9, clipnorm=config.clipnorm)
-        if config.optimizer == "sgd"
-        else keras.optimizers.Adam(config.lr, clipnorm=config.clipnorm)
-    )
-    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    def make_optimizer():
+        if config.optimizer == "sgd":
+            return keras.optimizers.SGD(config.lr, momentum=0.9, clipnorm=config.clipnorm)
+        return keras.optimizers.Adam(config.lr, clipnorm=config.clipnorm)
+
+    model.compile(make_optimizer(), "sparse_categorical_crossentropy", metrics=["accuracy"])
     epochs = {
         name: _Epochs(
             ids,
@@ -253,21 +291,29 @@ def train_e2e(
         on_epoch_end=lambda e, logs: times.__setitem__(-1, times[-1] + time.perf_counter()),
     )
     keras.utils.set_random_seed(config.seed)  # same dropout masks with or without cut cache
-    history = model.fit(
-        epochs["train"].dataset(True),
-        validation_data=epochs["val"].dataset(False),
-        epochs=config.epochs,
-        shuffle=False,
-        verbose=config.verbose,
-        callbacks=[
-            keras.callbacks.EarlyStopping(
-                "val_loss", patience=config.patience, restore_best_weights=True
-            ),
-            keras.callbacks.CSVLogger(str(out_dir / "history.csv")),
-            timer,
-        ],
-    )
-    losses = [float(v) for v in history.history.get("val_loss", [])]
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            "val_loss", patience=config.patience, restore_best_weights=True
+        ),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv")),
+        timer,
+    ]
+    if spread.active:
+        losses, seconds = _fit_distributed(
+            model, epochs, spread, config, out_dir, make_optimizer, callbacks
+        )
+        if seconds is not None:  # the multi-worker loop times its own epochs
+            times[:] = [seconds]
+    else:
+        history = model.fit(
+            epochs["train"].dataset(True),
+            validation_data=epochs["val"].dataset(False),
+            epochs=config.epochs,
+            shuffle=False,
+            verbose=config.verbose,
+            callbacks=callbacks,
+        )
+        losses = [float(v) for v in history.history.get("val_loss", [])]
     best_epoch = int(np.argmin(losses)) + 1 if losses else 0
     if not losses or handover_loss <= losses[best_epoch - 1]:
         model.set_weights(handover_weights)  # nothing beat the starting point: keep it
@@ -295,6 +341,7 @@ def train_e2e(
         "unfreeze_from": config.unfreeze_from,
         "batch_size": batch_size,
         "estimated_gib_per_step": round(per_frame * longest * batch_size / 2**30, 3),
+        **({"distribution": spread.record(batch_size)} if spread.active else {}),
     }
     (out_dir / "labels.json").write_text(json.dumps(run.classes, indent=2) + "\n")
     (out_dir / "metrics.json").write_text(json.dumps({"split": "val", **after}, indent=2) + "\n")
@@ -317,3 +364,57 @@ def train_e2e(
     plot_learning_curves(out_dir / "history.csv", out_dir / "learning_curves.png")
     plot_confusion(after, out_dir / "confusion_matrix.png", "validation (end to end)")
     return comparison
+
+
+def _fit_distributed(model, epochs, spread, config, out_dir, make_optimizer, callbacks):
+    """Fit a twin of ``model`` built in the strategy's scope on sharded, repeated datasets,
+    then give ``model`` its best weights.
+
+    Returns:
+        The validation loss of each epoch, and the median seconds per epoch when the
+        callbacks could not time them (multi-worker), else None.
+    """
+    import keras
+
+    with spread.scope():
+        twin = keras.models.clone_model(model, recursive=True)
+        twin.set_weights(model.get_weights())
+        twin.compile(make_optimizer(), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    data, steps = {}, {}
+    for name, shuffle in (("train", True), ("val", False)):
+        source = epochs[name]
+        per_replica = spread.check_batch(source.batch_size)
+        if not source.batches_of(per_replica):
+            raise DistributeError(
+                f"no {name} videos of one length fill a batch of {per_replica} per replica; "
+                "lower --batch-size"
+            )
+        data[name], steps[name] = spread.dataset(
+            lambda b, shard, repeat, source=source, shuffle=shuffle: source.dataset(
+                shuffle, b, shard, repeat
+            ),
+            source.batches_of,
+            source.batch_size,
+        )
+    if spread.kind == "multi-worker":
+        _, _, seconds = fit_multi_worker(
+            twin, data["train"], data["val"], (steps["train"], steps["val"]), out_dir,
+            config.epochs, config.patience,
+        )  # fmt: skip
+        with open(out_dir / "history.csv", newline="") as handle:
+            losses = [float(row["val_loss"]) for row in csv.DictReader(handle)]
+    else:
+        history = twin.fit(
+            data["train"],
+            validation_data=data["val"],
+            steps_per_epoch=steps["train"],
+            validation_steps=steps["val"],
+            epochs=config.epochs,
+            shuffle=False,
+            verbose=config.verbose,
+            callbacks=callbacks,
+        )
+        losses = [float(v) for v in history.history.get("val_loss", [])]
+        seconds = None
+    model.set_weights(twin.get_weights())
+    return losses, seconds

@@ -96,3 +96,53 @@ def test_distribution_errors_are_one_line(cache, tmp_path, monkeypatch):
     )
     assert result.output.splitlines()[-1].startswith("Error: TF_CONFIG is not valid")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_train_e2e_on_two_cpu_devices_and_on_two_workers(
+    tmp_path, dataset, small_config, run_extract
+):
+    from vidcache.pipeline.train import TrainConfig, train_rnn
+
+    run_extract([dataset], tmp_path / "f.h5", small_config())
+    train_rnn([tmp_path / "f.h5"], tmp_path / "run",
+              TrainConfig(units=4, epochs=1, verbose=0, val_split=0.5, dropout=0.0))  # fmt: skip
+    stage_two = json.loads((tmp_path / "run" / "metrics.json").read_text())["top1"]
+
+    def e2e(out, kind, env):
+        command = [sys.executable, "-m", "vidcache", "train-e2e", str(tmp_path / "run"),
+                   str(dataset), "-o", str(out), "--epochs", "2", "--cache-cut", "-q",
+                   "--distribute", kind]  # fmt: skip
+        return subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, **env),
+            start_new_session=True,
+        )
+
+    mirrored = e2e(tmp_path / "m", "mirrored", {"VIDCACHE_CPU_REPLICAS": "2"})
+    output = finish(mirrored)
+    assert mirrored.returncode == 0, output
+    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    processes = [
+        e2e(tmp_path / "w", "multi-worker", {"TF_CONFIG": json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})})
+        for i in range(2)
+    ]  # fmt: skip
+    outputs = [finish(p) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    for out, kind, workers_count in (
+        (tmp_path / "m", "mirrored", 1),
+        (tmp_path / "w", "multi-worker", 2),
+    ):
+        comparison = json.loads((out / "comparison.json").read_text())
+        assert comparison["stage_two_top1"] == stage_two  # the exact hand-over
+        assert comparison["distribution"]["strategy"] == kind
+        assert comparison["distribution"]["replicas"] == 2
+        assert comparison["distribution"]["workers"] == workers_count
+        assert comparison["distribution"]["global_batch_size"] == 2
+        assert len(comparison["val_losses"]) == 2 and comparison["seconds_per_epoch"] > 0
+        assert (out / "model.keras").is_file() and (out / "metrics.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.h5", "m", "run", "videos", "w"]
