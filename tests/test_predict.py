@@ -121,3 +121,33 @@ def test_evaluate_and_predict_on_videos_keep_their_features_in_a_cache(tmp_path,
     assert sources == ["extracted", "cache"]
     result = CliRunner().invoke(cli, ["evaluate", str(run), str(kept), "--cache", str(kept)])
     assert result.exit_code == 1 and "no videos were given" in result.output
+
+
+@pytest.mark.slow
+def test_the_batch_recipe_scores_each_dataset_and_costs_nothing_the_second_time(tmp_path, run):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "docs" / "examples" / "evaluate-datasets.sh"
+    folders = []
+    for n in range(2):
+        folder = tmp_path / f"batch{n}"
+        for k, label in enumerate(("left", "right")):
+            lossless(folder / label / f"{label}_{n}.mkv", random_frames(6, seed=60 + 2 * n + k))
+        folders.append(str(folder))
+    env = dict(os.environ, VIDCACHE=f"{sys.executable} -m vidcache")
+    tables, logs = [], []
+    for _ in range(2):
+        done = subprocess.run(["bash", str(script), str(run), *folders], env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        tables.append(done.stdout)
+        logs.append(done.stderr)
+    lines = tables[0].splitlines()
+    assert lines[0] == "| dataset | videos | top-1 | top-5 | macro F1 |" and len(lines) == 4
+    assert lines[2].startswith(f"| {folders[0]} | 2 | ")
+    assert tables[1] == tables[0]
+    assert logs[0].count("2 extracted, 0 already cached") == 2
+    assert logs[1].count("0 extracted, 2 already cached") == 2  # the second time: no CNN
