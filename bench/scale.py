@@ -8,13 +8,18 @@ the ratios compare like with like on a shared, noisy machine:
 2. Ray: ``--engine ray --workers W`` on a local Ray the run starts (one core per worker);
 3. shards: W processes ``--shard K/W`` at once, then ``vidcache merge``;
 4. merge: two shard caches built through the real writer (no CNN), merged, in GB/s of
-   feature rows (warm page cache, and cold where this machine lets root drop it).
+   feature rows (warm page cache, and cold where this machine lets root drop it);
+5. training: ``train-rnn`` in one process vs ``--distribute multi-worker`` on two local
+   worker processes (127.0.0.1), steps/s from each run's seconds per epoch, alternated;
+6. re-runs: a first ``vidcache evaluate RUN VIDEOS`` (extracts) vs the same command again
+   (everything found in the kept cache).
 
 Clips are synthetic 320x240 H.264 at 25 fps, sampled at the default 5 fps; weights are
 random (speed does not depend on their values). Usage::
 
     python bench/scale.py                    # the full table (about 6 minutes on 2 cores)
     python bench/scale.py --quick            # a smoke test of the script
+    python bench/scale.py --only-training    # sections 5 and 6 (about 5 minutes)
 """
 
 from __future__ import annotations
@@ -148,6 +153,101 @@ def merge_speed(work: Path, videos: int, frames: int) -> list[tuple[str, str]]:
     return rows
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_once(cache: Path, run: Path, args: list[str], workers: int) -> float:
+    """Seconds per epoch (median, as the run records it) of one or more processes."""
+    import json
+
+    if workers == 1:
+        timed([vidcache("train-rnn", str(cache), "-o", str(run), *args)])
+    else:
+        hosts = [f"127.0.0.1:{free_port()}" for _ in range(workers)]
+        processes = []
+        for index in range(workers):
+            env = dict(
+                os.environ,
+                TF_CONFIG=json.dumps(
+                    {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
+                ),
+            )
+            processes.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "vidcache",
+                        "train-rnn",
+                        str(cache),
+                        "-o",
+                        str(run),
+                        *args,
+                        "--distribute",
+                        "multi-worker",
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env=env,
+                )
+            )
+        timed(processes)  # fmt: skip
+    config = json.loads((run / "config.json").read_text())
+    shutil.rmtree(run)
+    return float(config["seconds_per_epoch"])
+
+
+def training_rows(work: Path, quick: bool) -> list[tuple[str, str]]:
+    videos, frames, epochs = (404, 10, 2) if quick else (960, 40, 4)
+    cache = work / "train.h5"
+    subprocess.run(
+        [sys.executable, str(HERE / "cache.py"), "make", str(cache),
+         "--videos", str(videos), "--frames", str(frames)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    args = ["--epochs", str(epochs), "--patience", str(epochs), "--batch-size", "32", "-q"]
+    steps = -(-int(videos * 0.8) // 32)  # about 80% of the videos train
+    single, multi = [], []
+    for round_ in range(1 if quick else 2):
+        order = [(1, single), (2, multi)]
+        for workers, into in order if round_ % 2 == 0 else order[::-1]:
+            into.append(train_once(cache, work / "run-train", args, workers))
+    s, m = min(single), min(multi)
+    return [
+        (f"training: {videos} videos x {frames} frames, 101 classes, batch 32 (global)",
+         f"about {steps} steps per epoch, {epochs} epochs"),
+        ("one process: s per epoch (best), steps/s", f"{s:.2f} s, {steps / s:.1f}"),
+        ("multi-worker, 2 processes on 127.0.0.1: s per epoch, steps/s",
+         f"{m:.2f} s, {steps / m:.1f}"),
+        ("multi-worker / one process (steps/s)", f"{s / m:.2f}x"),
+        ("every round, s per epoch (one / multi)",
+         "; ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(single, multi))),
+    ]  # fmt: skip
+
+
+def rerun_rows(work: Path, common: list[str], clips: int, seconds: float) -> list[tuple[str, str]]:
+    folder = work / "eval-clips"
+    make_clips(folder, clips, seconds)
+    cache = work / "eval-train.h5"
+    timed([vidcache("extract", str(folder), "-o", str(cache), *common)])
+    run = work / "eval-run"
+    timed([vidcache("train-rnn", str(cache), "-o", str(run), "--epochs", "1", "-q",
+                    "--val-split", "0.34")])  # fmt: skip
+    first = timed([vidcache("evaluate", str(run), str(folder), "-q")])
+    second = timed([vidcache("evaluate", str(run), str(folder), "-q")])
+    return [
+        (f"vidcache evaluate RUN VIDEOS ({clips} clips), first: extracts", f"{first:.1f} s"),
+        ("the same command again: every video found in the kept cache", f"{second:.1f} s"),
+        ("first / second", f"{first / second:.1f}x"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
@@ -158,6 +258,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=299)
     parser.add_argument("--merge-videos", type=int, default=2000)
     parser.add_argument("--merge-frames", type=int, default=40)
+    parser.add_argument("--only-training", action="store_true", help="sections 5 and 6 only")
     args = parser.parse_args()
     if args.quick:
         args.clips, args.seconds, args.rounds, args.image_size = 6, 1.0, 1, 75
@@ -165,6 +266,11 @@ def main() -> None:
     common = ["--weights", "random", "--image-size", str(args.image_size), "-q"]
     work = Path(tempfile.mkdtemp(prefix="vidcache-scale-"))
     try:
+        if args.only_training:
+            rows = training_rows(work, args.quick)
+            rows += rerun_rows(work, common, 6 if args.quick else 12, 2.0)
+            print_table("Training at scale and re-runs (bench/scale.py)", rows)
+            return
         clips = work / "clips"
         frames = make_clips(clips, args.clips, args.seconds)
         times: dict[str, list[float]] = {"one": [], "ray": [], "shards": [], "merge": []}
@@ -203,7 +309,9 @@ def main() -> None:
                 for a, b, c in zip(times["one"], times["ray"], times["shards"]))),
         ]  # fmt: skip
         rows += merge_speed(work, args.merge_videos, args.merge_frames)
-        print_table("Extraction at scale (bench/scale.py)", rows)
+        rows += training_rows(work, args.quick)
+        rows += rerun_rows(work, common, 6 if args.quick else 12, 2.0)
+        print_table("Extraction and training at scale (bench/scale.py)", rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
