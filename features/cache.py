@@ -420,7 +420,10 @@ class CacheReader:
 
     def holds_folders(self) -> bool:
         """Whether any video of the cache is a folder of numbered frames."""
-        return any(entry.kind == "frames" for entry in self.entries().values())
+        if self._legacy is not None:
+            return any(entry.kind == "frames" for entry in self.entries().values())
+        kinds = self._index.text["kind"]  # one column of the index: no entries are built
+        return any(kinds[position] == "frames" for position in self._index.live.values())
 
     def stats(self) -> dict:
         """Records, live videos, rows stored and rows in use (schema 2; waste = 1 - used)."""
