@@ -17,6 +17,7 @@ import errno
 import fcntl
 import json
 import os
+import struct
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,10 +28,18 @@ import numpy as np
 from vidcache.features import store
 from vidcache.features.buffer import FeatureBuffer
 from vidcache.features.entry import CacheEntry, decode_key, encode_key
-from vidcache.features.errors import CacheDamaged, CacheFormatError, CacheLocked
+from vidcache.features.errors import (
+    CacheDamaged,
+    CacheFormatError,
+    CacheLocked,
+    CacheUnwritable,
+    DiskFull,
+    VidcacheError,
+)
 from vidcache.features.h5recover import clear_write_flags, read_superblock
 from vidcache.features.legacy import LegacyReader
 from vidcache.features.settings import FeatureSettings
+from vidcache.features.store import HDF5_ERRORS, first_line
 
 FORMAT = store.FORMAT
 SCHEMA_VERSION = store.SCHEMA_VERSION
@@ -46,46 +55,151 @@ __all__ = [
     "read_settings",
 ]
 
-# What h5py raises on a damaged file: the wrapped HDF5 error, or a lookup that found garbage.
-_DAMAGE = (OSError, KeyError, ValueError, TypeError, AttributeError, RuntimeError, IndexError)
+# A byte far past any data: its lock (an open-file-description lock, which HDF5's own
+# flock never touches) marks the cache file itself as held by a writer.
+_WRITER_BYTE = 1 << 62
+_FLOCK = "@hhqqixxxx"  # struct flock on Linux: type, whence, start, len, pid, padding
+_held: dict[tuple[int, int], list] = {}  # (device, inode) -> [fd, holders] in this process
+
+
+def _unwritable(exc: OSError, name: Path, what: str) -> VidcacheError:
+    """A permission, read-only or disk-full error on ``name`` as the one line it deserves."""
+    if exc.errno == errno.ENOSPC:
+        return DiskFull(
+            f"{name}: disk full ({what}); every video committed before is kept: free some "
+            "space and run the same command again"
+        )
+    if exc.errno == errno.EROFS:
+        return CacheUnwritable(f"{name}: cannot write ({what}): the file system is read-only")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return CacheUnwritable(f"{name}: cannot write ({what}): permission denied ({exc.strerror})")
+    return CacheUnwritable(f"{name}: cannot write ({what}): {exc.strerror or exc}")
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        named, held = os.stat(path), os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def hold_file(path: Path, name: Path | None = None) -> tuple[int, int]:
+    """Mark the cache file at ``path`` as held by a writer of this process, whatever name
+    other processes reach it by (symlinks, hard links, bind mounts: one inode, one lock).
+
+    Returns:
+        The key to give :func:`release_file`.
+
+    Raises:
+        CacheLocked: another process holds the file.
+        CacheUnwritable: the file cannot be opened for writing.
+    """
+    name = name or path
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError as exc:
+            raise _unwritable(exc, name, "opening it for writing") from None
+        stat = os.fstat(fd)
+        key = (stat.st_dev, stat.st_ino)
+        if key in _held:
+            os.close(fd)
+            _held[key][1] += 1
+            return key
+        request = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _WRITER_BYTE, 1, 0)
+        try:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, request)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise CacheLocked(
+                    f"{Path(name).name} is being written by another vidcache run (through "
+                    "another name: a link or another mount of the same file); wait for it "
+                    "to finish or write to another file"
+                ) from None
+            raise _unwritable(exc, name, "locking it") from None
+        if _same_file(path, fd):
+            _held[key] = [fd, 1]
+            return key
+        os.close(fd)  # replaced by a rename since it was opened: lock the new file
+
+
+def release_file(key: tuple[int, int]) -> None:
+    """Undo one :func:`hold_file`."""
+    held = _held.get(key)
+    if held is not None:
+        held[1] -= 1
+        if not held[1]:
+            del _held[key]
+            os.close(held[0])
 
 
 class CacheLock:
-    """Exclusive lock on ``<cache>.lock`` for the lifetime of a writing run.
+    """Exclusive lock for the lifetime of a writing run, one per file whatever its name.
 
-    ``flock`` locks vanish with the process, so a killed run never leaves a stale lock.
+    Two locks: ``flock`` on ``<cache's real path>.lock`` (symlinks and ``..`` resolved; the
+    cache need not exist yet), and :func:`hold_file` on the cache file itself when it
+    exists (hard links and bind mounts of one file are one inode). Both vanish with the
+    process, so a killed run never leaves a stale lock.
 
     Raises:
         CacheLocked: another process holds the lock.
+        CacheUnwritable: the lock file cannot be made (read-only place, no permission).
+        DiskFull: no room for the lock file.
     """
 
     def __init__(self, cache_path: Path) -> None:
-        self.path = Path(str(cache_path) + ".lock")
+        self.name = Path(cache_path)
+        self.target = Path(os.path.realpath(cache_path))
+        self.path = Path(str(self.target) + ".lock")
         self._handle = None
+        self._file_key = None
 
     def acquire(self) -> CacheLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            handle.seek(0)
-            owner = handle.read().strip() or "?"
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                handle = open(self.path, "a+")
+            except OSError as exc:
+                raise _unwritable(exc, self.name, f"its lock file {self.path.name}") from None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                handle.seek(0)
+                owner = handle.read().strip() or "?"
+                handle.close()
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    raise CacheLocked(
+                        f"{self.name.name} is being written by another vidcache run "
+                        f"(pid {owner}); wait for it to finish or write to another file"
+                    ) from None
+                raise
+            # A run releasing its lock unlinks the file before unlocking it: the lock held
+            # is the lock only while the name still leads to it.
+            if _same_file(self.path, handle.fileno()):
+                break
             handle.close()
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise CacheLocked(
-                    f"{self.path.name[:-5]} is being written by another vidcache run "
-                    f"(pid {owner}); wait for it to finish or write to another file"
-                ) from None
-            raise
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")  # for the message of a refused run only
+            handle.flush()
+        except OSError:
+            pass  # a full disk: the lock holds without it
         self._handle = handle
+        if self.target.exists():
+            try:
+                self._file_key = hold_file(self.target, self.name)
+            except VidcacheError:
+                self.release()
+                raise
         return self
 
     def release(self) -> None:
+        if self._file_key is not None:
+            release_file(self._file_key)
+            self._file_key = None
         if self._handle is not None:
             try:
                 self.path.unlink()
@@ -102,10 +216,6 @@ class CacheLock:
         self.release()
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
-
-
 def recover_if_crashed(path: Path) -> bool:
     """Clear the flags a killed writer left on ``path``, if no writer is alive now.
 
@@ -117,7 +227,7 @@ def recover_if_crashed(path: Path) -> bool:
         return False
     try:
         lock = CacheLock(path).acquire()
-    except (CacheLocked, OSError):
+    except (VidcacheError, OSError):
         return False  # a live writer (its file is valid for SWMR readers), or no lock dir
     try:
         return clear_write_flags(path)
@@ -136,27 +246,27 @@ def _open_read(path: Path) -> h5py.File:
     options = {"rdcc_nbytes": store.READ_CACHE_BYTES, "rdcc_nslots": 10007}
     try:
         return h5py.File(path, "r", **options)
-    except _DAMAGE as exc:
+    except HDF5_ERRORS as exc:
         first = exc
     try:
         block = read_superblock(path)
     except OSError as exc:
-        raise CacheFormatError(f"{path}: cannot be read ({_first_line(exc)})") from None
-    if block is not None and block.open_for_write:
+        raise CacheFormatError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if block is None:
+        raise CacheFormatError(f"{path} is not a readable HDF5 file (no HDF5 signature)")
+    if not block.checksum_ok:
+        raise CacheDamaged(f"{path}: damaged cache (the HDF5 superblock fails its checksum)")
+    if block.open_for_write:
         if recover_if_crashed(path):
             try:
                 return h5py.File(path, "r", **options)
-            except _DAMAGE as exc:
+            except HDF5_ERRORS as exc:
                 first = exc
         try:  # a run is writing it, or it cannot be healed from here: SWMR read
             return h5py.File(path, "r", swmr=True, **options)
-        except _DAMAGE as exc:
+        except HDF5_ERRORS as exc:
             first = exc
-    elif block is not None and not block.checksum_ok:
-        raise CacheDamaged(f"{path}: damaged cache (the HDF5 superblock fails its checksum)")
-    text = _first_line(first)
-    if "signature" in text.lower():
-        raise CacheFormatError(f"{path} is not a readable HDF5 file (no HDF5 signature)")
+    text = first_line(first)
     if "truncated" in text.lower():
         raise CacheDamaged(f"{path}: damaged cache (the file is truncated: {text})")
     raise CacheDamaged(f"{path}: damaged cache, HDF5 cannot open it ({text})")
@@ -175,6 +285,8 @@ def _open_for_write(path: Path, wait: float | None = None) -> h5py.File:
 
     Raises:
         CacheLocked: another process kept the file open for ``wait`` seconds.
+        CacheUnwritable, DiskFull: the file cannot be written.
+        CacheDamaged: HDF5 cannot open it.
     """
     wait = READER_WAIT_SECONDS if wait is None else wait
     deadline = time.monotonic() + wait
@@ -184,7 +296,7 @@ def _open_for_write(path: Path, wait: float | None = None) -> h5py.File:
             return h5py.File(path, "r+", libver="latest")
         except BlockingIOError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
+                raise _hdf5_write_error(exc, path) from None
             if time.monotonic() >= deadline:
                 raise CacheLocked(
                     f"{path.name} is open in another process (a training run, a reader or a "
@@ -192,17 +304,34 @@ def _open_for_write(path: Path, wait: float | None = None) -> h5py.File:
                 ) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+        except HDF5_ERRORS as exc:
+            raise _hdf5_write_error(exc, path) from None
+
+
+def _hdf5_write_error(exc: Exception, path: Path) -> VidcacheError:
+    """What an HDF5 error while opening or starting to write ``path`` means to a user."""
+    code = getattr(exc, "errno", None)
+    text = first_line(exc)
+    if code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM):
+        return _unwritable(exc, path, "opening it")
+    if "no space left" in str(exc).lower():
+        return _unwritable(OSError(errno.ENOSPC, "No space left on device"), path, "opening it")
+    if "read-only" in str(exc).lower():
+        return _unwritable(OSError(errno.EROFS, "Read-only file system"), path, "opening it")
+    return CacheDamaged(f"{path}: damaged cache, HDF5 cannot open it for writing ({text})")
 
 
 class FeatureCache:
-    """A schema-2 cache opened for writing. Use :meth:`open` under a :class:`CacheLock`.
+    """A schema-2/3 cache opened for writing. Use :meth:`open` under a :class:`CacheLock`.
 
     Args:
         writer: the open :class:`~vidcache.features.store.StoreWriter`.
+        file_key: the :func:`hold_file` key released on close.
     """
 
-    def __init__(self, writer: store.StoreWriter) -> None:
+    def __init__(self, writer: store.StoreWriter, file_key=None) -> None:
         self._writer = writer
+        self._file_key = file_key
         self.path = writer.path
 
     @classmethod
@@ -212,7 +341,8 @@ class FeatureCache:
         """Open ``path`` for writing, creating it with ``settings`` if it does not exist.
 
         The caller holds the lock and compares ``settings`` with :func:`read_settings`
-        first; a file a killed run left is healed here.
+        first; a file a killed run left is healed here. A schema-2 file is extended as it
+        is (its new records unchecked, like its old ones); new files are schema 3.
 
         Args:
             path: the cache.
@@ -221,36 +351,36 @@ class FeatureCache:
             fsync: make every commit durable against power loss. Defaults to False.
 
         Raises:
-            CacheFormatError: the file is not a vidcache cache of schema 2 (schema 1 files
-                are upgraded with ``vidcache migrate``), or is damaged.
+            CacheFormatError: the file is not a vidcache cache of schema 2 or 3 (schema 1
+                files are upgraded with ``vidcache migrate``), or is damaged.
+            CacheUnwritable, DiskFull: it cannot be written.
         """
         path = Path(path)
         if not path.exists():
             store.create(path, settings, versions)
-        clear_write_flags(path)
+        key = hold_file(path)
         try:
+            clear_write_flags(path)
             handle = _open_for_write(path)
-        except _DAMAGE as exc:
-            raise CacheDamaged(f"{path}: damaged cache, HDF5 cannot open it ({_first_line(exc)})")
-        try:
-            version = store.check_header(handle, path)
-            if version != SCHEMA_VERSION:
-                raise CacheFormatError(
-                    f"{path} is a schema {version} cache; upgrade it with "
-                    f"'vidcache migrate {path}' first"
-                )
-            handle.swmr_mode = True
-            writer = store.StoreWriter(path, handle, fsync)
-        except CacheDamaged as exc:
-            handle.close()
-            raise CacheDamaged(f"{path}: damaged cache ({exc})") from None
-        except CacheFormatError:
-            handle.close()
+            try:
+                version = store.check_header(handle, path)
+                if version == 1:
+                    raise CacheFormatError(
+                        f"{path} is a schema {version} cache; upgrade it with "
+                        f"'vidcache migrate {path}' first"
+                    )
+                try:
+                    handle.swmr_mode = True
+                except HDF5_ERRORS as exc:
+                    raise _hdf5_write_error(exc, path) from None
+                writer = store.StoreWriter(path, handle, fsync)
+            except BaseException:
+                handle.close()
+                raise
+        except BaseException:
+            release_file(key)
             raise
-        except _DAMAGE as exc:
-            handle.close()
-            raise CacheDamaged(f"{path}: damaged cache index ({_first_line(exc)})") from None
-        return cls(writer)
+        return cls(writer, key)
 
     def entries(self) -> dict[str, CacheEntry]:
         """The videos in the cache by id (their latest records)."""
@@ -295,6 +425,9 @@ class FeatureCache:
 
     def close(self) -> None:
         self._writer.close()
+        if self._file_key is not None:
+            release_file(self._file_key)
+            self._file_key = None
 
     def __enter__(self) -> FeatureCache:
         return self
@@ -327,14 +460,19 @@ class CacheReader:
             schema version, or damaged (:class:`CacheDamaged`).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, tolerant: bool = False) -> None:
         self.path = Path(path)
         self._file = _open_read(self.path)
         try:
             self.schema_version = store.check_header(self._file, self.path)
-            attrs = self._file.attrs
-            self.settings = FeatureSettings.from_json(attrs["settings"])
-            self.versions = json.loads(attrs.get("versions", "{}"))
+            attrs = store.read_attrs(self._file, self.path)
+            try:
+                self.settings = FeatureSettings.from_json(attrs["settings"])
+                self.versions = json.loads(attrs.get("versions", "{}"))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CacheDamaged(
+                    f"{self.path}: damaged cache (its settings cannot be read: {first_line(exc)})"
+                ) from None
             self.created = str(attrs.get("created", ""))
             if self.schema_version == 1:
                 self._legacy = LegacyReader(self._file, self.path)
@@ -342,18 +480,22 @@ class CacheReader:
                 self.updated = str(attrs.get("updated", ""))
             else:
                 self._legacy = None
-                try:
-                    self._index = store.Index(self._file)
-                except CacheDamaged as exc:
-                    raise CacheDamaged(f"{self.path}: damaged cache ({exc})") from None
+                self._index = store.Index(self._file, self.path, tolerant)
                 times = self._index.text["extracted_at"]
                 self.updated = max(times) if times else self.created
-        except CacheFormatError:
+        except BaseException:
             self._file.close()
             raise
-        except _DAMAGE as exc:
-            self._file.close()
-            raise CacheDamaged(f"{self.path}: damaged cache ({_first_line(exc)})") from None
+
+    @property
+    def checked(self) -> bool:
+        """Whether the index carries record checks (schema 3)."""
+        return self._index is not None and self._index.checked
+
+    @property
+    def index(self) -> store.Index | None:
+        """The schema-2/3 index (``None`` for schema 1)."""
+        return self._index
 
     def entries(self) -> dict[str, CacheEntry]:
         """Videos by id, in the order of :func:`encode_key`."""

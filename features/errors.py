@@ -29,6 +29,10 @@ class CacheLocked(VidcacheError):
     """Another process is writing the cache."""
 
 
+class CacheUnwritable(VidcacheError):
+    """A cache (or its lock file) cannot be written: read-only place, no permission."""
+
+
 class CacheDamaged(CacheFormatError):
     """Stored bytes fail their checksum, or the file's structure is broken."""
 

@@ -32,6 +32,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidcache.features.errors import CacheDamaged
+
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _M = 0xFFFFFFFF
 # HDF5 looks for the superblock at 0 and at powers of two from 512 (after a user block).
@@ -99,21 +101,33 @@ class Superblock:
 
 
 def read_superblock(path: Path) -> Superblock | None:
-    """The superblock of ``path``, or ``None`` when it is not HDF5 or of version 0/1
-    (whose superblock has no consistency flags: nothing to recover)."""
+    """The superblock of ``path``, or ``None`` when it is not HDF5 (no signature).
+
+    A version 0/1 superblock has no consistency flags: it is returned with ``flags=0``
+    (nothing to recover).
+
+    Raises:
+        CacheDamaged: the signature is there, but the superblock is cut short or its
+            field sizes are impossible.
+        OSError: the file cannot be read.
+    """
     with open(path, "rb") as handle:
         for offset in _SEARCH:
             handle.seek(offset)
             raw = handle.read(12 + 4 * 8 + 4)
             if raw[:8] != SIGNATURE:
                 continue
+            if len(raw) < 12:
+                raise CacheDamaged(f"{path}: damaged cache (the file is truncated)")
             version = raw[8]
             if version < 2:
-                return None
+                return Superblock(offset, version, 0, 0, 0, True)
             size = raw[9]
             end = 12 + 4 * size
-            if size not in (2, 4, 8) or len(raw) < end + 4:
-                return None
+            if size not in (2, 4, 8):
+                raise CacheDamaged(f"{path}: damaged cache (the HDF5 superblock is damaged)")
+            if len(raw) < end + 4:
+                raise CacheDamaged(f"{path}: damaged cache (the file is truncated)")
             return Superblock(
                 offset=offset,
                 version=version,
@@ -134,7 +148,7 @@ def clear_write_flags(path: Path, fsync: bool = True) -> bool:
         which is left alone for the caller to report as damage).
     """
     block = read_superblock(path)
-    if block is None or not block.open_for_write or not block.checksum_ok:
+    if block is None or block.version < 2 or not block.open_for_write or not block.checksum_ok:
         return False
     size = block.offset_size
     end = 12 + 4 * size

@@ -2,7 +2,7 @@
 
 Layout (``docs/cache-format.md`` has the full table)::
 
-    /                      attrs: format, schema_version=2, settings, settings_sha256,
+    /                      attrs: format, schema_version=3, settings, settings_sha256,
                                   versions, created, feature_dim, dtype
     /rows/features         (R, D) float32|float16, chunked (CHUNK_ROWS, D), unlimited R
     /rows/timestamps       (R,) float64
@@ -10,7 +10,9 @@ Layout (``docs/cache-format.md`` has the full table)::
     /index/<number>        (N,) one dataset per numeric column (``NUMERIC``)
     /index/<text>/bytes    (B,) uint8: the UTF-8 strings of a text column, end to end
     /index/<text>/offsets  (N+1,) int64: record i is bytes[offsets[i]:offsets[i+1]]
-    /commit                (1,) int64: N, the number of committed records
+    /index/record_check    (N,) uint64: a check over every field of record i (schema 3)
+    /commit                (2,) int64: N, the number of committed records, and its check
+                           (schema 2: (1,), N alone)
 
 Records are a log: a video's latest record wins; a replaced video gets a new record and
 new rows, a moved one a new record over the same rows, a deleted one a tombstone
@@ -28,8 +30,12 @@ before it, so a process killed at any instant, inside a flush included, leaves a
 holding exactly the records of the last completed step 2. What a killed SWMR writer leaves
 behind is the superblock's "open for write" flag; :func:`open_writer` and the readers clear
 it (``features.h5recover``) once no writer holds the cache's lock. Each record carries a
-CRC-32 of its rows, checked on every read. Before each commit the free space is checked,
-so a full disk stops the run before HDF5 is asked to write what cannot fit.
+CRC-32 of its rows, checked on every read, and (schema 3) a check over all its fields,
+checked at every open (``features.integrity``); the commit count carries its own check,
+bound to the last record. Schema-2 files (no record checks) are read and extended as they
+are, their records reported as unverified; a rewrite (``compact``, ``migrate``) makes them
+schema 3. Before each commit the free space is checked, so a full disk stops the run before
+HDF5 is asked to write what cannot fit.
 """
 
 from __future__ import annotations
@@ -47,12 +53,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from vidcache.features import integrity
 from vidcache.features.entry import CacheEntry, encode_key
 from vidcache.features.errors import CacheDamaged, CacheFormatError, DiskFull
 from vidcache.features.settings import FeatureSettings
 
 FORMAT = "vidcache-features"
-SCHEMA_VERSION = 2
+#: The schema new files are written in: 2 plus record checks and a checked commit count.
+SCHEMA_VERSION = 3
+#: Schemas this vidcache reads (1: ``features.legacy``; 2: like 3 without index checks).
+READABLE = (1, 2, 3)
 # 32 rows of 2048 float32 = 256 KiB (128 KiB at float16): a 40-frame video spans 2-3
 # chunks, and a partly filled chunk rewritten at each commit stays small.
 CHUNK_ROWS = 32
@@ -77,6 +87,35 @@ NUMERIC = {
     "deleted": "u1",
 }
 TEXT = ("video_id", "path", "label", "kind", "fingerprint", "codec", "meta", "extracted_at")
+CHECK = "record_check"  # index/record_check: integrity.record_checks over NUMERIC, then TEXT
+# What h5py raises when an object of a damaged file cannot be found or read.
+HDF5_ERRORS = (OSError, KeyError, ValueError, RuntimeError)
+
+
+def lookup(group: h5py.Group, name: str, path: Path):
+    """``group[name]``, a damaged or missing object raised as :class:`CacheDamaged`."""
+    try:
+        return group[name]
+    except HDF5_ERRORS as exc:
+        where = f"{group.name.rstrip('/')}/{name}"
+        raise CacheDamaged(
+            f"{path}: damaged cache ({where} cannot be read: {first_line(exc)})"
+        ) from None
+
+
+def read(dataset: h5py.Dataset, selection, path: Path) -> np.ndarray:
+    """``dataset[selection]``, a read error raised as :class:`CacheDamaged`."""
+    try:
+        return dataset[selection]
+    except HDF5_ERRORS as exc:
+        raise CacheDamaged(
+            f"{path}: damaged cache ({dataset.name} cannot be read: {first_line(exc)})"
+        ) from None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (HDF5's errors run to many lines)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def now() -> str:
@@ -92,17 +131,26 @@ def rows_crc(features: np.ndarray, timestamps: np.ndarray, frame_indices: np.nda
     return zlib.crc32(np.ascontiguousarray(frame_indices, "<i8"), crc)
 
 
-def _decode_text(data: np.ndarray, offsets: np.ndarray) -> list[str]:
+def _decode_text(data: np.ndarray, offsets: np.ndarray, errors: str = "strict") -> list[str]:
     raw = data.tobytes()
     bounds = offsets.tolist()
     if raw.isascii():  # byte offsets are character offsets: decode once
         text = raw.decode("ascii")
         return [text[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    return [raw[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:])]
+    return [raw[a:b].decode("utf-8", errors) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 class Index:
-    """The committed records of a schema-2 file, read in a handful of whole-column reads.
+    """The committed records of a schema-2/3 file, read in a handful of whole-column reads.
+
+    Schema 3: every record and the commit count are checked against their stored checks
+    (``features.integrity``); damage raises, or with ``tolerant`` is noted in
+    :attr:`damaged` and left out of :attr:`live` (``verify`` reads files so).
+
+    Args:
+        handle: the open file.
+        path: its name, for messages.
+        tolerant: note damaged records instead of raising. Defaults to False.
 
     Attributes:
         count: committed records.
@@ -110,46 +158,147 @@ class Index:
         text: text columns, lists of ``count`` strings.
         live: video id -> position of its latest record (tombstoned ids absent), in the
             order of :func:`encode_key`.
+        checked: whether the file holds record checks (schema 3).
+        checks: the records' checks (``uint64``; empty when not checked).
+        damaged: positions of records that fail their check (tolerant reads only).
+        count_damaged: the commit count failed its check (tolerant reads only); ``count``
+            is then the records before the first that fails its check.
+
+    Raises:
+        CacheDamaged: a record or the commit count fails its check, or the index's
+            structure is broken.
     """
 
-    def __init__(self, handle: h5py.File) -> None:
-        count = int(handle["commit"][0])
-        index = handle["index"]
-        self.count = count
-        self.numbers = {name: index[name][:count] for name in NUMERIC}
-        self.text = {}
+    def __init__(self, handle: h5py.File, path: Path | str = "", tolerant: bool = False):
+        path = Path(path or handle.filename)
+        index = lookup(handle, "index", path)
+        commit = read(lookup(handle, "commit", path), (), path)
+        try:
+            self.checked = int(handle.attrs.get("schema_version", 2)) >= 3
+        except HDF5_ERRORS as exc:
+            raise CacheDamaged(
+                f"{path}: damaged cache (its attributes cannot be read: {first_line(exc)})"
+            ) from None
+        self.count_damaged = False
+        self.damaged: list[int] = []
+        count = int(commit[0]) if len(commit) else -1
+        if count < 0:
+            raise CacheDamaged(f"{path}: damaged cache (the commit count reads {count})")
+        self.path = path
+        names = (*NUMERIC, CHECK) if self.checked else tuple(NUMERIC)
+        columns = {name: lookup(index, name, path) for name in names}
+        texts = {}
         for name in TEXT:
-            offsets = index[name]["offsets"][: count + 1]
-            if (
-                len(offsets) != count + 1
-                or offsets[0] != 0
-                or offsets[-1] > index[name]["bytes"].shape[0]
-                or (np.diff(offsets) < 0).any()
-            ):
-                raise CacheDamaged(f"index column {name!r} is damaged (its offsets are not valid)")
-            self.text[name] = _decode_text(index[name]["bytes"][: offsets[-1]], offsets)
+            group = lookup(index, name, path)
+            texts[name] = (lookup(group, "bytes", path), lookup(group, "offsets", path))
+        if self.checked and not self._count_ok(commit, count, columns[CHECK]):
+            if not tolerant:
+                raise CacheDamaged(
+                    f"{path}: damaged cache (the index's commit count, {count}, fails its "
+                    "checksum); run 'vidcache verify --repair'"
+                )
+            self.count_damaged = True  # the records that check out, up to the first that fails
+            count = min(column.shape[0] for column in columns.values())
+            count = min([count] + [offsets.shape[0] - 1 for _, offsets in texts.values()])
+        self.count = count
+        self.numbers = {name: read(columns[name], slice(0, count), path) for name in NUMERIC}
         for name, column in self.numbers.items():
             if len(column) != count:
-                raise CacheDamaged(f"index column {name!r} is shorter than the commit count")
+                raise CacheDamaged(
+                    f"{path}: damaged cache (index column {name!r} is shorter than the "
+                    "commit count)"
+                )
+        raw = {}
+        for name, (data, offsets) in texts.items():
+            offsets = read(offsets, slice(0, count + 1), path)
+            if len(offsets) != count + 1:
+                raise CacheDamaged(
+                    f"{path}: damaged cache (index column {name!r} is shorter than the "
+                    "commit count)"
+                )
+            if not self.checked and (
+                offsets[0] != 0 or offsets[-1] > data.shape[0] or (np.diff(offsets) < 0).any()
+            ):
+                raise CacheDamaged(
+                    f"{path}: damaged cache (index column {name!r} is damaged: its offsets "
+                    "are not valid)"
+                )
+            end = int(np.clip(offsets.max(initial=0), 0, data.shape[0]))
+            raw[name] = (read(data, slice(0, end), path), offsets)
+        self.checks = np.zeros(0, np.uint64)
+        if self.checked:
+            self.checks = read(columns[CHECK], slice(0, count), path).astype(np.uint64)
+            computed = integrity.record_checks(
+                [self.numbers[name] for name in NUMERIC], [raw[name] for name in TEXT]
+            )
+            if len(self.checks) != count:
+                raise CacheDamaged(
+                    f"{path}: damaged cache (the record checks are shorter than the commit count)"
+                )
+            bad = integrity.failing(self.checks, computed)
+            if self.count_damaged:  # the records up to the first that fails are the index
+                count = int(bad[0]) if len(bad) else count
+                self.count, bad = count, bad[:0]
+                self.numbers = {name: column[:count] for name, column in self.numbers.items()}
+                self.checks = self.checks[:count]
+                raw = {name: (data, offsets[: count + 1]) for name, (data, offsets) in raw.items()}
+            self.damaged = bad.tolist()
+        try:  # checked records that fail are reported by their check, not by their bytes
+            errors = "replace" if self.checked else "strict"
+            self.text = {name: _decode_text(*raw[name], errors) for name in TEXT}
+        except UnicodeDecodeError:
+            raise CacheDamaged(
+                f"{path}: damaged cache (an index text column is not valid UTF-8)"
+            ) from None
+        good = np.ones(count, bool)
+        good[self.damaged] = False
         starts, lengths = self.numbers["row_start"], self.numbers["num_frames"]
-        stored = handle["rows"]["features"].shape[0]
-        if count and (
-            (starts < 0).any() or (lengths < 0).any() or (starts + lengths > stored).any()
-        ):
-            raise CacheDamaged("index records point outside the stored rows")
+        stored = lookup(lookup(handle, "rows", path), "features", path).shape[0]
+        outside = good & ((starts < 0) | (lengths < 0) | (starts + lengths > stored))
+        if outside.any():
+            raise CacheDamaged(
+                f"{path}: damaged cache (index records point outside the stored rows)"
+            )
+        if self.damaged and not tolerant:
+            ids = [self.text["video_id"][p] for p in self.damaged]
+            more = f" (and {len(ids) - 1} more)" if len(ids) > 1 else ""
+            raise CacheDamaged(
+                f"{path}: damaged cache (the index record of video {ids[0]!r}{more} fails its "
+                "checksum); run 'vidcache verify --repair', then extract again"
+            )
         latest: dict[str, int] = {}
-        for position, video_id in enumerate(self.text["video_id"]):
-            latest[video_id] = position
-        for position in np.flatnonzero(self.numbers["deleted"]).tolist():
-            video_id = self.text["video_id"][position]
+        video_ids = self.text["video_id"]
+        for position in np.flatnonzero(good).tolist():
+            latest[video_ids[position]] = position
+        for position in np.flatnonzero(self.numbers["deleted"] & good).tolist():
+            video_id = video_ids[position]
             if latest.get(video_id) == position:
                 del latest[video_id]
         self.live = {key: latest[key] for key in sorted(latest, key=encode_key)}
 
+    def _count_ok(self, commit: np.ndarray, count: int, checks: h5py.Dataset) -> bool:
+        """Whether the commit count matches its check (bound to the last record's)."""
+        if len(commit) < 2 or count > checks.shape[0]:
+            return False
+        last = int(read(checks, count - 1, self.path)) if count else 0
+        return int(commit[1]) == integrity.commit_check(count, last)
+
+    def _meta(self, text: str, video_id: str) -> dict:
+        """A record's ``meta`` JSON (unchecked schema-2 records can hold damaged text)."""
+        try:
+            value = json.loads(text or "{}")
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise CacheDamaged(
+                f"{self.path}: damaged cache (the metadata of video {video_id!r} is not valid)"
+            )
+        return value
+
     def entry(self, position: int) -> CacheEntry:
         """The :class:`CacheEntry` of one record."""
         values = {name: self.text[name][position] for name in TEXT}
-        values["meta"] = json.loads(values["meta"] or "{}")
+        values["meta"] = self._meta(values["meta"], values["video_id"])
         for name in CacheEntry.__dataclass_fields__:
             if name in self.numbers:
                 values[name] = self.numbers[name][position].item()
@@ -181,7 +330,7 @@ class Index:
                 width[i],
                 height[i],
                 codec[i],
-                json.loads(meta[i]) if meta[i] not in ("", "{}") else {},
+                self._meta(meta[i], video_id) if meta[i] not in ("", "{}") else {},
                 extracted[i],
             )  # fmt: skip
             for video_id, i in self.live.items()
@@ -230,8 +379,8 @@ def create(path: Path, settings: FeatureSettings, versions: dict) -> None:
                 rows.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(INDEX_CHUNK,))
             index = f.create_group("index")
             index.attrs["encoding-type"] = "vidcache-video-index"
-            index.attrs["encoding-version"] = "2"
-            for name, dtype in NUMERIC.items():
+            index.attrs["encoding-version"] = str(SCHEMA_VERSION)
+            for name, dtype in (*NUMERIC.items(), (CHECK, "u8")):
                 index.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(INDEX_CHUNK,))
             for name in TEXT:
                 column = index.create_group(name)
@@ -240,7 +389,7 @@ def create(path: Path, settings: FeatureSettings, versions: dict) -> None:
                 column.create_dataset(
                     "offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(INDEX_CHUNK,)
                 )
-            f.create_dataset("commit", data=np.zeros(1, np.int64))
+            f.create_dataset("commit", data=np.array([0, integrity.commit_check(0, 0)]))
         fsync_path(temporary)
         os.replace(temporary, path)
         fsync_path(path.parent)
@@ -258,24 +407,44 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def read_attrs(handle: h5py.File, path: Path) -> dict:
+    """The root attributes of an open file, as a dict.
+
+    Raises:
+        CacheDamaged: they cannot be read.
+    """
+    try:
+        return dict(handle.attrs)
+    except HDF5_ERRORS as exc:
+        raise CacheDamaged(
+            f"{path}: damaged cache (its attributes cannot be read: {first_line(exc)})"
+        ) from None
+
+
 def check_header(handle: h5py.File, path: Path) -> int:
-    """The schema version of an open vidcache file (1 or 2).
+    """The schema version of an open vidcache file (one of :data:`READABLE`).
 
     Raises:
         CacheFormatError: not a vidcache cache, or a schema this vidcache cannot read.
+        CacheDamaged: its attributes cannot be read.
     """
-    found = handle.attrs.get("format")
+    attrs = read_attrs(handle, path)
+    found = attrs.get("format")
     if isinstance(found, bytes):
         found = found.decode()
     if found != FORMAT:
         raise CacheFormatError(
             f"{path} is an HDF5 file but not a vidcache feature cache (format={found!r})"
         )
-    version = int(handle.attrs.get("schema_version", -1))
-    if version not in (1, SCHEMA_VERSION):
+    try:
+        version = int(attrs.get("schema_version", -1))
+    except (TypeError, ValueError):
+        version = -1
+    if version not in READABLE:
         raise CacheFormatError(
-            f"{path} has cache schema version {version}; this vidcache reads versions 1 and "
-            f"{SCHEMA_VERSION} (re-extract with --overwrite, or use a matching vidcache)"
+            f"{path} has cache schema version {version}; this vidcache reads versions "
+            f"{', '.join(map(str, READABLE))} (re-extract with --overwrite, or use a "
+            "matching vidcache)"
         )
     return version
 
@@ -298,7 +467,7 @@ def read_rows(handle: h5py.File, index: Index, position: int, path: Path, verify
     start = int(index.numbers["row_start"][position])
     count = int(index.numbers["num_frames"][position])
     video_id = index.text["video_id"][position]
-    rows = handle["rows"]
+    rows = _rows_group(handle, path)
     try:
         if start < 0 or start + count > rows["features"].shape[0]:
             raise CacheDamaged(f"{path}: video {video_id!r} points past the stored rows")
@@ -307,8 +476,10 @@ def read_rows(handle: h5py.File, index: Index, position: int, path: Path, verify
             rows["timestamps"][start : start + count],
             rows["frame_indices"][start : start + count],
         )
-    except (OSError, ValueError) as exc:
-        raise CacheDamaged(f"{path}: video {video_id!r} cannot be read ({exc})") from None
+    except HDF5_ERRORS as exc:
+        raise CacheDamaged(
+            f"{path}: video {video_id!r} cannot be read ({first_line(exc)})"
+        ) from None
     if verify and rows_crc(out.features, out.timestamps, out.frame_indices) != int(
         index.numbers["crc32"][position]
     ):
@@ -336,6 +507,12 @@ def _write(dataset: h5py.Dataset, start: int, data: np.ndarray) -> None:
     dataset.id.write(h5py.h5s.create_simple(data.shape), space, data)
 
 
+def _rows_group(handle: h5py.File, path: Path) -> dict:
+    """The three row datasets by name, a damaged one raised as :class:`CacheDamaged`."""
+    rows = lookup(handle, "rows", path)
+    return {name: lookup(rows, name, path) for name in ("features", "timestamps", "frame_indices")}
+
+
 # Rows read at once by :func:`read_many` (64 MiB of float16 2048-d rows).
 BLOCK_ROWS = 16384
 
@@ -348,7 +525,7 @@ def read_many(handle: h5py.File, index: Index, positions: list[int], path: Path)
     Raises:
         CacheDamaged: a video's rows fail their checksum or cannot be read.
     """
-    rows = handle["rows"]
+    rows = _rows_group(handle, path)
     starts, lengths = index.numbers["row_start"], index.numbers["num_frames"]
     order = sorted(positions, key=lambda p: int(starts[p]))
     i = 0
@@ -365,8 +542,10 @@ def read_many(handle: h5py.File, index: Index, positions: list[int], path: Path)
             block = rows["features"][first:end]
             stamps = rows["timestamps"][first:end]
             indices = rows["frame_indices"][first:end]
-        except (OSError, ValueError) as exc:
-            raise CacheDamaged(f"{path}: rows {first}..{end} cannot be read ({exc})") from None
+        except HDF5_ERRORS as exc:
+            raise CacheDamaged(
+                f"{path}: rows {first}..{end} cannot be read ({first_line(exc)})"
+            ) from None
         for position in order[i:j]:
             a = int(starts[position]) - first
             b = a + int(lengths[position])
@@ -397,9 +576,10 @@ class StoreWriter:
 
     def __init__(self, path: Path, handle: h5py.File, fsync: bool = False) -> None:
         self.path = Path(path)
+        self.name = self.path  # the name messages give (a rewrite names its target)
         self.file = handle
         self.fsync = fsync
-        self.index = Index(handle)
+        self.index = Index(handle, self.path)
         self._rows_end = self.index.rows_end()
         # Numeric columns grow in place (capacity doubling): a commit costs the same at
         # the millionth video as at the first.
@@ -408,15 +588,22 @@ class StoreWriter:
             buffer = np.zeros(max(1024, 2 * len(column)), NUMERIC[name])
             buffer[: len(column)] = column
             self._buffers[name] = buffer
+        self._checks = np.zeros(max(1024, 2 * len(self.index.checks)), np.uint64)
+        self._checks[: len(self.index.checks)] = self.index.checks
         self._fd = handle.id.get_vfd_handle() if fsync else None
-        index = handle["index"]  # open every dataset once: lookups cost more than writes
-        self._columns = {name: index[name] for name in NUMERIC}
-        self._text = {name: (index[name]["bytes"], index[name]["offsets"]) for name in TEXT}
+        # open every dataset once: lookups cost more than writes
+        index = lookup(handle, "index", self.path)
+        names = (*NUMERIC, CHECK) if self.index.checked else tuple(NUMERIC)
+        self._columns = {name: lookup(index, name, self.path) for name in names}
+        self._text = {}
+        for name in TEXT:
+            group = lookup(index, name, self.path)
+            self._text[name] = (lookup(group, "bytes", path), lookup(group, "offsets", path))
         count = self.index.count
         self._text_end = {name: int(self._text[name][1][count]) for name in TEXT}
-        rows = handle["rows"]
+        rows = _rows_group(handle, self.path)
         self._rows = (rows["features"], rows["timestamps"], rows["frame_indices"])
-        self._commit = handle["commit"]
+        self._commit = lookup(handle, "commit", self.path)
 
     bulk = False  # set by whole-file rewrites: no flush per commit, the file is renamed in
 
@@ -431,11 +618,11 @@ class StoreWriter:
         features = self._rows[0]
         row_bytes = features.shape[1] * features.dtype.itemsize + 16
         need = (2 * rows + 2 * CHUNK_ROWS) * row_bytes + HEADROOM_BYTES
-        stat = os.statvfs(self.path.parent)
+        stat = os.statvfs(os.path.realpath(self.path))  # the file system the file is on
         free = stat.f_bavail * stat.f_frsize
         if free < need:
             raise DiskFull(
-                f"{self.path}: disk full ({free / 1e6:.1f} MB free, the next commit needs about "
+                f"{self.name}: disk full ({free / 1e6:.1f} MB free, the next commit needs about "
                 f"{need / 1e6:.1f} MB); every video committed before is kept: free some space "
                 "and run the same command again"
             )
@@ -445,10 +632,10 @@ class StoreWriter:
         """Turn HDF5's ENOSPC (a disk filled past :meth:`_check_space`) into DiskFull."""
         try:
             yield
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+        except (OSError, RuntimeError) as exc:  # HDF5 raises either, by where it fails
+            if getattr(exc, "errno", None) == errno.ENOSPC or "no space left" in str(exc).lower():
                 raise DiskFull(
-                    f"{self.path}: disk full while committing {what}; every video committed "
+                    f"{self.name}: disk full while committing {what}; every video committed "
                     "before is kept: free some space and run again"
                 ) from None
             raise
@@ -472,7 +659,6 @@ class StoreWriter:
             self._append(entry, blocks, timestamps, frame_indices, deleted, reuse_from)
 
     def _append(self, entry, blocks, timestamps, frame_indices, deleted, reuse_from) -> None:
-        position = self.index.count
         numbers = {"deleted": int(deleted)}
         if reuse_from is not None:
             for name in ("row_start", "num_frames", "crc32"):
@@ -486,23 +672,7 @@ class StoreWriter:
         for name in NUMERIC:
             if name not in numbers:
                 numbers[name] = values[name]
-        for name, dtype in NUMERIC.items():
-            column = self._columns[name]
-            _grow(column, position + 1, INDEX_CHUNK)
-            _write(column, position, np.array([numbers[name]], dtype))
-        for name in TEXT:
-            data = np.frombuffer(str(values[name]).encode("utf-8"), np.uint8)
-            column, offsets = self._text[name]
-            begin = self._text_end[name]
-            _grow(column, begin + len(data), TEXT_CHUNK)
-            _write(column, begin, data)
-            _grow(offsets, position + 2, INDEX_CHUNK)
-            _write(offsets, position + 1, np.array([begin + len(data)], np.int64))
-            self._text_end[name] = begin + len(data)
-        self._sync()  # step 1: everything the record needs is on disk
-        _write(self._commit, 0, np.array([position + 1], np.int64))
-        self._sync()  # step 2: the record is committed
-        self._remember(position, numbers, values)
+        self._write_records([numbers], [values])
 
     def _write_rows(self, blocks, timestamps, frame_indices) -> dict:
         timestamps = np.ascontiguousarray(timestamps, np.float64)
@@ -546,7 +716,6 @@ class StoreWriter:
     def _append_batch(self, entries: list[CacheEntry], batch: list[Rows]) -> None:
         if not entries:
             return
-        position, count = self.index.count, len(entries)
         features_ds, stamps_ds, indices_ds = self._rows
         parts = [np.ascontiguousarray(rows.features, dtype=features_ds.dtype) for rows in batch]
         for part in parts:
@@ -581,31 +750,56 @@ class StoreWriter:
             )
             values.append(attrs)
             numbers.append(record)
+        self._write_records(numbers, values)
+
+    def _write_records(self, numbers: list[dict], values: list[dict]) -> None:
+        """Write index records (their rows are written) and commit them: each column in one
+        write, then step 1's flush, the commit count and its check, step 2's flush."""
+        position, count = self.index.count, len(numbers)
+        columns = {}
         for name, dtype in NUMERIC.items():
-            column = self._columns[name]
-            _grow(column, position + count, INDEX_CHUNK)
-            _write(column, position, np.array([n[name] for n in numbers], dtype))
+            columns[name] = np.array([n[name] for n in numbers], dtype)
+            _grow(self._columns[name], position + count, INDEX_CHUNK)
+            _write(self._columns[name], position, columns[name])
+        texts = []
         for name in TEXT:
             data = [str(v[name]).encode("utf-8") for v in values]
             column, offsets = self._text[name]
             begin = self._text_end[name]
-            ends = begin + np.cumsum([len(d) for d in data], dtype=np.int64)
+            ends = np.cumsum([0] + [len(d) for d in data], dtype=np.int64)
             blob = np.frombuffer(b"".join(data), np.uint8)
+            texts.append((blob, ends))
             _grow(column, begin + len(blob), TEXT_CHUNK)
             if len(blob):
                 _write(column, begin, blob)
             _grow(offsets, position + count + 1, INDEX_CHUNK)
-            _write(offsets, position + 1, ends)
-            self._text_end[name] = int(ends[-1])
+            _write(offsets, position + 1, begin + ends[1:])
+            self._text_end[name] = begin + int(ends[-1])
+        commit = np.array([position + count], np.int64)
+        checks = None
+        if CHECK in self._columns:
+            checks = integrity.record_checks([columns[name] for name in NUMERIC], texts)
+            _grow(self._columns[CHECK], position + count, INDEX_CHUNK)
+            _write(self._columns[CHECK], position, checks)
+            commit = np.array(
+                [position + count, integrity.commit_check(position + count, int(checks[-1]))]
+            )
         self._sync()  # step 1: everything the records need is on disk
-        _write(self._commit, 0, np.array([position + count], np.int64))
+        _write(self._commit, 0, commit)  # one write: the count and its check together
         self._sync()  # step 2: the records are committed
         for i in range(count):
-            self._remember(position + i, numbers[i], values[i])
+            self._remember(
+                position + i, numbers[i], values[i], None if checks is None else checks[i]
+            )
 
-    def _remember(self, position: int, numbers: dict, values: dict) -> None:
+    def _remember(self, position: int, numbers: dict, values: dict, check=None) -> None:
         """Keep the in-memory index equal to the file's, without re-reading it."""
         index = self.index
+        if check is not None:
+            if position >= len(self._checks):
+                self._checks = np.concatenate([self._checks, np.zeros_like(self._checks)])
+            self._checks[position] = check
+            index.checks = self._checks[: position + 1]
         for name in NUMERIC:
             buffer = self._buffers[name]
             if position >= len(buffer):

@@ -103,7 +103,7 @@ def test_the_documented_plain_h5py_recipe_works(tmp_path):
             if not index["deleted"][i]:
                 start, count = index["row_start"][i], index["num_frames"][i]
                 videos[video_id] = f["rows/features"][start : start + count]
-    assert settings["image_size"] == 75 and SCHEMA_VERSION == 2
+    assert settings["image_size"] == 75 and SCHEMA_VERSION == 3
     assert sorted(videos) == ["A/clip one.mp4", "B/x.mp4"]
     assert videos["B/x.mp4"].shape == (4, 2048) and (videos["B/x.mp4"] == 3).all()
     assert videos["A/clip one.mp4"].dtype == np.float16
@@ -178,7 +178,7 @@ def test_schema1_files_are_read_as_they_are_and_migrate_to_the_same_content(tmp_
     report = maintenance.migrate(old, new)
     assert report.videos == 4 and old.read_bytes() == before
     with CacheReader(new) as reader:
-        assert reader.schema_version == 2 and reader.settings == SETTINGS8
+        assert reader.schema_version == 3 and reader.settings == SETTINGS8
         assert list(reader.entries()) == order  # same order: same splits, same training
         for video_id, (x, t, e) in expected.items():
             np.testing.assert_array_equal(reader.features(video_id), x)
@@ -188,7 +188,7 @@ def test_schema1_files_are_read_as_they_are_and_migrate_to_the_same_content(tmp_
         FeatureCache.open(old, SETTINGS8, {})
     maintenance.migrate(old)  # in place
     with CacheReader(old) as reader:
-        assert reader.schema_version == 2 and list(reader.entries()) == order
+        assert reader.schema_version == 3 and list(reader.entries()) == order
 
 
 def test_nan_duration_and_unicode_survive(tmp_path):

@@ -119,7 +119,7 @@ def test_evaluate_and_inspect_read_a_folder_of_shards_as_one_dataset(tmp_path):
         assert summary["videos"] == len(reader.entries()) == len(videos)
     assert summary["path"] == f"2 caches in {shards}" and len(summary["caches"]) == 2
     result = CliRunner().invoke(cli, ["inspect", str(shards)])
-    assert result.output.startswith(f"2 caches in {shards}: vidcache feature cache, schema 2")
+    assert result.output.startswith(f"2 caches in {shards}: vidcache feature cache, schema 3")
 
     other = FeatureSettings(weights="imagenet", weights_sha256="cd" * 32, feature_dim=8)
     write_cache(shards / "stranger.h5", {"x": ("up", np.ones((3, 8), np.float32))}, other)
