@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import json
 import os
 import struct
@@ -32,9 +33,8 @@ from vidcache.features.errors import (
     CacheDamaged,
     CacheFormatError,
     CacheLocked,
-    CacheUnwritable,
-    DiskFull,
     VidcacheError,
+    unwritable,
 )
 from vidcache.features.h5recover import clear_write_flags, read_superblock
 from vidcache.features.legacy import LegacyReader
@@ -62,20 +62,6 @@ _FLOCK = "@hhqqixxxx"  # struct flock on Linux: type, whence, start, len, pid, p
 _held: dict[tuple[int, int], list] = {}  # (device, inode) -> [fd, holders] in this process
 
 
-def _unwritable(exc: OSError, name: Path, what: str) -> VidcacheError:
-    """A permission, read-only or disk-full error on ``name`` as the one line it deserves."""
-    if exc.errno == errno.ENOSPC:
-        return DiskFull(
-            f"{name}: disk full ({what}); every video committed before is kept: free some "
-            "space and run the same command again"
-        )
-    if exc.errno == errno.EROFS:
-        return CacheUnwritable(f"{name}: cannot write ({what}): the file system is read-only")
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return CacheUnwritable(f"{name}: cannot write ({what}): permission denied ({exc.strerror})")
-    return CacheUnwritable(f"{name}: cannot write ({what}): {exc.strerror or exc}")
-
-
 def _same_file(path: Path, fd: int) -> bool:
     try:
         named, held = os.stat(path), os.fstat(fd)
@@ -100,7 +86,7 @@ def hold_file(path: Path, name: Path | None = None) -> tuple[int, int]:
         try:
             fd = os.open(path, os.O_RDWR)
         except OSError as exc:
-            raise _unwritable(exc, name, "opening it for writing") from None
+            raise unwritable(exc, name, "opening it for writing") from None
         stat = os.fstat(fd)
         key = (stat.st_dev, stat.st_ino)
         if key in _held:
@@ -118,7 +104,7 @@ def hold_file(path: Path, name: Path | None = None) -> tuple[int, int]:
                     "another name: a link or another mount of the same file); wait for it "
                     "to finish or write to another file"
                 ) from None
-            raise _unwritable(exc, name, "locking it") from None
+            raise unwritable(exc, name, "locking it") from None
         if _same_file(path, fd):
             _held[key] = [fd, 1]
             return key
@@ -133,6 +119,26 @@ def release_file(key: tuple[int, int]) -> None:
         if not held[1]:
             del _held[key]
             os.close(held[0])
+
+
+def remove_leftovers(target: Path) -> list[Path]:
+    """Remove the temporary files that killed runs on ``target`` left beside it (a
+    rewrite's ``.NAME.rewrite-PID``, a creation's ``.NAME.creating-PID``). Call it only
+    under ``target``'s lock, where no run that owns one can be alive.
+
+    Returns:
+        The files removed.
+    """
+    name = glob.escape(target.name)
+    removed = []
+    for pattern in (f"*.{name}.rewrite-*", f".{name}.creating-*"):
+        for leftover in target.parent.glob(pattern):
+            try:
+                leftover.unlink()
+            except OSError:
+                continue  # not ours to remove (permissions); harmless
+            removed.append(leftover)
+    return removed
 
 
 class CacheLock:
@@ -160,15 +166,14 @@ class CacheLock:
         while True:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                handle = open(self.path, "a+")
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
-                raise _unwritable(exc, self.name, f"its lock file {self.path.name}") from None
+                raise unwritable(exc, self.name, f"its lock file {self.path.name}") from None
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
-                handle.seek(0)
-                owner = handle.read().strip() or "?"
-                handle.close()
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
                 if exc.errno in (errno.EAGAIN, errno.EACCES):
                     raise CacheLocked(
                         f"{self.name.name} is being written by another vidcache run "
@@ -177,17 +182,16 @@ class CacheLock:
                 raise
             # A run releasing its lock unlinks the file before unlocking it: the lock held
             # is the lock only while the name still leads to it.
-            if _same_file(self.path, handle.fileno()):
+            if _same_file(self.path, fd):
                 break
-            handle.close()
-        try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")  # for the message of a refused run only
-            handle.flush()
+            os.close(fd)
+        try:  # for the message of a refused run only: a full disk leaves it empty
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError:
-            pass  # a full disk: the lock holds without it
-        self._handle = handle
+            pass
+        self._handle = fd
+        remove_leftovers(self.target)
         if self.target.exists():
             try:
                 self._file_key = hold_file(self.target, self.name)
@@ -205,8 +209,7 @@ class CacheLock:
                 self.path.unlink()
             except OSError:
                 pass
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
+            os.close(self._handle)  # closing the last descriptor releases the flock
             self._handle = None
 
     def __enter__(self) -> CacheLock:
@@ -313,11 +316,11 @@ def _hdf5_write_error(exc: Exception, path: Path) -> VidcacheError:
     code = getattr(exc, "errno", None)
     text = first_line(exc)
     if code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM):
-        return _unwritable(exc, path, "opening it")
+        return unwritable(exc, path, "opening it")
     if "no space left" in str(exc).lower():
-        return _unwritable(OSError(errno.ENOSPC, "No space left on device"), path, "opening it")
+        return unwritable(OSError(errno.ENOSPC, "No space left on device"), path, "opening it")
     if "read-only" in str(exc).lower():
-        return _unwritable(OSError(errno.EROFS, "Read-only file system"), path, "opening it")
+        return unwritable(OSError(errno.EROFS, "Read-only file system"), path, "opening it")
     return CacheDamaged(f"{path}: damaged cache, HDF5 cannot open it for writing ({text})")
 
 
@@ -355,7 +358,7 @@ class FeatureCache:
                 files are upgraded with ``vidcache migrate``), or is damaged.
             CacheUnwritable, DiskFull: it cannot be written.
         """
-        path = Path(path)
+        path = Path(os.path.realpath(path))  # a symlink is written through, never replaced
         if not path.exists():
             store.create(path, settings, versions)
         key = hold_file(path)

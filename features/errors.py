@@ -39,3 +39,21 @@ class CacheDamaged(CacheFormatError):
 
 class DiskFull(VidcacheError):
     """No space left to commit the next video; everything committed before is kept."""
+
+
+def unwritable(exc: OSError, name, what: str) -> VidcacheError:
+    """A permission, read-only or disk-full error on the cache ``name`` as the one line it
+    deserves (:class:`DiskFull` or :class:`CacheUnwritable`); ``what`` says what was being
+    done ("opening it", "its lock file f.h5.lock")."""
+    import errno
+
+    if exc.errno == errno.ENOSPC:
+        return DiskFull(
+            f"{name}: disk full ({what}); every video committed before is kept: free some "
+            "space and run the same command again"
+        )
+    if exc.errno == errno.EROFS:
+        return CacheUnwritable(f"{name}: cannot write ({what}): the file system is read-only")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return CacheUnwritable(f"{name}: cannot write ({what}): permission denied ({exc.strerror})")
+    return CacheUnwritable(f"{name}: cannot write ({what}): {exc.strerror or exc}")

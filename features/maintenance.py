@@ -7,6 +7,7 @@ leaves the old file as it was.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from vidcache.features.cache import (
 from vidcache.features.errors import (
     CacheDamaged,
     CacheFormatError,
+    DiskFull,
     SettingsMismatch,
     VidcacheError,
 )
@@ -35,19 +37,39 @@ class DuplicateVideo(VidcacheError):
 
 @dataclass
 class VerifyReport:
-    """What :func:`verify` found."""
+    """What :func:`verify` found.
+
+    Attributes:
+        damaged: video id -> reason, for videos whose rows fail their checksum.
+        damaged_records: ``(position, id as read)`` of index records failing their check.
+        count_damaged: the commit count failed its check.
+        checked: the index carries record checks (schema 3); else its records are
+            unverified (only the rows are checked).
+    """
 
     path: Path
     schema_version: int
     videos: int
     rows: int = 0
     bytes_read: int = 0
-    damaged: dict[str, str] = field(default_factory=dict)  # video id -> reason
+    damaged: dict[str, str] = field(default_factory=dict)
+    damaged_records: list[tuple[int, str]] = field(default_factory=list)
+    count_damaged: bool = False
+    checked: bool = False
+
+    @property
+    def index_damaged(self) -> bool:
+        return bool(self.damaged_records) or self.count_damaged
+
+    @property
+    def whole(self) -> bool:
+        return not (self.damaged or self.index_damaged)
 
 
 def verify(path: Path, progress=None) -> VerifyReport:
-    """Read every video of a cache and check it against its checksum (schema 2) or that
-    it reads at all (schema 1).
+    """Check every index record against its check (schema 3) and read every video,
+    checking its rows against their checksum (schemas 2 and 3) or that they read at all
+    (schema 1).
 
     Args:
         path: the cache.
@@ -56,9 +78,15 @@ def verify(path: Path, progress=None) -> VerifyReport:
     Raises:
         CacheFormatError: the file cannot be opened as a cache at all.
     """
-    with CacheReader(path) as reader:
+    with CacheReader(path, tolerant=True) as reader:
         entries = reader.entries()
         report = VerifyReport(Path(path), reader.schema_version, len(entries))
+        index = reader.index
+        if index is not None:
+            report.checked = index.checked
+            report.count_damaged = index.count_damaged
+            ids = index.text["video_id"]
+            report.damaged_records = [(p, ids[p]) for p in index.damaged]
         for done, video_id in enumerate(entries, 1):
             try:
                 rows = reader.rows(video_id)
@@ -72,14 +100,28 @@ def verify(path: Path, progress=None) -> VerifyReport:
     return report
 
 
-def repair(path: Path, video_ids) -> int:
-    """Drop damaged videos (tombstones), so the next ``extract-features`` extracts them
-    again. Returns how many were dropped."""
-    with CacheLock(path):
-        with CacheReader(path) as reader:
-            settings = reader.settings
-        with FeatureCache.open(path, settings, {}) as cache:
-            return cache.delete_videos(video_ids)
+def repair(path: Path, report) -> int:
+    """Drop what :func:`verify` found damaged (its :class:`VerifyReport`, or the ids of
+    videos whose rows are damaged), so the next ``extract-features`` extracts those videos
+    again. Returns how many videos were dropped.
+
+    Damaged rows: the videos are tombstoned in place. A damaged index (records or commit
+    count): the cache is rewritten (like ``compact``) from the records that check out,
+    leaving out the damaged records and the videos whose rows are damaged; a damaged
+    record's rows are not copied, since nothing that checks out says what they are.
+    """
+    path = Path(path)
+    if not isinstance(report, VerifyReport):
+        report = VerifyReport(path, 0, 0, damaged={video_id: "" for video_id in report})
+    if not report.index_damaged:
+        with CacheLock(path):
+            with CacheReader(path) as reader:
+                settings = reader.settings
+            with FeatureCache.open(path, settings, {}) as cache:
+                return cache.delete_videos(report.damaged)
+    with CacheLock(path) as lock:
+        _rewrite([lock.target], lock.target, tolerant=True, skip=frozenset(report.damaged))
+    return len(set(report.damaged) | {video_id for _, video_id in report.damaged_records})
 
 
 @dataclass
@@ -97,25 +139,38 @@ class RewriteReport:
         return self.feature_bytes / 1e9 / self.seconds if self.seconds else 0.0
 
 
-def _rewrite(sources: list[Path], target: Path, progress=None) -> RewriteReport:
-    """Copy the live videos of ``sources`` (either schema, same settings) into a new
-    schema-2 ``target``, reading each in large sequential blocks, through a temporary file
-    renamed into place when complete. Videos are written in key order.
+def _rewrite(
+    sources: list[Path],
+    target: Path,
+    progress=None,
+    tolerant: bool = False,
+    skip: frozenset[str] = frozenset(),
+) -> RewriteReport:
+    """Copy the live videos of ``sources`` (any schema, same settings) into a new
+    schema-3 ``target`` (its real path: a symlink is written through), reading each in
+    large sequential blocks, through a temporary file renamed into place when complete.
+    Videos are written in key order.
+
+    Args:
+        tolerant: read the sources leaving out index records that fail their checks
+            (``verify --repair``); otherwise such a source is refused. Defaults to False.
+        skip: video ids to leave out. Defaults to none.
 
     Raises:
         SettingsMismatch: the sources hold features made with other settings.
         DuplicateVideo: two sources hold one video id with different content.
+        DiskFull: no room for the new file; the sources are untouched.
     """
-    from vidcache.features import store
 
     started = time.perf_counter()
+    named, target = target, Path(os.path.realpath(target))
     temporary = target.with_name(f".{target.name}.rewrite-{os.getpid()}")
     if temporary.exists():
         temporary.unlink()
     readers = []
     try:
         for source in sources:
-            readers.append(CacheReader(source))
+            readers.append(CacheReader(source, tolerant=tolerant))
         first, other, diffs = common_settings(readers)
         if other is not None:
             raise SettingsMismatch(
@@ -124,6 +179,9 @@ def _rewrite(sources: list[Path], target: Path, progress=None) -> RewriteReport:
             )
         owner: dict[str, int] = {}  # video id -> the reader whose copy is kept
         entries = [reader.entries() for reader in readers]
+        for found in entries:
+            for video_id in skip & found.keys():
+                del found[video_id]
         for number, found in enumerate(entries):
             for video_id, entry in found.items():
                 kept = owner.get(video_id)
@@ -135,32 +193,18 @@ def _rewrite(sources: list[Path], target: Path, progress=None) -> RewriteReport:
                         "with different content (fingerprints differ); merge the caches of "
                         "one dataset only, or re-extract it"
                     )
-        store.create(temporary, first.settings, first.versions)
-        cache = FeatureCache.open(temporary, first.settings, {})
-        done, feature_bytes = 0, 0
         try:
-            cache._writer.bulk = True  # one flush at the end: the file is not in place yet
-            for number, reader in enumerate(readers):
-                mine = [v for v in entries[number] if owner[v] == number]
-                batch, batch_entries, batch_rows = [], [], 0
-                for video_id, rows in reader.rows_many(mine):
-                    batch_entries.append(entries[number][video_id])
-                    batch.append(rows)
-                    batch_rows += len(rows.features)
-                    feature_bytes += rows.features.nbytes
-                    done += 1
-                    if batch_rows >= store.BLOCK_ROWS or len(batch) >= 1024:
-                        cache.write_batch(batch_entries, batch)
-                        batch, batch_entries, batch_rows = [], [], 0
-                    if progress is not None and (done % 256 == 0 or done == len(owner)):
-                        progress(done)
-                cache.write_batch(batch_entries, batch)
-        finally:
-            cache.close()
+            feature_bytes = _write_copy(temporary, first, readers, entries, owner, progress)
+        except (DiskFull, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno != errno.ENOSPC:
+                raise
+            raise DiskFull(
+                f"{named}: disk full while writing its rewritten copy beside it; the cache "
+                "is untouched: free some space (room for its live rows) and run again"
+            ) from None
         before = sum(Path(source).stat().st_size for source in sources)
         for reader in readers:
             reader.close()
-        fsync_path(temporary)
         os.replace(temporary, target)
         fsync_path(target.parent)
     finally:
@@ -170,6 +214,47 @@ def _rewrite(sources: list[Path], target: Path, progress=None) -> RewriteReport:
             temporary.unlink()
     seconds = time.perf_counter() - started
     return RewriteReport(len(owner), before, target.stat().st_size, seconds, feature_bytes)
+
+
+def _write_copy(temporary: Path, first: CacheReader, readers, entries, owner, progress) -> int:
+    """Create ``temporary`` with the settings of ``first`` and copy the videos into it,
+    durable once this returns; the bytes of feature rows copied."""
+    from vidcache.features import store
+
+    store.create(temporary, first.settings, first.versions)
+    cache = FeatureCache.open(temporary, first.settings, {})
+    try:
+        cache._writer.bulk = True  # one flush at the end: the file is not in place yet
+        copied = _copy_videos(readers, entries, owner, cache, progress)
+        cache.close()  # HDF5 writes what it still holds: the disk can fill here too
+        fsync_path(temporary)
+        return copied
+    finally:
+        cache.close()
+
+
+def _copy_videos(readers, entries, owner, cache: FeatureCache, progress) -> int:
+    """Copy each reader's videos that ``owner`` assigns to it into ``cache``, in batches;
+    returns the bytes of feature rows copied."""
+    from vidcache.features import store
+
+    done, feature_bytes = 0, 0
+    for number, reader in enumerate(readers):
+        mine = [v for v in entries[number] if owner[v] == number]
+        batch, batch_entries, batch_rows = [], [], 0
+        for video_id, rows in reader.rows_many(mine):
+            batch_entries.append(entries[number][video_id])
+            batch.append(rows)
+            batch_rows += len(rows.features)
+            feature_bytes += rows.features.nbytes
+            done += 1
+            if batch_rows >= store.BLOCK_ROWS or len(batch) >= 1024:
+                cache.write_batch(batch_entries, batch)
+                batch, batch_entries, batch_rows = [], [], 0
+            if progress is not None and (done % 256 == 0 or done == len(owner)):
+                progress(done)
+        cache.write_batch(batch_entries, batch)
+    return feature_bytes
 
 
 def merge(sources: list[Path], target: Path, progress=None) -> RewriteReport:
@@ -212,7 +297,7 @@ def migrate(
         CacheLocked: a run is writing the target.
         CacheFormatError: the source is not a readable cache.
     """
-    source = Path(source)
+    source = Path(os.path.realpath(source))
     target = Path(target) if target is not None else source
     lock = None if locked else CacheLock(target).acquire()
     try:

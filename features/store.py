@@ -55,7 +55,7 @@ import numpy as np
 
 from vidcache.features import integrity
 from vidcache.features.entry import CacheEntry, encode_key
-from vidcache.features.errors import CacheDamaged, CacheFormatError, DiskFull
+from vidcache.features.errors import CacheDamaged, CacheFormatError, DiskFull, unwritable
 from vidcache.features.settings import FeatureSettings
 
 FORMAT = "vidcache-features"
@@ -274,6 +274,8 @@ class Index:
             video_id = video_ids[position]
             if latest.get(video_id) == position:
                 del latest[video_id]
+        for position in self.damaged:  # nothing that checks out says what it replaced
+            latest.pop(video_ids[position], None)
         self.live = {key: latest[key] for key in sorted(latest, key=encode_key)}
 
     def _count_ok(self, commit: np.ndarray, count: int, checks: h5py.Dataset) -> bool:
@@ -351,51 +353,90 @@ class Index:
 
 
 def create(path: Path, settings: FeatureSettings, versions: dict) -> None:
-    """Write an empty schema-2 cache at ``path`` (through a temporary file and a rename, so
-    ``path`` exists only once it is complete)."""
+    """Write an empty cache at ``path`` (through a temporary file linked into place, so
+    ``path`` exists only once it is complete). A file another process made at ``path``
+    meanwhile is kept, never replaced (its writer may already hold it)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.creating-{os.getpid()}")
-    dim = settings.feature_dim
     try:
-        with h5py.File(temporary, "w", libver="latest") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["settings"] = settings.to_json()
-            f.attrs["settings_sha256"] = settings.digest()
-            f.attrs["versions"] = json.dumps(versions, sort_keys=True)
-            f.attrs["created"] = now()
-            f.attrs["feature_dim"] = dim
-            f.attrs["dtype"] = settings.dtype
-            rows = f.create_group("rows")
-            rows.create_dataset(
-                "features",
-                shape=(0, dim),
-                maxshape=(None, dim),
-                chunks=(CHUNK_ROWS, dim),
-                dtype=settings.dtype,
-            )
-            for name, dtype in (("timestamps", "f8"), ("frame_indices", "i8")):
-                rows.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(INDEX_CHUNK,))
-            index = f.create_group("index")
-            index.attrs["encoding-type"] = "vidcache-video-index"
-            index.attrs["encoding-version"] = str(SCHEMA_VERSION)
-            for name, dtype in (*NUMERIC.items(), (CHECK, "u8")):
-                index.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(INDEX_CHUNK,))
-            for name in TEXT:
-                column = index.create_group(name)
-                column.attrs["encoding-type"] = "string-array"
-                column.create_dataset("bytes", (0,), "u1", maxshape=(None,), chunks=(TEXT_CHUNK,))
-                column.create_dataset(
-                    "offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(INDEX_CHUNK,)
-                )
-            f.create_dataset("commit", data=np.array([0, integrity.commit_check(0, 0)]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _create(temporary, settings, versions)
         fsync_path(temporary)
-        os.replace(temporary, path)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return
+        except OSError as exc:  # a file system without hard links: rename, if still free
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV) or path.exists():
+                raise
+            os.replace(temporary, path)
         fsync_path(path.parent)
+    except OSError as exc:
+        code = exc.errno or (errno.ENOSPC if "no space left" in str(exc).lower() else None)
+        if code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise unwritable(OSError(code, os.strerror(code)), path, "creating it") from None
+        raise
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def _create(temporary: Path, settings: FeatureSettings, versions: dict) -> None:
+    """Write the empty file (``create`` renames it into place)."""
+    dim = settings.feature_dim
+    with h5py.File(temporary, "w", libver="latest") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["settings"] = settings.to_json()
+        f.attrs["settings_sha256"] = settings.digest()
+        f.attrs["versions"] = json.dumps(versions, sort_keys=True)
+        f.attrs["created"] = now()
+        f.attrs["feature_dim"] = dim
+        f.attrs["dtype"] = settings.dtype
+        rows = f.create_group("rows")
+        rows.create_dataset(
+            "features",
+            shape=(0, dim),
+            maxshape=(None, dim),
+            chunks=(CHUNK_ROWS, dim),
+            dtype=settings.dtype,
+        )
+        for name, dtype in (("timestamps", "f8"), ("frame_indices", "i8")):
+            rows.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(INDEX_CHUNK,))
+        index = f.create_group("index")
+        index.attrs["encoding-type"] = "vidcache-video-index"
+        index.attrs["encoding-version"] = str(SCHEMA_VERSION)
+        for name, dtype in (*NUMERIC.items(), (CHECK, "u8")):
+            index.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(INDEX_CHUNK,))
+        for name in TEXT:
+            column = index.create_group(name)
+            column.attrs["encoding-type"] = "string-array"
+            column.create_dataset("bytes", (0,), "u1", maxshape=(None,), chunks=(TEXT_CHUNK,))
+            column.create_dataset(
+                "offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(INDEX_CHUNK,)
+            )
+        f.create_dataset("commit", data=np.array([0, integrity.commit_check(0, 0)]))
+
+
+def check_free_space(path: Path, need: int = 0, name: Path | None = None) -> None:
+    """Refuse to write when the file system that ``path`` (its real target, or the folder
+    it will be made in) is on has less than ``need`` + :data:`HEADROOM_BYTES` free.
+
+    Raises:
+        DiskFull: not enough room.
+    """
+    place = Path(os.path.realpath(path))
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    stat = os.statvfs(place)
+    free = stat.f_bavail * stat.f_frsize
+    need += HEADROOM_BYTES
+    if free < need:
+        raise DiskFull(
+            f"{name or path}: disk full ({free / 1e6:.1f} MB free, the next commit needs "
+            f"about {need / 1e6:.1f} MB); every video committed before is kept: free some "
+            "space and run the same command again"
+        )
 
 
 def fsync_path(path: Path) -> None:
@@ -617,15 +658,7 @@ class StoreWriter:
     def _check_space(self, rows: int) -> None:
         features = self._rows[0]
         row_bytes = features.shape[1] * features.dtype.itemsize + 16
-        need = (2 * rows + 2 * CHUNK_ROWS) * row_bytes + HEADROOM_BYTES
-        stat = os.statvfs(os.path.realpath(self.path))  # the file system the file is on
-        free = stat.f_bavail * stat.f_frsize
-        if free < need:
-            raise DiskFull(
-                f"{self.name}: disk full ({free / 1e6:.1f} MB free, the next commit needs about "
-                f"{need / 1e6:.1f} MB); every video committed before is kept: free some space "
-                "and run the same command again"
-            )
+        check_free_space(self.path, (2 * rows + 2 * CHUNK_ROWS) * row_bytes, self.name)
 
     @contextlib.contextmanager
     def _disk_full(self, what: str):

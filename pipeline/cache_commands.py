@@ -10,19 +10,20 @@ from pathlib import Path
 import click
 
 from vidcache.features import maintenance
+from vidcache.features.store import SCHEMA_VERSION
 from vidcache.pipeline.cli_common import CONTEXT, core_errors, expand_caches
 from vidcache.pipeline.outputs import prepare_output_dir
 
 _CACHE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def _videos_in(paths) -> int:
+def _videos_in(paths, tolerant: bool = False) -> int:
     """Videos in the caches (a progress bar's total): one index read each."""
     from vidcache.features.cache import CacheReader
 
     total = 0
     for path in paths:
-        with CacheReader(path) as reader:
+        with CacheReader(path, tolerant=tolerant) as reader:
             total += reader.stats()["videos"]
     return total
 
@@ -63,21 +64,32 @@ def verify_command(cache: Path, repair: bool, quiet: bool) -> None:
         vidcache verify features.h5
         vidcache verify features.h5 --repair && extract-features videos/ -o features.h5
     """
-    total = _videos_in([cache])
+    total = _videos_in([cache], tolerant=True)
     report = _with_progress("verifying", total, quiet, lambda up: maintenance.verify(cache, up))
+    if report.count_damaged:
+        click.echo(
+            f"damaged: the index: its commit count fails its checksum ({report.videos} videos "
+            "in the records that check out)"
+        )
+    for position, video_id in report.damaged_records:
+        click.echo(f"damaged: {video_id}: its index record (#{position}) fails its checksum")
     for video_id, reason in report.damaged.items():
         click.echo(f"damaged: {video_id}: {reason}")
     whole = report.videos - len(report.damaged)
+    index = "index checked" if report.checked else "index records unverified (no checksums)"
+    if report.schema_version == 1:
+        index = "no checksums in schema 1"
+    bad = len(report.damaged) + len(report.damaged_records)
     click.echo(
-        f"{cache}: {whole} of {report.videos} videos whole, {len(report.damaged)} damaged "
+        f"{cache}: {whole} of {report.videos} videos whole, {bad} damaged "
         f"({report.rows} rows, {report.bytes_read / 1e6:.1f} MB checked; schema "
-        f"{report.schema_version})"
+        f"{report.schema_version}, {index})"
     )
-    if report.damaged and repair:
-        dropped = maintenance.repair(cache, list(report.damaged))
+    if not report.whole and repair:
+        dropped = maintenance.repair(cache, report)
         click.echo(f"dropped {dropped} damaged video(s): run extract-features again to redo them")
         return
-    if report.damaged:
+    if not report.whole:
         raise SystemExit(1)
 
 
@@ -114,7 +126,7 @@ def compact_command(cache: Path, quiet: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @core_errors
 def migrate_command(cache: Path, output: Path | None, quiet: bool) -> None:
-    """Upgrade a schema-1 cache (vidcache 0.1) to schema 2.
+    """Upgrade a cache of schema 1 (vidcache 0.1) or 2 (no index checksums) to schema 3.
 
     The old file stays untouched until the new one is complete. Features, timestamps and
     every per-video record are copied as they are, so training on the upgraded cache gives
@@ -136,7 +148,7 @@ def migrate_command(cache: Path, output: Path | None, quiet: bool) -> None:
         "migrating", total, quiet, lambda up: maintenance.migrate(cache, output, up)
     )
     click.echo(
-        f"{output or cache}: schema 2, {report.videos} videos "
+        f"{output or cache}: schema {SCHEMA_VERSION}, {report.videos} videos "
         f"({report.bytes_before / 1e6:.1f} MB -> {report.bytes_after / 1e6:.1f} MB, "
         f"{report.seconds:.1f} s)"
     )

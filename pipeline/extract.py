@@ -48,6 +48,7 @@ from vidcache.features.fingerprint import SourceStat, fingerprint, stat_source
 from vidcache.features.frames import sampled_frames
 from vidcache.features.maintenance import migrate
 from vidcache.features.settings import FeatureSettings, SamplingSpec, check_compatible
+from vidcache.features.store import check_free_space
 from vidcache.pipeline.outputs import prepare_output_dir
 
 EXTRACTED, CACHED, FAILED = "extracted", "cached", "failed"
@@ -480,11 +481,17 @@ def extract_features(
             )
         entries = {}
         if cached is not None:
-            if cache_schema(output) != SCHEMA_VERSION:
+            schema = cache_schema(output)
+            if schema == 1:
                 report = migrate(output, locked=True)
                 reporter.note(
                     f"upgraded {output} to cache schema {SCHEMA_VERSION} "
                     f"({report.videos} videos, {report.seconds:.1f} s)"
+                )
+            elif schema != SCHEMA_VERSION:
+                reporter.note(
+                    f"{output} is a schema-{schema} cache: its index records carry no "
+                    f"checksums ('vidcache migrate {output}' adds them)"
                 )
             with FeatureCache.open(output, cached, {}) as cache:
                 entries = cache.entries()
@@ -502,6 +509,7 @@ def extract_features(
         extractor = None
         settings = cached
         if jobs:
+            check_free_space(output)  # before the model is built, not after
             started = time.perf_counter()
             factory = extractor_factory or (
                 lambda c: FeatureExtractor(c.image_size, c.weights, c.precision, c.batch_size)

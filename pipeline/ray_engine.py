@@ -43,7 +43,6 @@ from vidcache.features.errors import VidcacheError
 from vidcache.features.maintenance import absorb, migrate
 from vidcache.features.settings import check_compatible
 from vidcache.features.shard import shard_of
-from vidcache.features.store import SCHEMA_VERSION
 from vidcache.pipeline.extract import (
     CACHED,
     EXTRACTED,
@@ -498,7 +497,7 @@ def _into_one_cache(ray, sources, output: Path, config, reporter, options) -> Ex
             shutil.rmtree(parts_dir, ignore_errors=True)
         leftovers = sorted(parts_dir.glob("*.h5")) if parts_dir.is_dir() else []
         if leftovers:
-            if output.exists() and cache_schema(output) != SCHEMA_VERSION:
+            if output.exists() and cache_schema(output) == 1:
                 migrate(output, locked=True)
             added = absorb(output, leftovers, library_versions(), locked=True)
             for part in leftovers:
@@ -515,7 +514,7 @@ def _into_one_cache(ray, sources, output: Path, config, reporter, options) -> Ex
                 ignore=("weights_sha256",),
                 folders=has_folders(sources),
             )
-            if cache_schema(output) != SCHEMA_VERSION:
+            if cache_schema(output) == 1:
                 migrate(output, locked=True)
             with CacheReader(output) as reader:
                 entries = reader.entries()
