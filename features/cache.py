@@ -372,11 +372,13 @@ class FeatureCache:
                         f"{path} is a schema {version} cache; upgrade it with "
                         f"'vidcache migrate {path}' first"
                     )
+                # Every object is opened and the index read and checked before SWMR mode:
+                # in SWMR mode HDF5 retries a damaged object's checksum for minutes.
+                writer = store.StoreWriter(path, handle, fsync)
                 try:
                     handle.swmr_mode = True
                 except HDF5_ERRORS as exc:
                     raise _hdf5_write_error(exc, path) from None
-                writer = store.StoreWriter(path, handle, fsync)
             except BaseException:
                 handle.close()
                 raise

@@ -22,8 +22,8 @@ position (its weight ``2p + 1`` is odd, so the sum changes). Damage spread over 
 fields is missed only by a chance of about 2**-64. This is not a cryptographic hash: it
 finds damage, not tampering.
 
-The commit check is ``mix(count ^ COMMIT_KEY ^ check of record count-1)`` (``0`` for the
-last check of an empty index), stored beside the count in one 16-byte write.
+The commit check is ``mix(count ^ COMMIT_KEY)``, stored beside the count in one 16-byte
+write: a count that changed no longer matches it.
 """
 
 from __future__ import annotations
@@ -113,9 +113,9 @@ def record_checks(
     return h
 
 
-def commit_check(count: int, last_check: int) -> int:
+def commit_check(count: int) -> int:
     """The check stored beside a commit count (as a signed 64-bit value, like the count)."""
-    word = np.array([(count ^ COMMIT_KEY ^ last_check) & 0xFFFFFFFFFFFFFFFF], np.uint64)
+    word = np.array([(count ^ COMMIT_KEY) & 0xFFFFFFFFFFFFFFFF], np.uint64)
     return int(mix(word).view(np.int64)[0])
 
 

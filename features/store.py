@@ -274,16 +274,29 @@ class Index:
             video_id = video_ids[position]
             if latest.get(video_id) == position:
                 del latest[video_id]
-        for position in self.damaged:  # nothing that checks out says what it replaced
-            latest.pop(video_ids[position], None)
+        if self.damaged:  # what a damaged record replaced must not come back in its place
+            self._forget_replaced(latest)
         self.live = {key: latest[key] for key in sorted(latest, key=encode_key)}
 
-    def _count_ok(self, commit: np.ndarray, count: int, checks: h5py.Dataset) -> bool:
-        """Whether the commit count matches its check (bound to the last record's)."""
-        if len(commit) < 2 or count > checks.shape[0]:
-            return False
-        last = int(read(checks, count - 1, self.path)) if count else 0
-        return int(commit[1]) == integrity.commit_check(count, last)
+    def _forget_replaced(self, latest: dict[str, int]) -> None:
+        """Drop from ``latest`` the videos a damaged record may stand for: its id as read,
+        and any video of the same source path (damage in the id leaves the path intact,
+        and the other way round), so an older version never silently takes its place."""
+        ids, paths = self.text["video_id"], self.text["path"]
+        suspects = {ids[p] for p in self.damaged}
+        suspect_paths = {paths[p] for p in self.damaged}
+        for video_id, position in list(latest.items()):
+            if video_id in suspects or paths[position] in suspect_paths:
+                del latest[video_id]
+
+    @staticmethod
+    def _count_ok(commit: np.ndarray, count: int, checks: h5py.Dataset) -> bool:
+        """Whether the commit count matches its check and the records it counts exist."""
+        return (
+            len(commit) >= 2
+            and count <= checks.shape[0]
+            and int(commit[1]) == integrity.commit_check(count)
+        )
 
     def _meta(self, text: str, video_id: str) -> dict:
         """A record's ``meta`` JSON (unchecked schema-2 records can hold damaged text)."""
@@ -415,7 +428,7 @@ def _create(temporary: Path, settings: FeatureSettings, versions: dict) -> None:
             column.create_dataset(
                 "offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(INDEX_CHUNK,)
             )
-        f.create_dataset("commit", data=np.array([0, integrity.commit_check(0, 0)]))
+        f.create_dataset("commit", data=np.array([0, integrity.commit_check(0)]))
 
 
 def check_free_space(path: Path, need: int = 0, name: Path | None = None) -> None:
@@ -814,9 +827,7 @@ class StoreWriter:
             checks = integrity.record_checks([columns[name] for name in NUMERIC], texts)
             _grow(self._columns[CHECK], position + count, INDEX_CHUNK)
             _write(self._columns[CHECK], position, checks)
-            commit = np.array(
-                [position + count, integrity.commit_check(position + count, int(checks[-1]))]
-            )
+            commit = np.array([position + count, integrity.commit_check(position + count)])
         self._sync()  # step 1: everything the records need is on disk
         _write(self._commit, 0, commit)  # one write: the count and its check together
         self._sync()  # step 2: the records are committed

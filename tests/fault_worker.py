@@ -66,29 +66,30 @@ def differences(found: dict, good: dict, subset: bool = False) -> str:
     return ""
 
 
-def one_error_line(result, name: str) -> str:
+def one_error_line(result, names: tuple[str, ...]) -> str:
     """'' when a failed command said exactly one 'Error: ...' line naming the file."""
     lines = result.output.strip().splitlines()
     errors = [line for line in lines if line.startswith("Error: ")]
     if len(errors) != 1:
         return f"BAD: {len(errors)} error lines"
-    if name not in errors[0]:
+    if not any(name in errors[0] for name in names):
         return f"BAD: the error line does not name the file: {errors[0]!r}"
     return ""
 
 
-def judge(command: str, result, target: Path, good: dict, verify_text: str = "") -> str:
-    """The verdict on one command's result (``target``: the file it worked on)."""
+def judge(command: str, result, target: Path, good: dict, source: Path) -> str:
+    """The verdict on one command's result (``target``: the file it worked on, made from
+    the damaged ``source``)."""
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         return "BAD: traceback " + "".join(traceback.format_exception(result.exception))[-600:]
     if "Traceback" in result.output:
         return "BAD: traceback in the output"
     if result.exit_code not in (0, 1):
         return f"BAD: exit code {result.exit_code}"
-    if command == "verify" and result.exit_code == 1:
-        return "" if "damaged: " in result.output else "BAD: verify failed without saying what"
+    if command == "verify" and result.exit_code == 1 and "damaged: " in result.output:
+        return ""
     if result.exit_code == 1 and not (command == "extract" and "skipped" in result.output):
-        problem = one_error_line(result, target.name)
+        problem = one_error_line(result, (target.name, source.name))
         if problem:
             return problem
     if (
@@ -127,7 +128,7 @@ def main() -> None:
             return path
 
         def emit(command: str, result, target: Path, verdict: str = "") -> None:
-            verdict = verdict or judge(command, result, target, good) or "ok"
+            verdict = verdict or judge(command, result, target, good, damaged) or "ok"
             line = {"copy": number, "name": name, "command": command, "exit": result.exit_code}
             line.update(output=result.output[-800:], verdict=verdict)
             print(json.dumps(line), flush=True)

@@ -253,6 +253,9 @@ def test_every_command_reports_damaged_files_in_one_line(tmp_path):
                 # the index is intact: inspect works; rewrites refuse to copy damaged rows
                 assert result.exit_code == (0 if args[0] == "inspect" else 1), where
                 continue
+            if name == "scribbled-index" and args[0] == "verify":  # names the records
+                assert result.exit_code == 1 and lines[0].startswith("damaged: index record #0")
+                continue
             if name == "scribbled-data" and args[0] == "verify":
                 assert result.exit_code == 1 and lines[0].startswith("damaged: clips/"), where
                 continue

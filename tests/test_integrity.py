@@ -433,9 +433,8 @@ def flip_positions(good: Path) -> list[tuple[str, int]]:
     positions = [(f"superblock+{i}", i) for i in (8, 9, 11, 12, 20, 28, 36, 44)]
     with h5py.File(good, "r") as f:
         count = int(f["commit"][0])
-        objects = {}
-        f.visititems(lambda name, obj: objects.setdefault(name, obj))
-        objects["/"] = f
+        objects = {"/": f}
+        f.visititems(lambda name, obj: objects.update({name: obj}))  # None: visit all
         for name, obj in sorted(objects.items()):
             header = h5py.h5o.get_info(obj.id).addr
             positions += [(f"header {name}+{k}", header + k) for k in (6, 30)]
