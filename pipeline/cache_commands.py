@@ -72,9 +72,7 @@ def verify_command(cache: Path, repair: bool, quiet: bool) -> None:
             "in the records that check out)"
         )
     for position, video_id in report.damaged_records:
-        click.echo(
-            f"damaged: index record #{position} (video {video_id!r}) fails its checksum"
-        )
+        click.echo(f"damaged: index record #{position} (video {video_id!r}) fails its checksum")
     for video_id, reason in report.damaged.items():
         click.echo(f"damaged: {video_id}: {reason}")
     whole = report.videos - len(report.damaged)

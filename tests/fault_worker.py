@@ -134,16 +134,18 @@ def main() -> None:
             print(json.dumps(line), flush=True)
 
         # the library's own answer: refused, or exactly the good cache
+        refused = 0
         try:
             found = snapshot(damaged)
         except CacheFormatError as exc:
+            refused = 1
             verdict = "ok" if str(damaged) in str(exc) else f"BAD: unnamed error: {exc}"
         except Exception as exc:  # noqa: BLE001 - a finding, reported
             verdict = "BAD: reader traceback " + "".join(traceback.format_exception(exc))[-600:]
         else:
             difference = differences(found, good)
             verdict = f"SILENT: reader: {difference}" if difference else "ok"
-        print(json.dumps({"copy": number, "name": name, "command": "reader", "exit": 0,
+        print(json.dumps({"copy": number, "name": name, "command": "reader", "exit": refused,
                           "output": "", "verdict": verdict}), flush=True)  # fmt: skip
 
         target = fresh("c.h5")
