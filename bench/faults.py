@@ -51,6 +51,20 @@ HOLD = textwrap.dedent(
         time.sleep(60)
     """
 )
+# What extract-features and predict --cache do once the settings agree: open the writer.
+WRITE_OPEN = textwrap.dedent(
+    """
+    import sys
+    from vidcache.features.cache import CacheLock, FeatureCache, read_settings
+    from vidcache.features.errors import VidcacheError
+    try:
+        with CacheLock(sys.argv[1]), FeatureCache.open(sys.argv[1], read_settings(sys.argv[1]), {}):
+            print("opened")
+    except VidcacheError as exc:
+        print(f"Error: {exc}")
+        sys.exit(1)
+    """
+)
 SUMMARY = textwrap.dedent(
     """
     import sys, json
@@ -82,8 +96,22 @@ def run(args: list, timeout: float = 30, env: dict | None = None) -> str:
         return f"exit {done.returncode}: Traceback: {last[:90]}"
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     error = [line for line in lines if line.startswith("Error")]
-    shown = (error or lines[-1:] or [""])[0]
+    shown = (error or lines or [""])[0]
     return f"exit {done.returncode}: {shown[:110]}"
+
+
+def script(code: str, path: Path, timeout: float = 30) -> str:
+    """``exit N: first line`` of a Python snippet run on ``path``."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return f"hang (> {timeout:g} s)"
+    if "Traceback" in done.stderr:
+        return f"exit {done.returncode}: Traceback: {done.stderr.strip().splitlines()[-1][:90]}"
+    return f"exit {done.returncode}: {(done.stdout.strip().splitlines() or [''])[0][:110]}"
 
 
 def summary(path: Path) -> str:
@@ -190,11 +218,7 @@ def findings(root: Path, count: int) -> list[tuple[str, str, str]]:
     header_flip(path, "rows/timestamps")
     rows.append(("object header of rows/timestamps", "verify", run(["verify", path])))
     rows.append(("", "compact", run(["compact", path])))
-    videos = root / "videos"
-    videos.mkdir(exist_ok=True)
-    rows.append(
-        ("", "extract (writer open)", run(["extract", videos, "-o", path, "--weights", "random"]))
-    )
+    rows.append(("", "writer open (as extract)", script(WRITE_OPEN, path)))
 
     # two writers through a symlink
     target = copy("c.h5")

@@ -253,7 +253,7 @@ class Index:
         good = np.ones(count, bool)
         good[self.damaged] = False
         starts, lengths = self.numbers["row_start"], self.numbers["num_frames"]
-        stored = lookup(lookup(handle, "rows", path), "features", path).shape[0]
+        stored = _rows_group(handle, path)["features"].shape[0]  # all three open, or damage
         outside = good & ((starts < 0) | (lengths < 0) | (starts + lengths > stored))
         if outside.any():
             raise CacheDamaged(

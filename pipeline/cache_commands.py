@@ -80,8 +80,9 @@ def verify_command(cache: Path, repair: bool, quiet: bool) -> None:
     if report.schema_version == 1:
         index = "no checksums in schema 1"
     bad = len(report.damaged) + len(report.damaged_records)
+    count = ", its commit count damaged" if report.count_damaged else ""
     click.echo(
-        f"{cache}: {whole} of {report.videos} videos whole, {bad} damaged "
+        f"{cache}: {whole} of {report.videos} videos whole, {bad} damaged{count} "
         f"({report.rows} rows, {report.bytes_read / 1e6:.1f} MB checked; schema "
         f"{report.schema_version}, {index})"
     )
