@@ -12,15 +12,15 @@ The check of a record (``uint64``)::
     h = SEED
     for each numeric field v, in column order:  h = mix(h ^ bits(v) ^ field_key)
     for each text field (bytes b[0..L), in column order):
-        h = mix(h ^ sum_p b[p] * (2p + 1) ^ field_key)    # the sum is modulo 2**64
+        h = mix(h ^ sum_p b[p] * (2p + 1) ^ field_key)    # the sum is modulo 2**32
         h = mix(h ^ L)
 
 ``mix`` is splitmix64's finaliser, a bijection of 64-bit words, so a record that differs
 from the stored one in exactly one field always fails its check: one numeric field
 differing, one text field of other length, or one text field whose bytes differ in one
 position (its weight ``2p + 1`` is odd, so the sum changes). Damage spread over several
-fields is missed only by a chance of about 2**-64. This is not a cryptographic hash: it
-finds damage, not tampering.
+bytes of one text field is missed only by a chance of about 2**-32, over several fields
+of about 2**-64. This is not a cryptographic hash: it finds damage, not tampering.
 
 The commit check is ``mix(count ^ COMMIT_KEY)``, stored beside the count in one 16-byte
 write: a count that changed no longer matches it.
@@ -38,7 +38,7 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
-_ONE, _TWO = np.uint64(1), np.uint64(2)
+_TWO32 = np.uint32(2)
 
 
 def mix(h: np.ndarray) -> np.ndarray:
@@ -65,7 +65,9 @@ def _bits(column: np.ndarray) -> np.ndarray:
 
 def text_sums(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per record of a text column: ``sum_p b[p] * (2p + 1)`` over its bytes (``p``
-    counted from the record's first byte, modulo 2**64) and its length.
+    counted from the record's first byte, modulo 2**32: half the memory traffic of 64-bit
+    sums, and an odd weight is still invertible, so one changed byte always shows) and
+    its length.
 
     Offsets outside the bytes are clipped, so damaged offsets give wrong sums (and failed
     checks) rather than an error.
@@ -73,17 +75,16 @@ def text_sums(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.nda
     data = np.asarray(data, np.uint8)
     offsets = np.clip(np.asarray(offsets, np.int64), 0, len(data))
     starts, ends = offsets[:-1], offsets[1:]
-    values = data.astype(np.uint64)
-    plain = np.zeros(len(data) + 1, np.uint64)
-    weighted = np.zeros(len(data) + 1, np.uint64)
-    np.cumsum(values, out=plain[1:])
-    np.cumsum(values * np.arange(len(data), dtype=np.uint64), out=weighted[1:])
+    plain = np.zeros(len(data) + 1, np.uint32)
+    weighted = np.zeros(len(data) + 1, np.uint32)
+    np.cumsum(data, dtype=np.uint32, out=plain[1:])
+    np.cumsum(np.multiply(data, np.arange(len(data), dtype=np.uint32)), out=weighted[1:])
     total = plain[ends] - plain[starts]
     moment = weighted[ends] - weighted[starts]
-    first = starts.astype(np.uint64)
+    first = starts.astype(np.uint32)
     # sum b[j] * (2 (j - start) + 1) = 2 * sum b[j] j - 2 start * sum b[j] + sum b[j]
-    sums = _TWO * moment - _TWO * first * total + total
-    return sums, (ends - starts).astype(np.int64).view(np.uint64)
+    sums = _TWO32 * moment - _TWO32 * first * total + total
+    return sums.astype(np.uint64), (ends - starts).astype(np.int64).view(np.uint64)
 
 
 def record_checks(

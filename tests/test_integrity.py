@@ -26,7 +26,7 @@ from conftest import lossless, random_frames
 
 from vidcache.features import integrity, maintenance, store
 from vidcache.features.cache import CacheEntry, CacheLock, CacheReader, FeatureCache
-from vidcache.features.errors import CacheDamaged
+from vidcache.features.errors import CacheDamaged, CacheUnwritable
 from vidcache.features.settings import FeatureSettings
 from vidcache.pipeline.cli import cli
 
@@ -341,6 +341,25 @@ def test_a_read_only_mount_is_named_as_such(tmp_path):
         subprocess.run(["umount", str(mount)], check=False)
     with CacheReader(path) as reader:
         assert list(reader.entries()) == ["v0", "v2", "v3", "v4"]
+
+
+@pytest.mark.slow
+def test_an_immutable_cache_is_named_as_unwritable_not_damaged(tmp_path):
+    path = small_cache(tmp_path / "c.h5")
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("chattr +i does not work here")
+    try:
+        result = CliRunner().invoke(cli, ["compact", str(path)])
+        assert result.exit_code == 1 and result.output == (
+            f"Error: {path}: cannot write (opening it for writing): permission denied "
+            "(Operation not permitted)\n"
+        )
+        with pytest.raises(CacheUnwritable, match="permission denied"):
+            with CacheLock(path), FeatureCache.open(path, SETTINGS8, {}):
+                pass  # what extract-features and predict --cache do
+        assert CliRunner().invoke(cli, ["inspect", str(path)]).exit_code == 0
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=False)
 
 
 # --- kill -9 inside absorb (the Ray engine's hand-over) --------------------------------------
