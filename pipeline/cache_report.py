@@ -1,0 +1,152 @@
+"""``vidcache inspect``'s summary of a cache: read from the index columns alone, so it
+imports neither TensorFlow nor PyAV and lists 100,000 videos without building an entry
+for each."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from vidcache.features.cache import CacheReader
+from vidcache.features.errors import SettingsMismatch
+
+__all__ = ["cache_summary", "format_cache_summary"]
+
+
+def _per_label(reader: CacheReader) -> tuple[dict, float]:
+    """Videos and frames per label, and the seconds of source video, of the live videos."""
+    labels: dict[str, dict[str, int]] = defaultdict(lambda: {"videos": 0, "frames": 0})
+    duration = 0.0
+    index = reader.index
+    if index is None:  # schema 1: a group per video
+        rows = [(e.label, e.num_frames, e.duration) for e in reader.entries().values()]
+    else:
+        positions = list(index.live.values())
+        text, frames = index.text["label"], index.numbers["num_frames"].tolist()
+        seconds = index.numbers["duration"].tolist()
+        rows = [(text[p], frames[p], seconds[p]) for p in positions]
+    for label, count, seconds in rows:
+        row = labels[label or ""]
+        row["videos"] += 1
+        row["frames"] += count
+        if not math.isnan(seconds):
+            duration += seconds
+    return labels, duration
+
+
+def cache_summary(path: Path | list[Path]) -> dict:
+    """A JSON-ready summary of a cache: settings, provenance, videos and frames per label.
+
+    Several caches (the shards of one dataset) are summed into one summary, with their
+    paths under ``caches``.
+
+    Raises:
+        SettingsMismatch: the caches were made with other settings.
+    """
+    if isinstance(path, (list, tuple)):
+        return _combined_summary([Path(p) for p in path])
+    with CacheReader(path) as reader:
+        labels, duration = _per_label(reader)
+        return {
+            "path": str(path),
+            "schema_version": reader.schema_version,
+            "storage": reader.stats(),
+            "settings": reader.settings.to_dict(),
+            "settings_sha256": reader.settings.digest(),
+            "versions": reader.versions,
+            "created": reader.created,
+            "updated": reader.updated,
+            "checked": reader.checked,
+            "videos": sum(row["videos"] for row in labels.values()),
+            "frames": sum(row["frames"] for row in labels.values()),
+            "source_seconds": round(duration, 3),
+            "labels": dict(sorted(labels.items())),
+        }
+
+
+def _combined_summary(paths: list[Path]) -> dict:
+    parts = [cache_summary(p) for p in paths]
+    total = dict(parts[0])
+    for part in parts[1:]:
+        diffs = sorted(
+            key
+            for key in set(total["settings"]) | set(part["settings"])
+            if total["settings"].get(key) != part["settings"].get(key)
+        )
+        if diffs:
+            raise SettingsMismatch(
+                f"{part['path']} and {parts[0]['path']} hold features made with other settings "
+                f"({', '.join(diffs)} differ); they are not one dataset"
+            )
+    labels: dict[str, dict[str, int]] = defaultdict(lambda: {"videos": 0, "frames": 0})
+    for part in parts:
+        for label, row in part["labels"].items():
+            labels[label]["videos"] += row["videos"]
+            labels[label]["frames"] += row["frames"]
+    total.update(
+        path=f"{len(paths)} caches in {os.path.commonpath([str(p.parent) for p in paths])}",
+        caches=[str(p) for p in paths],
+        schema_version=min(p["schema_version"] for p in parts),
+        checked=all(p["checked"] for p in parts),
+        storage={k: sum(p["storage"][k] for p in parts) for k in parts[0]["storage"]},
+        created=min(p["created"] for p in parts),
+        updated=max(p["updated"] for p in parts),
+        videos=sum(p["videos"] for p in parts),
+        frames=sum(p["frames"] for p in parts),
+        source_seconds=round(sum(p["source_seconds"] for p in parts), 3),
+        labels=dict(sorted(labels.items())),
+    )
+    return total
+
+
+def format_cache_summary(summary: dict) -> str:
+    """The human-readable form of :func:`cache_summary`."""
+    s = summary["settings"]
+    sampling = s["sampling"]
+    if sampling["num_frames"]:
+        sampled = f"{sampling['num_frames']} frames evenly spaced"
+    else:
+        sampled = "every frame" if sampling["fps"] is None else f"up to {sampling['fps']:g} fps"
+        if sampling["max_frames"]:
+            sampled += f", at most {sampling['max_frames']} frames"
+    versions = summary["versions"]
+    lines = [
+        f"{summary['path']}: vidcache feature cache, schema {summary['schema_version']}",
+        f"  videos: {summary['videos']} in {len(summary['labels'])} label(s), "
+        f"frames: {summary['frames']}, source video: {summary['source_seconds']:.1f} s",
+        f"  backbone: {s['backbone']} ({s['pooling']}-pooled, {s['feature_dim']}-d), "
+        f"weights {s['weights']} (sha256 {s['weights_sha256'][:12]})",
+        f"  frames: {s['image_size']}x{s['image_size']} {s['resize']}, {sampled}; "
+        f"compute {s['precision']}, stored {s['dtype']}",
+        f"  settings sha256: {summary['settings_sha256'][:16]}",
+        "  made with: "
+        + ", ".join(
+            f"{k} {versions[k]}" for k in ("vidcache", "tensorflow", "keras") if k in versions
+        ),
+        f"  created {summary['created']}, updated {summary['updated']}",
+    ]
+    storage = summary["storage"]
+    if storage["rows"] > storage["live_rows"]:
+        waste = 1 - storage["live_rows"] / storage["rows"]
+        lines.append(
+            f"  storage: {storage['rows'] - storage['live_rows']} of {storage['rows']} rows "
+            f"({waste:.0%}) belong to replaced or deleted videos; 'vidcache compact' frees them"
+        )
+    if summary["schema_version"] < 3:
+        what = "vidcache 0.1" if summary["schema_version"] == 1 else "no index checksums"
+        lines.append(
+            f"  schema {summary['schema_version']} ({what}): upgrade with "
+            f"'vidcache migrate {summary['path']}'"
+        )
+    if summary["labels"]:
+        width = max(12, *(len(label or "(none)") for label in summary["labels"]))
+        lines.append(f"  {'label':<{width}}  {'videos':>6}  {'frames':>7}")
+        for label, row in summary["labels"].items():
+            lines.append(f"  {label or '(none)':<{width}}  {row['videos']:>6}  {row['frames']:>7}")
+    if s["weights"].startswith("random"):
+        lines.append(
+            "  NOTE: random weights: these features are not pretrained (tests/demos only)."
+        )
+    return "\n".join(lines)
