@@ -1,6 +1,7 @@
 """``vidcache verify``, ``vidcache compact``, ``vidcache migrate``: keeping a cache healthy.
 
-Thin click commands over :mod:`vidcache.features.maintenance`.
+Thin click commands over :mod:`vidcache.features.maintenance`, imported when a command
+runs (``--help`` stays instant).
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from pathlib import Path
 
 import click
 
-from vidcache.features import maintenance
-from vidcache.features.store import SCHEMA_VERSION
 from vidcache.pipeline.cli_common import CONTEXT, core_errors, expand_caches
 from vidcache.pipeline.outputs import prepare_output_dir
 
@@ -64,6 +63,8 @@ def verify_command(cache: Path, repair: bool, quiet: bool) -> None:
         vidcache verify features.h5
         vidcache verify features.h5 --repair && extract-features videos/ -o features.h5
     """
+    from vidcache.features import maintenance
+
     total = _videos_in([cache], tolerant=True)
     report = _with_progress("verifying", total, quiet, lambda up: maintenance.verify(cache, up))
     if report.count_damaged:
@@ -108,6 +109,8 @@ def compact_command(cache: Path, quiet: bool) -> None:
     Example:
         vidcache compact features.h5
     """
+    from vidcache.features import maintenance
+
     total = _videos_in([cache])
     report = _with_progress("compacting", total, quiet, lambda up: maintenance.compact(cache, up))
     click.echo(
@@ -138,6 +141,9 @@ def migrate_command(cache: Path, output: Path | None, quiet: bool) -> None:
         vidcache migrate old.h5 -o new.h5
         vidcache migrate features.h5
     """
+    from vidcache.features import maintenance
+    from vidcache.features.store import SCHEMA_VERSION
+
     if output is not None:
         prepare_output_dir(output.parent, "cache folder")
     if output is not None and output.exists():
@@ -179,6 +185,7 @@ def merge_command(caches, output: Path, quiet: bool) -> None:
         extract-features videos/ -o shards/part-3.h5 --shard 3/16   # x16, anywhere
         vidcache merge shards/ -o features.h5
     """
+    from vidcache.features import maintenance
 
     sources = expand_caches(caches)
     prepare_output_dir(output.parent, "cache folder")
