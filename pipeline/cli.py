@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from vidcache.pipeline import __version__, cache_commands, extract_command
 from vidcache.pipeline.cli_common import CONTEXT, core_errors, expand_caches
@@ -43,7 +42,7 @@ def inspect_command(caches: tuple[Path, ...], as_json: bool) -> None:
         vidcache inspect shards/
         vidcache inspect features.h5 --json | jq .labels
     """
-    from vidcache.pipeline.report import cache_summary, format_cache_summary
+    from vidcache.pipeline.cache_report import cache_summary, format_cache_summary
 
     paths = expand_caches(caches)
     summary = cache_summary(paths[0] if len(paths) == 1 else paths)
@@ -471,7 +470,8 @@ def _regression_scores(m: dict) -> str:
 
 
 cli.add_command(train_rnn_command)
-train_rnn_script = train_rnn_command
+# The console script is the command itself; it answers --version (so does `vidcache train-rnn`).
+train_rnn_script = click.version_option(__version__, prog_name="train-rnn")(train_rnn_command)
 
 
 @cli.command("evaluate", context_settings=CONTEXT)
@@ -708,6 +708,8 @@ def _values_text(names: list[str], values) -> str:
 
 
 def _prediction_text(run, p) -> str:
+    import numpy as np
+
     if run.task == "caption":
         return p.caption
     if run.task == "regress":
@@ -764,6 +766,8 @@ def _prediction_csv(run, predictions) -> None:
 
 
 def _predict_stream(run, location, every, top_k, weights_path, input_format, as_csv, beam):
+    import numpy as np
+
     from vidcache.pipeline.predict import stream_predict
 
     regress, captioning = run.task == "regress", run.task == "caption"
@@ -932,4 +936,6 @@ for _command in (
 ):
     cli.add_command(_command)
 #: The ``extract-features`` console script: the same command as ``vidcache extract``.
-extract_features_command = extract_command.extract
+extract_features_command = click.version_option(__version__, prog_name="extract-features")(
+    extract_command.extract
+)

@@ -195,8 +195,10 @@ def library_versions() -> dict[str, str]:
     """Versions recorded in a new cache as provenance."""
     from importlib.metadata import PackageNotFoundError, version
 
-    found = {"python": sys.version.split()[0]}
-    for name in ("vidcache", "tensorflow", "keras", "h5py", "numpy", "av", "pillow"):
+    from vidcache import __version__
+
+    found = {"python": sys.version.split()[0], "vidcache": __version__}
+    for name in ("tensorflow", "keras", "h5py", "numpy", "av", "pillow"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:

@@ -20,12 +20,8 @@ releases. Names are imported lazily, so ``import vidcache`` does not load Tensor
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("vidcache")
-except PackageNotFoundError:  # a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from vidcache._version import __version__
 
 # public name -> module that defines it
 _EXPORTS = {
