@@ -21,6 +21,19 @@ STORAGE_DTYPES = ("float32", "float16")
 MIN_IMAGE_SIZE = 75  # the smallest input InceptionV3 accepts
 
 
+def _normalise(settings, floats: tuple[str, ...], ints: tuple[str, ...]) -> None:
+    """Store the named fields of a frozen dataclass as ``float`` / ``int`` (``None`` kept;
+    an integral float for an int field, like ``299.0``, becomes ``299``)."""
+    for names, kind in ((floats, float), (ints, int)):
+        for name in names:
+            value = getattr(settings, name)
+            if value is None or type(value) is kind or isinstance(value, bool):
+                continue
+            if kind is int and float(value) != int(value):
+                continue  # left for the range checks to refuse with their own message
+            object.__setattr__(settings, name, kind(value))
+
+
 @dataclass(frozen=True)
 class SamplingSpec:
     """Which frames of a video are kept.
@@ -38,6 +51,8 @@ class SamplingSpec:
     max_frames: int | None = None
 
     def __post_init__(self) -> None:
+        # Numbers in one canonical type, so equal settings hash equal (fps=5 is fps=5.0).
+        _normalise(self, floats=("fps",), ints=("num_frames", "max_frames"))
         if self.num_frames is not None and self.fps is not None:
             raise ValueError(
                 f"num_frames and fps exclude each other. Received: num_frames={self.num_frames}, "
@@ -99,6 +114,7 @@ class FeatureSettings:
     color: str = "RGB"
 
     def __post_init__(self) -> None:
+        _normalise(self, floats=("folder_fps",), ints=("image_size", "feature_dim"))
         if self.image_size < MIN_IMAGE_SIZE:
             raise ValueError(
                 f"image_size must be at least {MIN_IMAGE_SIZE} for InceptionV3. "

@@ -415,9 +415,16 @@ def train_rnn_command(
     result = train_rnn(expand_caches(features), run_dir, config)
     for note in result.notes:
         click.echo(f"Note: {note}", err=True)
-    m = result.metrics
     if result.interrupted:
         click.echo("Interrupted: the best model so far is kept.")
+    _print_training(result, run_dir, task, head)
+    if result.interrupted:
+        sys.exit(130)  # like every command stopped by Ctrl-C
+
+
+def _print_training(result, run_dir: Path, task: str, head: str) -> None:
+    """The lines ``train-rnn`` ends with: the validation (and test) figures of the run."""
+    m = result.metrics
     trained = f"{run_dir}: {task} ({head}) trained {result.epochs_run} epochs; validation"
     if task == "caption":
         b = m["baseline_most_common"]

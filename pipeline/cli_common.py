@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 
 import click
@@ -28,8 +29,13 @@ def expand_caches(paths) -> list[Path]:
     return found
 
 
+#: Exit codes, the same for every command (README, "Exit codes").
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
 def core_errors(function):
-    """Turn core errors (``VidcacheError``) into ``click.ClickException``: one line, exit 1."""
+    """Turn core errors (``VidcacheError``) into ``click.ClickException`` (one line, exit 1)
+    and Ctrl-C into one line and exit 130."""
 
     @functools.wraps(function)
     def wrapped(*args, **kwargs):
@@ -37,5 +43,8 @@ def core_errors(function):
             return function(*args, **kwargs)
         except VidcacheError as exc:
             raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapped

@@ -53,7 +53,11 @@ def test_help_and_version_import_nothing_heavy():
 
 
 def test_inspect_and_verify_import_neither_tensorflow_nor_pyav(cache):
-    for args in (["inspect", str(cache)], ["inspect", str(cache), "--json"], ["verify", str(cache)]):
+    for args in (
+        ["inspect", str(cache)],
+        ["inspect", str(cache), "--json"],
+        ["verify", str(cache)],
+    ):
         found = loaded(args)
         assert "h5py" in found  # the probe really ran the command
         assert not found & set(HEAVY), (args, found & set(HEAVY))
