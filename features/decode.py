@@ -18,6 +18,11 @@ from PIL import Image, UnidentifiedImageError
 from vidcache.features.discover import VideoSource, frame_files
 from vidcache.features.errors import VideoDecodeError
 
+# Undecodable metadata (binary tags) must not make a video unreadable: PyAV before 19 is
+# asked to ignore it; PyAV 19 dropped the option and decodes such tags with
+# "surrogateescape" itself (av/utils.py), so it never fails on them.
+OPEN_OPTIONS = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
+
 # Frames whose timestamps end before this share of the declared length mean the file was
 # cut short. Time, not the frame count: real AVIs often declare twice their real frame rate
 # (or hold empty placeholder packets for dropped frames), so their declared count is far
@@ -82,7 +87,7 @@ class VideoReader:
                 raise VideoDecodeError("file is empty")
             if "://" not in location and input_format is None and not self.path.exists():
                 raise FileNotFoundError(2, "No such file or directory", location)
-            self._container = av.open(location, format=input_format, metadata_errors="ignore")
+            self._container = av.open(location, format=input_format, **OPEN_OPTIONS)
         except VideoDecodeError:
             raise
         except (av.error.FFmpegError, OSError) as exc:
@@ -145,7 +150,7 @@ class VideoReader:
                 declared length.
         """
         try:
-            with av.open(str(self.path), metadata_errors="ignore") as container:
+            with av.open(str(self.path), **OPEN_OPTIONS) as container:
                 stream = container.streams.video[0]
                 origin = stream.start_time or 0
                 count, last = 0, 0.0

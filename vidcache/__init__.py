@@ -38,6 +38,7 @@ _EXPORTS = {
     "load_run": "vidcache.pipeline.train",
     "evaluate_run": "vidcache.pipeline.train",
     "predict_videos": "vidcache.pipeline.predict",
+    "dataset": "vidcache.pipeline.dataset",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
