@@ -19,6 +19,9 @@ RESIZE_POLICIES = ("center-crop", "stretch")
 PRECISIONS = ("float32", "bfloat16")
 STORAGE_DTYPES = ("float32", "float16")
 MIN_IMAGE_SIZE = 75  # the smallest input InceptionV3 accepts
+#: ``weights`` of features made by another tool and brought in by ``vidcache import``:
+#: ``import:<backbone name>``; vidcache cannot make more of them from videos.
+IMPORTED = "import:"
 
 
 def _normalise(settings, floats: tuple[str, ...], ints: tuple[str, ...]) -> None:
@@ -115,6 +118,8 @@ class FeatureSettings:
 
     def __post_init__(self) -> None:
         _normalise(self, floats=("folder_fps",), ints=("image_size", "feature_dim"))
+        if self.imported:  # another tool's features: what made them is not vidcache's
+            return
         if self.image_size < MIN_IMAGE_SIZE:
             raise ValueError(
                 f"image_size must be at least {MIN_IMAGE_SIZE} for InceptionV3. "
@@ -131,6 +136,11 @@ class FeatureSettings:
                 )
         if not self.folder_fps > 0:
             raise ValueError(f"folder_fps must be positive. Received: {self.folder_fps}")
+
+    @property
+    def imported(self) -> bool:
+        """Features another tool made (``vidcache import``), not vidcache's CNN."""
+        return self.weights.startswith(IMPORTED)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``sampling`` nested)."""

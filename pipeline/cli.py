@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from vidcache.pipeline import __version__, cache_commands, extract_command
+from vidcache.pipeline import __version__, cache_commands, extract_command, npy_commands
 from vidcache.pipeline.cli_common import CONTEXT, core_errors, expand_caches
 
 
@@ -946,3 +946,5 @@ for _command in (
 extract_features_command = click.version_option(__version__, prog_name="extract-features")(
     extract_command.extract
 )
+cli.add_command(npy_commands.export_command)
+cli.add_command(npy_commands.import_command)

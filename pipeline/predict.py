@@ -45,6 +45,12 @@ def weights_for(settings: FeatureSettings, weights_path: Path | None = None) -> 
     Raises:
         WeightsUnavailable: the run used a weights file and none was given.
     """
+    if settings.imported:
+        raise WeightsUnavailable(
+            f"the run's features were made by another tool and imported ({settings.backbone}, "
+            "'vidcache import'); vidcache cannot make them from videos: import the new "
+            "videos' features the same way and give that cache instead"
+        )
     if settings.weights == "imagenet":
         return WeightsSpec("imagenet")
     if settings.weights.startswith("random:seed="):
