@@ -84,19 +84,6 @@ def test_kill_9_at_random_moments_never_loses_a_committed_video(tmp_path):
             np.testing.assert_array_equal(resumed.features(video_id), fresh.features(video_id))
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 @pytest.mark.parametrize("checked", [True, False], ids=["space-check", "hdf5-enospc"])
 def test_a_full_disk_keeps_every_committed_video_and_a_rerun_completes(small_disk, checked):
     path = small_disk / "f.h5"

@@ -259,27 +259,14 @@ def test_leftovers_of_a_killed_rewrite_are_removed_by_the_next_run(tmp_path):
 # --- full and read-only places ----------------------------------------------------------------
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 @pytest.mark.slow
-def test_a_disk_with_no_byte_free_gives_one_line_in_every_writing_command(tmp_path, tiny_disk):
-    path = small_cache(tiny_disk / "c.h5")
+def test_a_disk_with_no_byte_free_gives_one_line_in_every_writing_command(tmp_path, small_disk):
+    path = small_cache(small_disk / "c.h5")
     link = tmp_path / "link.h5"
     link.symlink_to(path)  # the free-space check must look at the target's disk
     videos = tmp_path / "videos"
     lossless(videos / "a.mkv", random_frames(2))
-    filler = tiny_disk / "filler"
+    filler = small_disk / "filler"
     with open(filler, "wb") as out:
         try:
             while True:
@@ -288,13 +275,13 @@ def test_a_disk_with_no_byte_free_gives_one_line_in_every_writing_command(tmp_pa
         except OSError:
             pass
     new_link = tmp_path / "new-link.h5"
-    new_link.symlink_to(tiny_disk / "new.h5")
+    new_link.symlink_to(small_disk / "new.h5")
     before = path.read_bytes()
-    for name, new in ((path, tiny_disk / "new.h5"), (link, new_link)):
+    for name, new in ((path, small_disk / "new.h5"), (link, new_link)):
         for args in (
             ["compact", name],
-            ["migrate", name, "-o", tiny_disk / "m.h5"],
-            ["merge", name, "-o", tiny_disk / "merged.h5"],
+            ["migrate", name, "-o", small_disk / "m.h5"],
+            ["merge", name, "-o", small_disk / "merged.h5"],
             ["extract", videos, "-o", new, "--weights", "random", "--image-size", "75", "-q"],
         ):
             result = CliRunner().invoke(cli, [str(a) for a in args])
@@ -310,7 +297,7 @@ def test_a_disk_with_no_byte_free_gives_one_line_in_every_writing_command(tmp_pa
             names = (named.name, named.resolve().name, "m.h5", "merged.h5")
             assert any(n in errors[0] for n in names), where
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tiny_disk.iterdir()) == ["c.h5", "filler"]  # no leftovers
+    assert sorted(p.name for p in small_disk.iterdir()) == ["c.h5", "filler"]  # no leftovers
 
 
 @pytest.mark.slow
@@ -527,6 +514,14 @@ def summarise(lines: list[dict], title: str) -> None:
     )
 
 
+def worker_spec(real_cache: dict, tmp_path: Path) -> dict:
+    """What the fault worker needs besides the damaged copies."""
+    spec = {"good": real_cache["good"], "videos": real_cache["videos"], "run": real_cache["run"]}
+    spec = {key: str(value) for key, value in spec.items()}
+    spec["work"] = str(tmp_path / "work")
+    return spec
+
+
 def damaged_copy(folder: Path, good: bytes, name: str, raw: bytes) -> list:
     path = folder / f"{len(list(folder.iterdir()))}.h5"
     path.write_bytes(raw)
@@ -539,8 +534,7 @@ def test_one_flipped_byte_anywhere_is_a_correct_result_or_one_line(real_cache, t
     data = good.read_bytes()
     copies = tmp_path / "copies"
     copies.mkdir()
-    spec = {"good": str(good), "work": str(tmp_path / "work"), "videos": str(real_cache["videos"])}
-    spec["run"] = str(real_cache["run"])
+    spec = worker_spec(real_cache, tmp_path)
     spec["copies"] = []
     for name, offset in flip_positions(good):
         raw = bytearray(data)
@@ -558,8 +552,7 @@ def test_a_truncated_cache_is_one_line_in_every_command(real_cache, tmp_path):
     data = good.read_bytes()
     copies = tmp_path / "copies"
     copies.mkdir()
-    spec = {"good": str(good), "work": str(tmp_path / "work"), "videos": str(real_cache["videos"])}
-    spec["run"] = str(real_cache["run"])
+    spec = worker_spec(real_cache, tmp_path)
     cuts = [0, 1, 7, 8, 9, 11, 12, 15, 16, 40, 47, 48, 100, 1000, 4096]
     cuts += [len(data) // 4, len(data) // 2, len(data) - 4096, len(data) - 1]
     spec["copies"] = [damaged_copy(copies, data, f"cut at {n}", data[:n]) for n in cuts]
