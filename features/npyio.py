@@ -39,7 +39,7 @@ COLUMNS = ("video_id", "label", "path", "frames", "fps", "settings_sha256", "fil
 SIDE_FILES = ("_timestamps_ms.npy", "_fps.npy")
 
 
-class ImportError_(VidcacheError):
+class NpyImportError(VidcacheError):
     """A folder of NumPy files cannot be imported (named in the message)."""
 
 
@@ -141,7 +141,7 @@ def _discover(folder: Path, name: str) -> list[_Found]:
             rows = list(csv.DictReader(handle))
         missing = {"video_id", "file"} - set(rows[0] if rows else {})
         if missing:
-            raise ImportError_(f"{manifest}: needs the columns video_id and file")
+            raise NpyImportError(f"{manifest}: needs the columns video_id and file")
         return [_Found(r["video_id"], r.get("label", ""), folder / r["file"]) for r in rows]
     suffix = f"_{name.lower()}"
     found = []
@@ -155,7 +155,7 @@ def _discover(folder: Path, name: str) -> list[_Found]:
     return found
 
 
-def _side(file: Path, video: _Found, name: str, side: str) -> Path:
+def _side(file: Path, name: str, side: str) -> Path:
     stem = file.name[: -len(".npy")]
     suffix = f"_{name.lower()}"
     if stem.lower().endswith(suffix):
@@ -193,7 +193,7 @@ def import_npy(
         labels: ``{video_id: label}`` over the folder names or the manifest's.
 
     Raises:
-        ImportError_: nothing to import, or a manifest without its columns.
+        NpyImportError: nothing to import, or a manifest without its columns.
         SettingsMismatch: ``output`` holds other features.
     """
     from vidcache.features.cache import read_settings
@@ -202,7 +202,7 @@ def import_npy(
     folder, output = Path(folder), Path(output)
     videos = _discover(folder, name)
     if not videos:
-        raise ImportError_(f"{folder}: no .npy feature files")
+        raise NpyImportError(f"{folder}: no .npy feature files")
     report = NpyReport()
     loaded = []
     for video in videos:
@@ -219,7 +219,7 @@ def import_npy(
             continue
         loaded.append((video, features))
     if not loaded:
-        raise ImportError_(f"{folder}: no file holds (T, D) float features")
+        raise NpyImportError(f"{folder}: no file holds (T, D) float features")
     dims = {features.shape[1] for _, features in loaded}
     dim = max(dims, key=lambda d: sum(f.shape[1] == d for _, f in loaded))
     dtype = dtype or ("float16" if all(f.dtype == np.float16 for _, f in loaded) else "float32")
@@ -265,8 +265,8 @@ def import_npy(
 
 def _timestamps(video: _Found, name: str, frames: int, fps: float) -> tuple[np.ndarray, float]:
     """A video's row times (seconds) and rate, from its side files or ``fps``."""
-    stamps_file = _side(video.file, video, name, "_timestamps_ms.npy")
-    rate_file = _side(video.file, video, name, "_fps.npy")
+    stamps_file = _side(video.file, name, "_timestamps_ms.npy")
+    rate_file = _side(video.file, name, "_fps.npy")
     rate = float(np.load(rate_file)) if rate_file.is_file() else float(fps)
     if stamps_file.is_file():
         stamps = np.asarray(np.load(stamps_file), np.float64).reshape(-1) / 1000.0
