@@ -7,16 +7,26 @@ Every failure is raised as :class:`VideoDecodeError` with a one-line reason.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import av.error
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vidcache.features.decodeplan import DecodePlan, PacketIndex, index_problem, plan
 from vidcache.features.discover import VideoSource, frame_files
 from vidcache.features.errors import VideoDecodeError
+from vidcache.features.sampling import sample
+from vidcache.features.settings import SamplingSpec
+
+#: ``VIDCACHE_DECODE=sequential`` decodes every frame of every file, as vidcache did before
+#: decode plans (an escape hatch and the benchmarks' baseline); ``auto`` (the default) plans.
+DECODE_ENV = "VIDCACHE_DECODE"
+DECODE_MODES = ("auto", "sequential")
 
 # Undecodable metadata (binary tags) must not make a video unreadable: PyAV before 19 is
 # asked to ignore it; PyAV 19 dropped the option and decodes such tags with
@@ -28,6 +38,41 @@ OPEN_OPTIONS = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]
 # (or hold empty placeholder packets for dropped frames), so their declared count is far
 # above the frames they hold, although those frames span the whole declared duration.
 _TRUNCATED_BELOW = 0.9
+
+
+# Decoders that read ``skip_frame`` for each packet, so non-reference frames between kept
+# ones can be skipped. Others (libdav1d reads it once, when opened) decode every packet of
+# a segment; the result is the same either way, only the work differs.
+_SKIPS_PER_PACKET = frozenset({"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video", "vp8", "vp9"})
+
+
+class _PlanFailed(Exception):
+    """The file did not decode as its packet index said: decode it sequentially."""
+
+
+@dataclass
+class DecodeStats:
+    """What decoding one video took (for benchmarks and ``-v`` reports).
+
+    Attributes:
+        decoded: frames the decoder produced.
+        frames: frames in the file per its packet index (``None`` when not read).
+        planned: the file was decoded by a plan (only the packets kept frames need).
+        fallback: why a plan was not used or was abandoned (``None``: no fallback).
+    """
+
+    decoded: int = 0
+    frames: int | None = None
+    planned: bool = False
+    fallback: str | None = None
+
+
+def decode_mode() -> str:
+    """``auto`` or ``sequential``, from ``$VIDCACHE_DECODE``."""
+    mode = os.environ.get(DECODE_ENV, "auto").strip().lower() or "auto"
+    if mode not in DECODE_MODES:
+        raise VideoDecodeError(f"{DECODE_ENV}={mode!r}: expected one of {DECODE_MODES}")
+    return mode
 
 
 @dataclass(frozen=True)
@@ -81,7 +126,13 @@ class VideoReader:
 
     def __init__(self, path: Path | str, input_format: str | None = None) -> None:
         self.path = Path(path)
-        location = str(path)
+        self._location, self._input_format = str(path), input_format
+        self.stats = DecodeStats()
+        self._open()
+        self.info = self._read_info()
+
+    def _open(self) -> None:
+        location, input_format = self._location, self._input_format
         try:
             if self.path.is_file() and self.path.stat().st_size == 0:
                 raise VideoDecodeError("file is empty")
@@ -101,7 +152,6 @@ class VideoReader:
         # once (pipeline decode workers); FFmpeg's automatic threads would only compete with
         # the CNN for the same cores (measured: 2.3 vs 2.8 ms of CPU per sampled frame).
         self._stream.codec_context.thread_count = 1
-        self.info = self._read_info()
 
     def _read_info(self) -> VideoInfo:
         stream = self._stream
@@ -183,6 +233,7 @@ class VideoReader:
             for frame in self._container.decode(stream):
                 last = frame.time - origin if frame.time is not None else count * step
                 count += 1
+                self.stats.decoded += 1
                 yield last, frame
         except (av.error.FFmpegError, OSError) as exc:
             raise VideoDecodeError(
@@ -191,6 +242,152 @@ class VideoReader:
         if count == 0:
             raise VideoDecodeError("no frames could be decoded")
         self._check_length(last, count)
+
+    def packet_index(self) -> PacketIndex:
+        """The stream's frame packets (timestamps, keyframe flags) by demuxing only.
+
+        Raises:
+            VideoDecodeError: the file cannot be demuxed.
+        """
+        stream = self._stream
+        pts: list[int | None] = []
+        keys: list[bool] = []
+        try:
+            with av.open(self._location, **OPEN_OPTIONS) as container:
+                for packet in container.demux(container.streams.video[0]):
+                    if packet.size:
+                        pts.append(packet.pts)
+                        keys.append(bool(packet.is_keyframe))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise VideoDecodeError(_reason(exc)) from None
+        base = stream.time_base
+        start = stream.start_time
+        origin = float(start * base) if start is not None and base else 0.0
+        problem = index_problem(pts, keys) if base else "the stream has no time base"
+        if problem is not None:
+            pts = [0] * len(pts)  # never planned; kept for the frame count only
+        return PacketIndex(
+            np.asarray(pts, dtype=np.int64),
+            np.asarray(keys, dtype=bool),
+            (base.numerator, base.denominator) if base else (1, 1),
+            origin,
+            problem,
+        )
+
+    def sampled(self, sampling: SamplingSpec) -> Iterator[tuple[int, float, av.VideoFrame]]:
+        """``(source_index, seconds, frame)`` of each frame ``sampling`` keeps: the same
+        frames, bit for bit, as sampling a sequential decode, decoding only the packets
+        they need (see :mod:`features.decodeplan`). Files whose index cannot be trusted,
+        or that do not decode as it says, are decoded sequentially (``stats.fallback``
+        says why); ``$VIDCACHE_DECODE=sequential`` does that for every file.
+
+        Raises:
+            VideoDecodeError: as :meth:`frames` and :meth:`count_frames` do.
+        """
+        if decode_mode() == "sequential" or not self.path.is_file():
+            return self._sequential(sampling)
+        index = self.packet_index()
+        self.stats.frames = index.frame_count
+        decode_plan = plan(index, sampling)
+        if decode_plan is None:
+            self.stats.fallback = index.problem or "a kept frame has no keyframe before it"
+            return self._sequential(sampling)
+        return self._planned(decode_plan, index, sampling)
+
+    def _sequential(self, sampling: SamplingSpec) -> Iterator[tuple[int, float, av.VideoFrame]]:
+        total = self.count_frames() if sampling.num_frames else None
+        return sample(self.frames(), sampling, total)
+
+    def _planned(
+        self, decode_plan: DecodePlan, index: PacketIndex, sampling: SamplingSpec
+    ) -> Iterator[tuple[int, float, av.VideoFrame]]:
+        if sampling.num_frames is not None:  # as count_frames checks before decoding
+            self._check_length(index.last_time(), index.frame_count)
+        self.stats.planned = True
+        given = 0
+        try:
+            for item in self._run_plan(decode_plan, index):
+                given += 1
+                yield item
+        except _PlanFailed as exc:
+            # Start again sequentially; what was given already was checked frame by
+            # frame against the index, so the sequential path gives it again first.
+            self.stats.planned, self.stats.fallback = False, str(exc)
+            self._container.close()
+            self._open()
+            rest = self._sequential(sampling)
+            for _ in range(given):
+                next(rest, None)
+            yield from rest
+            return
+        if decode_plan.exhausted:
+            self._check_length(index.last_time(), index.frame_count)
+
+    def _run_plan(
+        self, decode_plan: DecodePlan, index: PacketIndex
+    ) -> Iterator[tuple[int, float, av.VideoFrame]]:
+        """Decode the plan's segments; yield kept frames in order. Raises _PlanFailed
+        when a decoded frame is not where the index put it."""
+        stream = self._stream
+        context = stream.codec_context
+        where = {int(p): position for position, p in enumerate(index.pts)}
+        kept = decode_plan.kept
+        wanted = {t.position for t in kept}
+        last_use = {t.position: n for n, t in enumerate(kept)}
+        ready: dict[int, av.VideoFrame] = {}
+        drain = av.Packet()
+        drain.time_base = stream.time_base
+        segments = iter(decode_plan.segments)
+        segment = next(segments)
+        position, given = -1, 0
+        skips = context.name in _SKIPS_PER_PACKET
+        try:
+            for packet in self._container.demux(stream):
+                if not packet.size:
+                    continue
+                position += 1
+                if position < segment.start:
+                    continue
+                # Frames no other frame refers to are skipped unless kept.
+                if skips:
+                    context.skip_frame = "DEFAULT" if position in segment.targets else "NONREF"
+                frames = context.decode(packet)
+                if position == segment.end:
+                    if skips:
+                        context.skip_frame = "DEFAULT"
+                    frames += context.decode(drain)
+                    context.flush_buffers()
+                for frame in frames:
+                    self.stats.decoded += 1
+                    at = where.get(frame.pts) if frame.pts is not None else None
+                    if at is None:
+                        raise _PlanFailed("a decoded frame has a timestamp the index lacks")
+                    if at in wanted:
+                        ready[at] = frame
+                while given < len(kept) and kept[given].position in ready:
+                    target = kept[given]
+                    frame = ready[target.position]
+                    if frame.time_base is None:
+                        frame.time_base = stream.time_base
+                    if frame.time - index.origin != target.time:
+                        raise _PlanFailed("a decoded frame's time differs from the index")
+                    if last_use[target.position] == given:
+                        del ready[target.position]
+                    given += 1
+                    yield target.index, target.time, frame
+                if position == segment.end:
+                    if any(kept[n].position in segment.targets for n in range(given, len(kept))):
+                        raise _PlanFailed("a kept frame did not come out of its segment")
+                    segment = next(segments, None)
+                    if segment is None:
+                        break
+        except (av.error.FFmpegError, OSError) as exc:
+            raise _PlanFailed(f"decoding by plan failed ({_reason(exc)})") from None
+        finally:
+            if skips:
+                context.skip_frame = "DEFAULT"
+        if given < len(kept):
+            raise _PlanFailed("the file ended before every kept frame was decoded")
 
     def close(self) -> None:
         self._container.close()
@@ -233,6 +430,11 @@ class FrameFolderReader:
 
     def count_frames(self) -> int:
         return len(self._files)
+
+    def sampled(self, sampling: SamplingSpec) -> Iterator[tuple[int, float, LazyImage]]:
+        """``(source_index, seconds, image)`` of each image ``sampling`` keeps (every
+        image counts as a keyframe)."""
+        return sample(self.frames(), sampling, len(self._files))
 
     def frames(self) -> Iterator[tuple[float, Image.Image]]:
         for index, file in enumerate(self._files):

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from vidcache.features.sampling import sample
 from vidcache.features.settings import FeatureSettings, SamplingSpec
 from vidcache.features.transform import fit_frame
 
@@ -23,12 +22,12 @@ def sampled_frames(
 
     Args:
         reader: an open :class:`features.decode.VideoReader` or ``FrameFolderReader``.
-        sampling: which frames to keep (``num_frames`` counts the frames first).
+        sampling: which frames to keep; only the packets they need are decoded (see
+            :meth:`features.decode.VideoReader.sampled`).
         image_size: side of the square output.
         resize: ``"center-crop"`` or ``"stretch"``.
     """
-    total = reader.count_frames() if sampling.num_frames else None
-    for index, seconds, frame in sample(reader.frames(), sampling, total):
+    for index, seconds, frame in reader.sampled(sampling):
         yield index, seconds, fit_frame(frame, image_size, resize)
 
 

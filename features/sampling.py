@@ -1,10 +1,12 @@
 """Frame sampling: which decoded frames are kept, without holding a video in memory.
 
-Two policies (see :class:`features.settings.SamplingSpec`):
+Three policies (see :class:`features.settings.SamplingSpec`):
 
 - **rate** (``fps``, the default at 5 fps): walk the frames in order and keep a frame when
   its timestamp reaches the next slot ``k / fps``; a video slower than ``fps`` keeps every
   frame (never upsampled). ``max_frames`` then caps the count.
+- **keyframes** (``keyframes=True``): only the frames decoding can start at (I/IDR
+  frames), thinned by ``fps`` and capped by ``max_frames`` like the rate policy.
 - **count** (``num_frames=N``): the video's frame count ``n`` is known first, and frame
   ``floor((i + 0.5) * n / N)`` is kept for ``i = 0..N-1``, the centres of N equal segments
   (TSN test-time sampling). When ``n < N`` frames repeat, so every video gives exactly N.
@@ -40,6 +42,28 @@ def count_indices(total: int, num_frames: int) -> list[int]:
     return [min(total - 1, int((i + 0.5) * total / num_frames)) for i in range(num_frames)]
 
 
+def keep_by_rate(
+    items: Iterable[tuple[int, float, T]], fps: float | None, max_frames: int | None
+) -> Iterator[tuple[int, float, T]]:
+    """Keep items ``(source_index, timestamp, frame)`` at most ``fps`` per second, the
+    first ``max_frames`` of them at most: the rate policy over any candidate frames."""
+    kept = 0
+    next_slot = None
+    for index, time, frame in items:
+        if max_frames is not None and kept >= max_frames:
+            return
+        if fps is not None:
+            if next_slot is None:
+                next_slot = time
+            if time < next_slot - _SLOT_TOLERANCE / fps:
+                continue
+            # Advance past every slot this frame covers: a slow video is never upsampled.
+            while next_slot <= time + _SLOT_TOLERANCE / fps:
+                next_slot += 1.0 / fps
+        kept += 1
+        yield index, time, frame
+
+
 def sample_by_rate(
     frames: Iterable[tuple[float, T]], fps: float | None, max_frames: int | None
 ) -> Iterator[tuple[int, float, T]]:
@@ -54,21 +78,13 @@ def sample_by_rate(
     Yields:
         ``(source_index, timestamp, frame)`` of each kept frame.
     """
-    kept = 0
-    next_slot = None
-    for index, (time, frame) in enumerate(frames):
-        if max_frames is not None and kept >= max_frames:
-            return
-        if fps is not None:
-            if next_slot is None:
-                next_slot = time
-            if time < next_slot - _SLOT_TOLERANCE / fps:
-                continue
-            # Advance past every slot this frame covers: a slow video is never upsampled.
-            while next_slot <= time + _SLOT_TOLERANCE / fps:
-                next_slot += 1.0 / fps
-        kept += 1
-        yield index, time, frame
+    items = ((index, time, frame) for index, (time, frame) in enumerate(frames))
+    return keep_by_rate(items, fps, max_frames)
+
+
+def is_keyframe(frame) -> bool:
+    """Whether a decoded frame is a keyframe (a frame-folder image always is)."""
+    return bool(getattr(frame, "key_frame", True))
 
 
 def sample_by_count(
@@ -102,9 +118,18 @@ def sample_by_count(
 def sample(
     frames: Iterable[tuple[float, T]], spec: SamplingSpec, total: int | None = None
 ) -> Iterator[tuple[int, float, T]]:
-    """Apply ``spec`` to ``frames``; ``total`` (the frame count) is needed for ``num_frames``."""
+    """Apply ``spec`` to ``frames``; ``total`` (the frame count) is needed for ``num_frames``.
+
+    With ``spec.keyframes`` only keyframes are candidates (their source index stays their
+    place among all frames), thinned by ``fps`` and capped by ``max_frames``.
+    """
     if spec.num_frames is not None:
         if total is None:
             raise ValueError("num_frames sampling needs the video's frame count")
         return sample_by_count(frames, count_indices(total, spec.num_frames))
+    if spec.keyframes:
+        items = (
+            (index, time, frame) for index, (time, frame) in enumerate(frames) if is_keyframe(frame)
+        )
+        return keep_by_rate(items, spec.fps, spec.max_frames)
     return sample_by_rate(frames, spec.fps, spec.max_frames)

@@ -47,15 +47,21 @@ class SamplingSpec:
         num_frames: keep exactly this many frames evenly spaced over the whole clip
             (the centre of each of ``num_frames`` equal segments). Excludes ``fps``.
         max_frames: keep at most this many frames (the first ones after ``fps`` sampling).
+        keyframes: keep only keyframes (thinned by ``fps``, capped by ``max_frames``):
+            decoding nothing else. Excludes ``num_frames``. Defaults to False, and then it
+            is left out of :meth:`to_dict`, so settings written before it existed keep
+            their JSON and hash.
     """
 
     fps: float | None = 5.0
     num_frames: int | None = None
     max_frames: int | None = None
+    keyframes: bool = False
 
     def __post_init__(self) -> None:
         # Numbers in one canonical type, so equal settings hash equal (fps=5 is fps=5.0).
         _normalise(self, floats=("fps",), ints=("num_frames", "max_frames"))
+        object.__setattr__(self, "keyframes", bool(self.keyframes))
         if self.num_frames is not None and self.fps is not None:
             raise ValueError(
                 f"num_frames and fps exclude each other. Received: num_frames={self.num_frames}, "
@@ -65,6 +71,11 @@ class SamplingSpec:
             raise ValueError(
                 f"num_frames and max_frames exclude each other. Received: "
                 f"num_frames={self.num_frames}, max_frames={self.max_frames}"
+            )
+        if self.keyframes and self.num_frames is not None:
+            raise ValueError(
+                f"keyframes and num_frames exclude each other. Received: "
+                f"num_frames={self.num_frames}"
             )
         if self.fps is not None and not self.fps > 0:
             raise ValueError(f"fps must be positive. Received: fps={self.fps}")
@@ -77,7 +88,10 @@ class SamplingSpec:
         """A short human-readable description, e.g. ``"5 fps, at most 64 frames"``."""
         if self.num_frames is not None:
             return f"{self.num_frames} frames evenly spaced"
-        text = "every frame" if self.fps is None else f"up to {self.fps:g} fps"
+        if self.keyframes:
+            text = "keyframes" if self.fps is None else f"keyframes up to {self.fps:g} fps"
+        else:
+            text = "every frame" if self.fps is None else f"up to {self.fps:g} fps"
         if self.max_frames is not None:
             text += f", at most {self.max_frames} frames"
         return text
@@ -143,8 +157,11 @@ class FeatureSettings:
         return self.weights.startswith(IMPORTED)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``sampling`` nested)."""
-        return dataclasses.asdict(self)
+        """A JSON-ready dict (``sampling`` nested; its ``keyframes`` only when set)."""
+        data = dataclasses.asdict(self)
+        if not self.sampling.keyframes:
+            del data["sampling"]["keyframes"]
+        return data
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, so equal settings give equal text."""

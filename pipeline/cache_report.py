@@ -11,6 +11,7 @@ from pathlib import Path
 
 from vidcache.features.cache import CacheReader
 from vidcache.features.errors import SettingsMismatch
+from vidcache.features.settings import SamplingSpec
 
 __all__ = ["cache_summary", "format_cache_summary"]
 
@@ -105,12 +106,7 @@ def format_cache_summary(summary: dict) -> str:
     """The human-readable form of :func:`cache_summary`."""
     s = summary["settings"]
     sampling = s["sampling"]
-    if sampling["num_frames"]:
-        sampled = f"{sampling['num_frames']} frames evenly spaced"
-    else:
-        sampled = "every frame" if sampling["fps"] is None else f"up to {sampling['fps']:g} fps"
-        if sampling["max_frames"]:
-            sampled += f", at most {sampling['max_frames']} frames"
+    sampled = SamplingSpec(**sampling).describe()
     versions = summary["versions"]
     lines = [
         f"{summary['path']}: vidcache feature cache, schema {summary['schema_version']}",
