@@ -62,6 +62,14 @@ Example:
 )
 @click.option("--max-frames", type=click.IntRange(min=1), help="Keep at most N frames per clip.")
 @click.option(
+    "--sampling",
+    type=click.Choice(["frames", "keyframes"]),
+    default="frames",
+    show_default=True,
+    help="Which frames are candidates: all, or only keyframes (decoding nothing else; "
+    "thinned by --fps, capped by --max-frames).",
+)
+@click.option(
     "--image-size",
     type=click.IntRange(min=75),
     default=299,
@@ -195,6 +203,7 @@ def extract(
     fps,
     num_frames,
     max_frames,
+    sampling,
     image_size,
     resize,
     folder_fps,
@@ -246,15 +255,24 @@ def extract(
         raise click.ClickException("--shard runs one share here; --engine ray shards by itself")
     expect_sha = ""
     if like is not None:
-        (fps, num_frames, max_frames, image_size, resize, folder_fps, weights, seed,
-         precision, dtype, expect_sha) = _settings_of(like, weights)  # fmt: skip
+        (fps, num_frames, max_frames, sampling, image_size, resize, folder_fps, weights,
+         seed, precision, dtype, expect_sha) = _settings_of(like, weights)  # fmt: skip
     if num_frames is not None and fps is not None:
         raise click.ClickException("--num-frames cannot be used with --fps")
     if num_frames is not None and max_frames is not None:
         raise click.ClickException("--num-frames cannot be used with --max-frames")
+    if num_frames is not None and sampling == "keyframes":
+        raise click.ClickException(
+            "--num-frames cannot be used with --sampling keyframes (thin keyframes with --fps)"
+        )
     if num_frames is None and fps is None:
         fps = 5.0
-    sampling = SamplingSpec(fps=fps or None, num_frames=num_frames, max_frames=max_frames)
+    sampling = SamplingSpec(
+        fps=fps or None,
+        num_frames=num_frames,
+        max_frames=max_frames,
+        keyframes=sampling == "keyframes",
+    )
     spec = WeightsSpec.parse(weights, seed)
     sources = discover(list(videos), glob)
     if labels_csv is not None:
@@ -318,7 +336,7 @@ def extract(
 
 
 _FEATURE_OPTIONS = (
-    "fps", "num_frames", "max_frames", "image_size", "resize", "folder_fps", "seed",
+    "fps", "num_frames", "max_frames", "sampling", "image_size", "resize", "folder_fps", "seed",
     "precision", "dtype",
 )  # fmt: skip
 
@@ -358,6 +376,7 @@ def _settings_of(like: Path, weights: str) -> tuple:
         None if sampling.num_frames else (sampling.fps if sampling.fps is not None else 0.0),
         sampling.num_frames,
         sampling.max_frames,
+        "keyframes" if sampling.keyframes else "frames",
         settings.image_size,
         settings.resize,
         settings.folder_fps,
