@@ -13,12 +13,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from vidcache.features.backbones.registry import get_backbone
 from vidcache.features.errors import SettingsMismatch
 
 RESIZE_POLICIES = ("center-crop", "stretch")
 PRECISIONS = ("float32", "bfloat16")
 STORAGE_DTYPES = ("float32", "float16")
-MIN_IMAGE_SIZE = 75  # the smallest input InceptionV3 accepts
+MIN_IMAGE_SIZE = 75  # the smallest input InceptionV3 (the default backbone) accepts
 #: ``weights`` of features made by another tool and brought in by ``vidcache import``:
 #: ``import:<backbone name>``; vidcache cannot make more of them from videos.
 IMPORTED = "import:"
@@ -130,15 +131,26 @@ class FeatureSettings:
     preprocess: str = "keras.applications.inception_v3.preprocess_input"
     color: str = "RGB"
 
+    @classmethod
+    def for_backbone(cls, backbone: str, **fields: Any) -> FeatureSettings:
+        """Settings of features made with the registered ``backbone``: its name, pooling,
+        feature dimension and preprocessing filled in from the registry.
+
+        Raises:
+            ValueError: no backbone has that name, or a field is out of range.
+        """
+        return cls(**fields, **get_backbone(backbone).settings_fields())
+
     def __post_init__(self) -> None:
         _normalise(self, floats=("folder_fps",), ints=("image_size", "feature_dim"))
         if self.imported:  # another tool's features: what made them is not vidcache's
             return
-        if self.image_size < MIN_IMAGE_SIZE:
-            raise ValueError(
-                f"image_size must be at least {MIN_IMAGE_SIZE} for InceptionV3. "
-                f"Received: image_size={self.image_size}"
-            )
+        try:
+            backbone = get_backbone(self.backbone)
+        except ValueError:
+            backbone = None  # read a cache of a backbone this install lacks; not make one
+        if backbone is not None:
+            backbone.check_image_size(self.image_size)
         for name, allowed in (
             ("resize", RESIZE_POLICIES),
             ("precision", PRECISIONS),

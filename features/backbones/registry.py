@@ -1,0 +1,159 @@
+"""The backbone table: one :class:`Backbone` per CNN vidcache can extract features with.
+
+The shape of ``keras.applications``' table: a name, the input sizes it accepts, how frames
+are preprocessed, the feature dimension, and where its real (pretrained) weights come from
+with their checksum. Adding a backbone is one module that calls :func:`register`; nothing
+else in vidcache names a particular network.
+
+This module does not import TensorFlow: an entry's ``build`` and ``preprocess`` do, when they
+are called.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: The backbone of every cache made before the registry existed, and the default.
+DEFAULT_BACKBONE = "InceptionV3"
+
+#: Modules that register vidcache's own backbones, imported on first lookup.
+_BUILTIN_MODULES = ("vidcache.features.backbones.inception_v3",)
+#: Entry-point group through which other installed packages add backbones: each entry
+#: point names a module (or callable) that calls :func:`register` when loaded.
+ENTRY_POINT_GROUP = "vidcache.backbones"
+
+
+@dataclass(frozen=True)
+class PretrainedFile:
+    """A pretrained weights file Keras publishes, kept in the Keras cache.
+
+    Attributes:
+        name: the file name in ``$KERAS_HOME/models``.
+        url: where Keras downloads it from.
+        md5: its MD5, as ``keras.applications`` checks it.
+        label: what the weights were trained on, for messages. Defaults to ``"ImageNet"``.
+    """
+
+    name: str
+    url: str
+    md5: str
+    label: str = "ImageNet"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One CNN: what it takes, what it gives, how it is built.
+
+    Attributes:
+        name: the name recorded in a cache's settings (``backbone``) and given on the
+            command line.
+        feature_dim: length of the pooled feature vector of one frame.
+        min_image_size: the smallest square input side the network accepts.
+        default_image_size: the side it was trained at.
+        build: ``build(input_shape) -> keras.Model``, without weights (randomly
+            initialised), frames in (preprocessed), pooled features out.
+        preprocess: ``preprocess(float32 tensor of 0..255 RGB) -> tensor`` fed to the model.
+        preprocess_name: how the settings record the preprocessing.
+        pooling: how the network's last feature map becomes one vector. Defaults to ``"avg"``.
+        pretrained: the ``--weights imagenet`` file, or ``None`` when there is none.
+    """
+
+    name: str
+    feature_dim: int
+    min_image_size: int
+    default_image_size: int
+    build: Callable[[tuple[int, int, int]], Any]
+    preprocess: Callable[[Any], Any]
+    preprocess_name: str
+    pooling: str = "avg"
+    pretrained: PretrainedFile | None = None
+
+    def check_image_size(self, image_size: int) -> None:
+        """Raise ``ValueError`` when the network cannot take ``image_size`` inputs."""
+        if image_size < self.min_image_size:
+            raise ValueError(
+                f"image_size must be at least {self.min_image_size} for {self.name}. "
+                f"Received: image_size={image_size}"
+            )
+
+    def settings_fields(self) -> dict[str, Any]:
+        """The :class:`~vidcache.features.settings.FeatureSettings` fields this backbone
+        fixes (``backbone``, ``pooling``, ``feature_dim``, ``preprocess``)."""
+        return {
+            "backbone": self.name,
+            "pooling": self.pooling,
+            "feature_dim": self.feature_dim,
+            "preprocess": self.preprocess_name,
+        }
+
+
+_REGISTRY: dict[str, Backbone] = {}
+_builtins_loaded = False
+
+
+def register(backbone: Backbone, *, replace: bool = False) -> Backbone:
+    """Add ``backbone`` to the table under its name.
+
+    Args:
+        backbone: the entry.
+        replace: allow replacing an entry of the same name. Defaults to ``False``.
+
+    Raises:
+        ValueError: the name is taken and ``replace`` is false.
+    """
+    if not replace and backbone.name in _REGISTRY and _REGISTRY[backbone.name] != backbone:
+        raise ValueError(f"a backbone named {backbone.name!r} is already registered")
+    _REGISTRY[backbone.name] = backbone
+    return backbone
+
+
+def unregister(name: str) -> None:
+    """Remove an entry (tests that register a toy backbone clean up with this)."""
+    _REGISTRY.pop(name, None)
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = point.load()
+            if callable(loaded):
+                loaded()
+        except Exception as exc:  # another package's bug must not stop vidcache's own
+            warnings.warn(
+                f"backbone plugin {point.name} ({point.value}) did not load: "
+                f"{type(exc).__name__}: {exc}",
+                stacklevel=2,
+            )
+
+
+def get_backbone(name: str = DEFAULT_BACKBONE) -> Backbone:
+    """The registered backbone called ``name``.
+
+    Raises:
+        ValueError: no backbone has that name (the message lists the known ones).
+    """
+    _load_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown backbone {name!r}; known: {', '.join(backbone_names())}"
+        ) from None
+
+
+def backbone_names() -> list[str]:
+    """Names of the registered backbones, the default first."""
+    _load_builtins()
+    return sorted(_REGISTRY, key=lambda name: (name != DEFAULT_BACKBONE, name))
