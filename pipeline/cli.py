@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from vidcache.pipeline import __version__, cache_commands, extract_command, npy_commands
-from vidcache.pipeline.cli_common import CONTEXT, core_errors, expand_caches
+from vidcache.pipeline.cli_common import CONTEXT, backbone_option, core_errors, expand_caches
 
 
 @click.group(context_settings=CONTEXT)
@@ -86,9 +86,11 @@ def make_demo_data(
 
 @cli.command("weights", context_settings=CONTEXT)
 @click.option("--check", is_flag=True, help="Only check; exit 1 if the ImageNet file is missing.")
+@backbone_option("Whose weights: a registered backbone.")
 @core_errors
-def weights_command(check: bool) -> None:
-    """Show where Keras' ImageNet InceptionV3 weights live, and fetch them if missing.
+def weights_command(check: bool, backbone: str) -> None:
+    """Show where Keras' ImageNet weights of a backbone (InceptionV3 by default) live, and
+    fetch them if missing.
 
     With no network, fetch the file elsewhere and copy it to the printed path, or pass
     --weights PATH to extract-features.
@@ -102,7 +104,7 @@ def weights_command(check: bool) -> None:
     from vidcache.features.errors import WeightsUnavailable
 
     try:
-        path = imagenet_weights(download=not check)
+        path = imagenet_weights(download=not check, backbone=backbone)
     except WeightsUnavailable as exc:
         if not check:
             raise

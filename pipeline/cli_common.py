@@ -33,6 +33,28 @@ def expand_caches(paths) -> list[Path]:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+def _known_backbone(context, parameter, value: str) -> str:
+    """Click callback of ``--backbone``: a registered backbone's name."""
+    from vidcache.features.backbones import backbone_names
+
+    known = backbone_names()
+    if value not in known:
+        raise click.BadParameter(f"{value!r} is not a registered backbone ({', '.join(known)})")
+    return value
+
+
+def backbone_option(help_text: str):
+    """The ``--backbone NAME`` option (default InceptionV3), checked against the registry."""
+    return click.option(
+        "--backbone",
+        default="InceptionV3",
+        show_default=True,
+        metavar="NAME",
+        callback=_known_backbone,
+        help=help_text,
+    )
+
+
 def core_errors(function):
     """Turn core errors (``VidcacheError``) into ``click.ClickException`` (one line, exit 1)
     and Ctrl-C into one line and exit 130."""

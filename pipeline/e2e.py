@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcache.features.backbone import build_backbone
+from vidcache.features.backbones import DEFAULT_BACKBONE
 from vidcache.features.cache import CacheReader
 from vidcache.features.decode import open_source
 from vidcache.features.discover import discover
@@ -181,8 +182,15 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
             "run (train-rnn without --task)"
         )
     settings = run.settings
+    if settings.backbone != DEFAULT_BACKBONE:
+        raise DataError(
+            f"{run.path}'s features come from {settings.backbone}; end-to-end training "
+            f"fine-tunes {DEFAULT_BACKBONE}'s inception blocks (--unfreeze-from mixedN) only"
+        )
     cut = cut_layer_name(config.unfreeze_from)
-    backbone, digest = build_backbone(settings.image_size, weights_for(settings, weights_path))
+    backbone, digest = build_backbone(
+        settings.image_size, weights_for(settings, weights_path), backbone=settings.backbone
+    )
     if digest != settings.weights_sha256:
         raise SettingsMismatch(
             f"cannot rebuild the backbone of run {run.path}: weights {settings.weights} have "

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcache.features.backbone import FEATURE_DIM, FeatureExtractor, WeightsSpec
+from vidcache.features.backbone import FeatureExtractor, WeightsSpec
+from vidcache.features.backbones import DEFAULT_BACKBONE
 from vidcache.features.buffer import DEFAULT_SPILL_ROWS, FeatureBuffer
 from vidcache.features.cache import (
     SCHEMA_VERSION,
@@ -79,6 +80,8 @@ class ExtractConfig:
             loss too (a killed process never loses them either way). Defaults to False.
         expect_weights_sha256: the checksum the loaded weights must have (``--like``: the
             same weights as another cache or run). Defaults to "" (any).
+        backbone: the registered backbone (:mod:`vidcache.features.backbones`). Defaults
+            to InceptionV3.
     """
 
     weights: WeightsSpec = WeightsSpec("imagenet")
@@ -97,6 +100,7 @@ class ExtractConfig:
     decode_workers: int = 0
     fsync: bool = False
     expect_weights_sha256: str = ""
+    backbone: str = DEFAULT_BACKBONE
 
     @classmethod
     def for_settings(
@@ -112,11 +116,13 @@ class ExtractConfig:
             precision=settings.precision,
             dtype=settings.dtype,
             batch_size=batch_size,
+            backbone=settings.backbone,
         )
 
     def settings(self, weights_sha256: str = "") -> FeatureSettings:
         """The feature settings this run requests (validated)."""
-        return FeatureSettings(
+        return FeatureSettings.for_backbone(
+            self.backbone,
             weights=self.weights.identity,
             weights_sha256=weights_sha256,
             image_size=self.image_size,
@@ -514,7 +520,9 @@ def extract_features(
             check_free_space(output)  # before the model is built, not after
             started = time.perf_counter()
             factory = extractor_factory or (
-                lambda c: FeatureExtractor(c.image_size, c.weights, c.precision, c.batch_size)
+                lambda c: FeatureExtractor(
+                    c.image_size, c.weights, c.precision, c.batch_size, c.backbone
+                )
             )
             extractor = factory(config)
             summary.model_seconds = time.perf_counter() - started
@@ -541,7 +549,7 @@ def extract_features(
             for entry in touched:
                 cache.touch_video(entry)
             if jobs:
-                _run(jobs, config, extractor, cache, summary, reporter)
+                _run(jobs, config, extractor, cache, summary, reporter, settings.feature_dim)
     reporter.end()
     return summary
 
@@ -553,6 +561,7 @@ def _run(
     cache: FeatureCache,
     summary: ExtractSummary,
     reporter: Reporter,
+    dim: int,
 ) -> None:
     pending: queue.Queue = queue.Queue(maxsize=max(1, config.queue_batches))
     workers = config.decode_workers or default_decode_workers()
@@ -582,7 +591,7 @@ def _run(
                         for row, (slot, time_s, index) in enumerate(item.owners):
                             buffer = buffers.get(slot)
                             if buffer is None:
-                                buffer = FeatureBuffer(FEATURE_DIM, config.spill_rows)
+                                buffer = FeatureBuffer(dim, config.spill_rows)
                                 buffers[slot] = buffer
                             buffer.append(features[row], time_s, index)
                     except OSError as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from vidcache.features.settings import PRECISIONS, RESIZE_POLICIES, STORAGE_DTYPES
-from vidcache.pipeline.cli_common import CONTEXT, core_errors
+from vidcache.pipeline.cli_common import CONTEXT, backbone_option, core_errors
 
 _EXTRACT_HELP = """Extract per-frame InceptionV3 features of VIDEOS into an HDF5 cache.
 
@@ -71,10 +71,10 @@ Example:
 )
 @click.option(
     "--image-size",
-    type=click.IntRange(min=75),
+    type=click.IntRange(min=1),
     default=299,
     show_default=True,
-    help="Side of the square CNN input in pixels.",
+    help="Side of the square CNN input in pixels (75 or more for InceptionV3).",
 )
 @click.option(
     "--resize",
@@ -90,6 +90,7 @@ Example:
     show_default=True,
     help="Frame rate of folders of numbered images.",
 )
+@backbone_option("The CNN: a registered backbone (docs/architecture.md says how to add one).")
 @click.option(
     "--weights",
     default="imagenet",
@@ -207,6 +208,7 @@ def extract(
     image_size,
     resize,
     folder_fps,
+    backbone,
     weights,
     seed,
     precision,
@@ -227,7 +229,7 @@ def extract(
     fsync,
     quiet,
 ) -> None:
-    from vidcache.features.backbone import WeightsSpec
+    from vidcache.features.backbones import WeightsSpec, get_backbone
     from vidcache.features.discover import apply_labels, discover
     from vidcache.features.settings import SamplingSpec
     from vidcache.pipeline.extract import ExtractConfig, extract_features
@@ -255,8 +257,14 @@ def extract(
         raise click.ClickException("--shard runs one share here; --engine ray shards by itself")
     expect_sha = ""
     if like is not None:
-        (fps, num_frames, max_frames, sampling, image_size, resize, folder_fps, weights,
-         seed, precision, dtype, expect_sha) = _settings_of(like, weights)  # fmt: skip
+        (fps, num_frames, max_frames, sampling, image_size, resize, folder_fps, backbone,
+         weights, seed, precision, dtype, expect_sha) = _settings_of(like, weights)  # fmt: skip
+    minimum = get_backbone(backbone).min_image_size
+    if image_size < minimum:
+        raise click.BadParameter(
+            f"{image_size} is not in the range x>={minimum} ({backbone}'s smallest input).",
+            param_hint="'--image-size'",
+        )
     if num_frames is not None and fps is not None:
         raise click.ClickException("--num-frames cannot be used with --fps")
     if num_frames is not None and max_frames is not None:
@@ -313,6 +321,7 @@ def extract(
         fsync=fsync,
         decode_workers=decode_workers,
         expect_weights_sha256=expect_sha,
+        backbone=backbone,
     )
     reporter = ProgressReporter(quiet=quiet)
     if engine == "ray":
@@ -337,12 +346,13 @@ def extract(
 
 _FEATURE_OPTIONS = (
     "fps", "num_frames", "max_frames", "sampling", "image_size", "resize", "folder_fps", "seed",
-    "precision", "dtype",
+    "precision", "dtype", "backbone",
 )  # fmt: skip
 
 
 def _settings_of(like: Path, weights: str) -> tuple:
     """The feature options of ``--like``, refusing explicit ones that would contradict it."""
+    from vidcache.features.backbones import WeightsSpec, backbone_names
     from vidcache.pipeline.extract import settings_like
 
     context = click.get_current_context()
@@ -356,21 +366,32 @@ def _settings_of(like: Path, weights: str) -> tuple:
             f"--like {like} sets the feature settings; drop {', '.join(given)}"
         )
     settings = settings_like(like)
-    seed = 0
-    if settings.weights.startswith("random:seed="):
-        weights, seed = "random", int(settings.weights.split("=", 1)[1])
-    elif settings.weights.startswith("file:"):
+    try:
+        recorded = WeightsSpec.from_identity(settings.weights)
+    except ValueError:
+        raise click.ClickException(
+            f"{like} holds features vidcache did not make ({settings.weights}); "
+            "--like copies the settings of vidcache's own caches and runs"
+        ) from None
+    known = backbone_names()
+    if settings.backbone not in known:
+        raise click.ClickException(
+            f"{like} was made with the backbone {settings.backbone}, which this installation "
+            f"does not have ({', '.join(known)})"
+        )
+    seed = recorded.seed
+    if recorded.kind == "file":
         source = context.get_parameter_source("weights")
         if (
             source != click.core.ParameterSource.COMMANDLINE
-            or Path(weights).name != settings.weights[5:]
+            or Path(weights).name != recorded.file_name
         ):
             raise click.ClickException(
-                f"{like} was made with the weights file {settings.weights[5:]}; give that "
+                f"{like} was made with the weights file {recorded.file_name}; give that "
                 "file with --weights PATH"
             )
     else:
-        weights = settings.weights
+        weights = recorded.kind
     sampling = settings.sampling
     return (
         None if sampling.num_frames else (sampling.fps if sampling.fps is not None else 0.0),
@@ -380,6 +401,7 @@ def _settings_of(like: Path, weights: str) -> tuple:
         settings.image_size,
         settings.resize,
         settings.folder_fps,
+        settings.backbone,
         weights,
         seed,
         settings.precision,

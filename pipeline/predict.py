@@ -51,13 +51,17 @@ def weights_for(settings: FeatureSettings, weights_path: Path | None = None) -> 
             "'vidcache import'); vidcache cannot make them from videos: import the new "
             "videos' features the same way and give that cache instead"
         )
-    if settings.weights == "imagenet":
-        return WeightsSpec("imagenet")
-    if settings.weights.startswith("random:seed="):
-        return WeightsSpec("random", seed=int(settings.weights.split("=", 1)[1]))
+    try:
+        recorded = WeightsSpec.from_identity(settings.weights)
+    except ValueError as exc:
+        raise WeightsUnavailable(
+            f"the run's feature settings name no weights vidcache makes: {exc}"
+        ) from None
+    if recorded.kind != "file":
+        return recorded
     if weights_path is None:
         raise WeightsUnavailable(
-            f"the run's features were made with the weights file {settings.weights[5:]}; "
+            f"the run's features were made with the weights file {recorded.file_name}; "
             "pass it with --weights PATH"
         )
     return WeightsSpec.parse(str(weights_path))
@@ -70,7 +74,11 @@ def build_extractor(settings: FeatureSettings, weights_path: Path | None, batch_
         SettingsMismatch: the weights found are not the ones the run's cache was made with.
     """
     extractor = FeatureExtractor(
-        settings.image_size, weights_for(settings, weights_path), settings.precision, batch_size
+        settings.image_size,
+        weights_for(settings, weights_path),
+        settings.precision,
+        batch_size,
+        settings.backbone,
     )
     if extractor.weights_sha256 != settings.weights_sha256:
         raise SettingsMismatch(

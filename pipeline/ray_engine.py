@@ -202,7 +202,11 @@ class ExtractWorker:
             except RuntimeError:  # already initialised
                 pass
             self.extractor = FeatureExtractor(
-                config.image_size, config.weights, config.precision, config.batch_size
+                config.image_size,
+                config.weights,
+                config.precision,
+                config.batch_size,
+                config.backbone,
             )
             self.model_seconds = time.perf_counter() - started
         return self.extractor

@@ -1,6 +1,8 @@
 """Shared fixtures: tiny lossless videos made on the fly, and one small random-init CNN.
 
-No media file is committed; every video is written by the test that needs it. The CNN is
+Every video is written by the test that needs it; the one exception is
+``tests/data/release-0.2.0/`` (two 3 KB clips and the cache 0.2.0 made of them), kept to prove
+that later code reproduces a released cache. The CNN is
 InceptionV3 at 75x75 (its smallest input) with seeded random weights, built once per session.
 """
 

@@ -8,28 +8,53 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {"features": 0, "models": 1, "pipeline": 2}
 
 
+def module_name(folder: str, path: Path) -> str:
+    """``features/backbones/registry.py`` -> ``vidcache.features.backbones.registry``."""
+    parts = path.relative_to(ROOT / folder).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(("vidcache", folder, *parts))
+
+
 def imports() -> dict[str, set[str]]:
-    """``vidcache.<folder>.<module>`` -> the vidcache modules it imports, anywhere in it."""
+    """``vidcache.<folder>[.<sub-package>].<module>`` -> the vidcache modules it imports,
+    anywhere in it (sub-packages included)."""
+    paths = {
+        module_name(folder, path): path
+        for folder in LAYERS
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    }
+
+    def known(dotted: str) -> str | None:
+        """The longest prefix of ``dotted`` that is one of our modules."""
+        parts = dotted.split(".")
+        for end in range(len(parts), 2, -1):
+            if ".".join(parts[:end]) in paths:
+                return ".".join(parts[:end])
+        return None
+
     found = {}
-    for folder in LAYERS:
-        for path in sorted((ROOT / folder).glob("*.py")):
-            name = f"vidcache.{folder}.{path.stem}"
-            targets = set()
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.ImportFrom) and node.module:
-                    if node.module.startswith("vidcache."):
-                        base = node.module
-                        for alias in node.names:  # "from vidcache.pipeline import cli"
-                            if f"{base}.{alias.name}".count(".") == 2 and base.count(".") == 1:
-                                targets.add(f"{base}.{alias.name}")
-                        if base.count(".") >= 2:
-                            targets.add(".".join(base.split(".")[:3]))
-                elif isinstance(node, ast.Import):
-                    for alias in node.names:
-                        if alias.name.startswith("vidcache.") and alias.name.count(".") >= 2:
-                            targets.add(".".join(alias.name.split(".")[:3]))
-            found[name] = targets - {name}
+    for name, path in paths.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.startswith("vidcache."):
+                    for alias in node.names:  # "from vidcache.pipeline import cli"
+                        target = known(f"{node.module}.{alias.name}") or known(node.module)
+                        if target:
+                            targets.add(target)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("vidcache.") and known(alias.name):
+                        targets.add(known(alias.name))
+        found[name] = targets - {name}
     return found
+
+
+def test_sub_packages_are_seen():
+    graph = imports()
+    assert "vidcache.features.backbones.registry" in graph
+    assert "vidcache.features.backbones.registry" in graph["vidcache.features.settings"]
 
 
 def test_layers_depend_one_way():

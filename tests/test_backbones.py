@@ -1,0 +1,202 @@
+"""The backbone registry: InceptionV3 as its first entry reproduces 0.2.0's caches, the
+weights identity is written and parsed in one place, and a backbone registered from outside
+vidcache (a toy mean-colour one, defined here) runs through the command line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from vidcache.features.backbones import (
+    Backbone,
+    WeightsSpec,
+    backbone_names,
+    get_backbone,
+    register,
+    registry,
+    unregister,
+)
+from vidcache.features.cache import CacheReader, read_settings
+from vidcache.features.errors import WeightsUnavailable
+from vidcache.features.settings import FeatureSettings
+from vidcache.pipeline.cli import cli
+
+RELEASE = Path(__file__).parent / "data" / "release-0.2.0"
+
+
+def invoke(*args, code=0):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result
+
+
+def test_inception_v3_reproduces_a_cache_made_by_0_2_0(tmp_path):
+    videos = shutil.copytree(RELEASE / "videos", tmp_path / "videos")
+    out = tmp_path / "features.h5"
+    invoke("extract", videos, "-o", out, "--weights", "random", "--seed", "0",
+           "--image-size", 75, "--fps", 5, "-q")  # fmt: skip
+    old, new = read_settings(RELEASE / "features.h5"), read_settings(out)
+    assert new.to_json() == old.to_json()
+    assert new.digest() == old.digest()
+    assert new.weights_sha256 == old.weights_sha256
+    with CacheReader(RELEASE / "features.h5") as before, CacheReader(out) as after:
+        assert sorted(after.entries()) == sorted(before.entries())
+        assert sorted(before.entries()) == ["blue/clip.mp4", "red/clip.mp4"]
+        for video_id in before.entries():
+            a, b = before.rows(video_id), after.rows(video_id)
+            np.testing.assert_array_equal(b.frame_indices, a.frame_indices)
+            np.testing.assert_array_equal(b.timestamps, a.timestamps)
+            # Bit-identical on the machine that made the file; another CPU may choose other
+            # oneDNN kernels, so the test allows float32 rounding and no more.
+            np.testing.assert_allclose(b.features, a.features, rtol=1e-5, atol=1e-6)
+
+
+def test_weights_identity_round_trips():
+    for identity, spec in (
+        ("imagenet", WeightsSpec("imagenet")),
+        ("random:seed=7", WeightsSpec("random", seed=7)),
+        ("random:seed=-3", WeightsSpec("random", seed=-3)),
+        ("file:mine.weights.h5", WeightsSpec("file", path=Path("mine.weights.h5"))),
+    ):
+        assert WeightsSpec.from_identity(identity) == spec
+        assert spec.identity == identity
+    assert WeightsSpec.from_identity("file:x.h5").file_name == "x.h5"
+    assert WeightsSpec("random", seed=2).file_name is None
+    for bad in ("import:CLIP", "random:seed=", "random:seed=1.5", "file:", "Imagenet", ""):
+        with pytest.raises(ValueError, match="not a vidcache weights identity"):
+            WeightsSpec.from_identity(bad)
+
+
+def test_registry_lookups_and_settings_fields():
+    assert backbone_names()[0] == "InceptionV3"
+    inception = get_backbone()
+    assert inception.settings_fields() == {
+        "backbone": "InceptionV3",
+        "pooling": "avg",
+        "feature_dim": 2048,
+        "preprocess": "keras.applications.inception_v3.preprocess_input",
+    }
+    # The registry's fields are FeatureSettings' defaults: old settings records stay equal.
+    assert FeatureSettings.for_backbone("InceptionV3", weights="imagenet", weights_sha256="x") == (
+        FeatureSettings(weights="imagenet", weights_sha256="x")
+    )
+    with pytest.raises(ValueError, match=r"unknown backbone 'VGG16'; known: InceptionV3"):
+        get_backbone("VGG16")
+    with pytest.raises(ValueError, match="image_size must be at least 75 for InceptionV3"):
+        FeatureSettings(weights="imagenet", weights_sha256="x", image_size=64)
+    with pytest.raises(ValueError, match="already registered"):
+        register(Backbone("InceptionV3", 3, 1, 1, lambda s: None, lambda x: x, "x"))
+
+
+def _mean_colour_model(input_shape):
+    import keras
+
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+
+
+def _to_unit(frames):
+    return frames / 255.0
+
+
+MEAN_COLOUR = Backbone(
+    name="MeanColour",
+    feature_dim=3,
+    min_image_size=8,
+    default_image_size=32,
+    build=_mean_colour_model,
+    preprocess=_to_unit,
+    preprocess_name="x / 255",
+)
+
+
+@pytest.fixture
+def mean_colour():
+    register(MEAN_COLOUR)
+    yield MEAN_COLOUR
+    unregister(MEAN_COLOUR.name)
+
+
+def test_a_backbone_registered_from_outside_runs_through_the_cli(tmp_path, mean_colour):
+    from conftest import lossless, solid_frames
+
+    lossless(tmp_path / "v" / "a" / "grey.mkv", solid_frames([(128, 128, 128)] * 4))
+    lossless(tmp_path / "v" / "b" / "red.mkv", solid_frames([(255, 0, 0), (0, 0, 255)] * 2))
+    out = tmp_path / "mean.h5"
+    invoke("extract", tmp_path / "v", "-o", out, "--backbone", "MeanColour", "--weights",
+           "random", "--image-size", 16, "--fps", 0, "-q")  # fmt: skip
+    settings = read_settings(out)
+    assert (settings.backbone, settings.feature_dim, settings.preprocess) == (
+        "MeanColour",
+        3,
+        "x / 255",
+    )
+    assert settings.image_size == 16
+    with CacheReader(out) as cache:
+        grey, red = cache.features("a/grey.mkv"), cache.features("b/red.mkv")
+        np.testing.assert_allclose(grey, np.full((4, 3), 128 / 255), atol=0.01)
+        np.testing.assert_allclose(red, [[1, 0, 0], [0, 0, 1]] * 2, atol=0.02)
+    # --like copies the backbone; an explicit --backbone beside it is refused.
+    copy = tmp_path / "copy.h5"
+    invoke("extract", tmp_path / "v", "-o", copy, "--like", out, "-q")
+    assert read_settings(copy) == settings
+    refused = invoke("extract", tmp_path / "v", "-o", copy, "--like", out, "--backbone",
+                     "InceptionV3", code=1)  # fmt: skip
+    assert "drop --backbone" in refused.output
+    # Below the backbone's own minimum input:
+    small = invoke("extract", tmp_path / "v", "-o", tmp_path / "s.h5", "--backbone",
+                   "MeanColour", "--weights", "random", "--image-size", 4, code=2)  # fmt: skip
+    assert "--image-size" in small.output
+    # It has no pretrained file; `vidcache weights` says so in one line.
+    none = invoke("weights", "--backbone", "MeanColour", "--check", code=1)
+    assert "MeanColour has no pretrained weights file" in none.output
+    # Once it is gone, its caches still read, and --like says what is missing.
+    unregister("MeanColour")
+    with CacheReader(out) as cache:
+        assert cache.features("a/grey.mkv").shape == (4, 3)
+    gone = invoke("extract", tmp_path / "v", "-o", copy, "--like", out, code=1)
+    assert "made with the backbone MeanColour, which this installation does not have" in (
+        gone.output
+    )
+
+
+def test_unknown_backbone_is_a_usage_error(tmp_path):
+    result = invoke("extract", tmp_path, "--backbone", "VGG16", code=2)
+    assert "'VGG16' is not a registered backbone (InceptionV3)" in result.output
+
+
+def test_backbone_plugins_load_and_a_broken_one_warns(monkeypatch):
+    class Broken:
+        name, value = "broken", "nowhere.module:register"
+
+        def load(self):
+            raise ImportError("No module named 'nowhere'")
+
+    class Working:
+        name, value = "mean", "tests.test_backbones:register_mean_colour"
+
+        def load(self):
+            return lambda: register(MEAN_COLOUR)
+
+    monkeypatch.setattr(registry, "_builtins_loaded", False)
+    monkeypatch.setattr(
+        "importlib.metadata.entry_points",
+        lambda group: [Broken(), Working()] if group == registry.ENTRY_POINT_GROUP else [],
+    )
+    try:
+        with pytest.warns(UserWarning, match=r"backbone plugin broken \(nowhere.module:register\)"):
+            assert backbone_names() == ["InceptionV3", "MeanColour"]
+    finally:
+        unregister(MEAN_COLOUR.name)
+
+
+def test_weights_unavailable_names_the_backbone(tmp_path, monkeypatch):
+    from vidcache.features.backbones import pretrained_weights
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailable, match="ImageNet weights for InceptionV3 are not in"):
+        pretrained_weights("InceptionV3", download=False)
