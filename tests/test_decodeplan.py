@@ -5,6 +5,7 @@ index cannot be trusted fall back to sequential decoding."""
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -270,3 +271,36 @@ def test_keyframe_sampling_is_recorded_refused_when_mixed_and_followed_by_like(t
     copied = json.loads(invoke("inspect", like, "--json").output)
     assert copied["settings"]["sampling"]["keyframes"] is True
     assert copied["frames"] == summary["frames"]
+
+
+def write_vfr(path, frames, gaps_ms, options):
+    """H.264 in Matroska with frames at irregular times (variable frame rate)."""
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 80, 60, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = options
+        pts = 0
+        for array, gap in zip(frames, gaps_ms):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+            pts += gap
+        container.mux(stream.encode())
+    return path
+
+
+def test_variable_frame_rate_gives_the_same_frames(tmp_path, monkeypatch):
+    gaps = [40, 40, 40, 300, 10, 10, 10, 500, 40, 80] * 4  # 41 frames, 25 fps to 2 fps
+    path = write_vfr(tmp_path / "vfr.mkv", moving(), gaps,
+                     {"g": "12", "bf": "3", "sc_threshold": "0"})  # fmt: skip
+    with VideoReader(path) as reader:
+        steps = np.diff(reader.packet_index().pts)
+    assert len(set(steps.tolist())) > 2  # really irregular
+    for sampling in SAMPLINGS:
+        sequential, _ = decode(path, sampling, "sequential", monkeypatch)
+        planned, stats = decode(path, sampling, "auto", monkeypatch)
+        assert stats.planned, stats.fallback
+        assert_same(planned, sequential)
