@@ -121,6 +121,13 @@ def release_file(key: tuple[int, int]) -> None:
             os.close(held[0])
 
 
+def rewrite_path(target: Path) -> Path:
+    """The temporary file beside ``target`` (its real path) that a rewrite builds and then
+    renames over it; :func:`remove_leftovers` removes those a killed run left."""
+    real = Path(os.path.realpath(target))
+    return real.with_name(f".{real.name}.rewrite-{os.getpid()}")
+
+
 def remove_leftovers(target: Path) -> list[Path]:
     """Remove the temporary files that killed runs on ``target`` left beside it (a
     rewrite's ``.NAME.rewrite-PID``, a creation's ``.NAME.creating-PID``). Call it only

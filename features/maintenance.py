@@ -19,6 +19,7 @@ from vidcache.features.cache import (
     FeatureCache,
     common_settings,
     read_settings,
+    rewrite_path,
 )
 from vidcache.features.errors import (
     CacheDamaged,
@@ -164,7 +165,7 @@ def _rewrite(
 
     started = time.perf_counter()
     named, target = target, Path(os.path.realpath(target))
-    temporary = target.with_name(f".{target.name}.rewrite-{os.getpid()}")
+    temporary = rewrite_path(target)
     if temporary.exists():
         temporary.unlink()
     readers = []

@@ -41,6 +41,7 @@ from vidcache.features.cache import (
     FeatureCache,
     cache_schema,
     read_settings,
+    rewrite_path,
 )
 from vidcache.features.decode import open_source
 from vidcache.features.discover import VideoSource
@@ -538,18 +539,29 @@ def extract_features(
                 check_compatible(
                     cached, settings, cache_name=str(output), folders=has_folders(sources)
                 )
-        if cached is None and output.exists():
-            output.unlink()
-        with FeatureCache.open(
-            output, settings or requested, library_versions(), fsync=config.fsync
-        ) as cache:
-            if gone:
-                summary.pruned = cache.delete_videos(gone)
-                reporter.note(f"pruned {summary.pruned} video(s) whose source is gone")
-            for entry in touched:
-                cache.touch_video(entry)
-            if jobs:
-                _run(jobs, config, extractor, cache, summary, reporter, settings.feature_dim)
+        # --overwrite of an existing cache: the new one is made beside it and replaces it
+        # in one rename once it holds a video; until then the old one stays whole.
+        replacing = cached is None and output.exists()
+        target = rewrite_path(output) if replacing else output
+        try:
+            with FeatureCache.open(
+                target, settings or requested, library_versions(), fsync=config.fsync
+            ) as cache:
+                if gone:
+                    summary.pruned = cache.delete_videos(gone)
+                    reporter.note(f"pruned {summary.pruned} video(s) whose source is gone")
+                for entry in touched:
+                    cache.touch_video(entry)
+                if jobs:
+                    _run(jobs, config, extractor, cache, summary, reporter, settings.feature_dim)
+                made = bool(cache.entries())
+            if replacing and made:
+                os.replace(target, os.path.realpath(output))
+            elif replacing:
+                reporter.note(f"no video was extracted: {output} is kept as it was")
+        finally:
+            if replacing and target.exists():
+                target.unlink()
     reporter.end()
     return summary
 

@@ -37,6 +37,7 @@ from vidcache.features.cache import (
     FeatureCache,
     cache_schema,
     read_settings,
+    rewrite_path,
 )
 from vidcache.features.discover import VideoSource
 from vidcache.features.errors import VidcacheError
@@ -490,14 +491,38 @@ def _into_folder(ray, sources, folder: Path, config, reporter, options) -> Extra
             ray.shutdown()
 
 
+def _add_parts(output: Path, parts: list[Path], replace_old: bool) -> int:
+    """Absorb the workers' parts into ``output`` (locked by the caller), then delete them;
+    return the number of videos they held.
+
+    With ``replace_old`` the parts become a new file beside the old cache, which replaces
+    it in one rename when it holds a video: a crash before the rename leaves the old cache
+    whole (and the temporary file, removed by the next run that locks it).
+    """
+    target = rewrite_path(output) if replace_old else output
+    added = 0
+    try:
+        if parts:
+            added = absorb(target, parts, library_versions(), locked=True)
+        if replace_old and added:
+            os.replace(target, os.path.realpath(output))
+    finally:
+        if replace_old and target.exists():
+            target.unlink()
+    for part in parts:
+        part.unlink()
+    return added
+
+
 def _into_one_cache(ray, sources, output: Path, config, reporter, options) -> ExtractSummary:
     prepare_output_dir(output.parent, "cache folder")
     parts_dir = output.with_name(output.name + ".parts")
     summary = ExtractSummary()
     with CacheLock(output):
-        if config.overwrite and output.exists():
-            # Unlike the local engine, the new cache is built in place of the old one.
-            output.unlink()
+        if config.overwrite:
+            # The old cache stays until the new one holds data: the parts are made beside
+            # it and replace it in one rename at the end. Parts of an interrupted run were
+            # made for the old cache: not for this one.
             shutil.rmtree(parts_dir, ignore_errors=True)
         leftovers = sorted(parts_dir.glob("*.h5")) if parts_dir.is_dir() else []
         if leftovers:
@@ -508,7 +533,7 @@ def _into_one_cache(ray, sources, output: Path, config, reporter, options) -> Ex
                 part.unlink()
             reporter.note(f"added {added} video(s) an interrupted run had finished")
         requested = config.settings()
-        cached = read_settings(output) if output.exists() else None
+        cached = read_settings(output) if output.exists() and not config.overwrite else None
         entries = {}
         if cached is not None:
             check_compatible(
@@ -551,11 +576,10 @@ def _into_one_cache(ray, sources, output: Path, config, reporter, options) -> Ex
             if started_here:
                 ray.shutdown()
         # Everything the workers committed goes into the cache, interrupted or not.
-        made = sorted(parts_dir.glob("*.h5"))
-        if made:
-            absorb(output, made, library_versions(), locked=True)
-            for part in made:
-                part.unlink()
+        replace_old = config.overwrite and output.exists()
+        added = _add_parts(output, sorted(parts_dir.glob("*.h5")), replace_old)
+        if replace_old and not added:
+            reporter.note(f"no video was extracted: {output} is kept as it was")
         try:
             parts_dir.rmdir()
         except OSError:

@@ -44,10 +44,10 @@ def many(tmp_path):
     return root
 
 
-def start(root, out):
+def start(root, out, *extra):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "vidcache", "extract", str(root), "-o", str(out), *ARGS],
+        [sys.executable, "-m", "vidcache", "extract", str(root), "-o", str(out), *ARGS, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -129,3 +129,41 @@ def test_a_concurrent_run_is_refused_and_ctrl_c_stops_cleanly(tmp_path, many):
     done = len(stored(out))
     assert 1 <= done < CLIPS
     assert not (tmp_path / "f.h5.lock").exists()
+
+
+def test_overwrite_keeps_the_old_cache_until_the_new_one_is_done(tmp_path, many):
+    """kill -9 in the middle of an --overwrite run: the old cache is whole and the next run
+    removes the new file; Ctrl-C: the videos finished so far replace the old cache."""
+    out = tmp_path / "f.h5"
+    old_args = ["--max-frames", "2"]
+    result = CliRunner().invoke(cli, ["extract", str(many), "-o", str(out), *ARGS, *old_args])
+    assert result.exit_code == 0, result.output
+    old = {vid: (f.tobytes(), e.num_frames) for vid, (f, _, e) in stored(out).items()}
+    assert len(old) == CLIPS
+
+    process = start(many, out, "--overwrite")
+    new_file = tmp_path / f".f.h5.rewrite-{process.pid}"
+    assert wait_for(lambda: committed(new_file) >= 2, process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert {vid: (f.tobytes(), e.num_frames) for vid, (f, _, e) in stored(out).items()} == old
+    assert new_file.exists()
+    again = CliRunner().invoke(cli, ["extract", str(many), "-o", str(out), *ARGS, *old_args])
+    assert f"0 extracted, {CLIPS} already cached" in again.output
+    assert not new_file.exists()  # removed by the next run that locked the cache
+
+    process = start(many, out, "--overwrite")
+    new_file = tmp_path / f".f.h5.rewrite-{process.pid}"
+    try:
+        assert wait_for(lambda: committed(new_file) >= 1, process)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.__exit__(None, None, None)
+    assert process.returncode == 130, output
+    videos = stored(out)
+    assert 1 <= len(videos) < CLIPS
+    assert {e.num_frames for _, _, e in videos.values()} == {16}  # the new settings' rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.h5", "many"]

@@ -276,6 +276,26 @@ def test_overwrite_keeps_the_old_cache_when_the_run_fails_before_writing(
     assert len(stored(out)) == 4
 
 
+def test_overwrite_that_extracts_nothing_keeps_the_old_cache(
+    tmp_path, dataset, small_config, run_extract
+):
+    out = tmp_path / "f.h5"
+    run_extract([dataset], out, small_config())
+    before = {vid: f.tobytes() for vid, (f, _, _) in stored(out).items()}
+    broken = tmp_path / "broken" / "x"
+    broken.mkdir(parents=True)
+    for kind in ("junk", "zero-frames"):
+        bad_file(broken, kind)
+    notes = []
+    reporter = Reporter()
+    reporter.note = notes.append
+    summary = run_extract([broken.parent], out, small_config(overwrite=True), reporter=reporter)
+    assert summary.count(FAILED) == 2
+    assert notes == [f"no video was extracted: {out} is kept as it was"]
+    assert {vid: f.tobytes() for vid, (f, _, _) in stored(out).items()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "f.h5", "videos"]
+
+
 def test_a_moved_dataset_is_not_re_extracted_and_its_new_paths_are_recorded(
     tmp_path, dataset, small_config, run_extract
 ):

@@ -163,3 +163,36 @@ def test_engine_options_are_checked_in_one_line(tmp_path, clips, monkeypatch):
         "Error: --engine ray needs Ray, which is not installed; install it with "
         "pip install 'vidcache[ray]'"
     )
+
+
+@pytest.mark.slow
+def test_overwrite_keeps_the_old_cache_until_the_new_one_holds_data(tmp_path, clips):
+    """As the local engine: Ray missing, or a run that extracts nothing, leaves the old
+    cache whole; a run that extracts replaces it in one rename."""
+    from test_decode import bad_file
+
+    out = tmp_path / "f.h5"
+    result = CliRunner().invoke(
+        cli, ["extract", str(clips), "-o", str(out), *ARGS, "--max-frames", "2"]
+    )
+    assert result.exit_code == 0, result.output
+
+    def snapshot():
+        with CacheReader(out) as reader:
+            return {vid: reader.features(vid).tobytes() for vid in reader.entries()}
+
+    old = snapshot()
+    broken = tmp_path / "broken" / "x"
+    broken.mkdir(parents=True)
+    for kind in ("junk", "zero-frames"):
+        bad_file(broken, kind)
+    before = ray_processes()
+    output = finish(start(broken.parent, out, "--engine", "ray", "--workers", "1", "--overwrite"))
+    assert f"no video was extracted: {out} is kept as it was" in output, output
+    assert snapshot() == old
+    output = finish(start(clips, out, "--engine", "ray", "--workers", "1", "--overwrite"))
+    assert f"{out}: {CLIPS} extracted, 0 already cached, 0 failed" in output, output
+    with CacheReader(out) as reader:
+        assert {e.num_frames for e in reader.entries().values()} == {16}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "clips", "f.h5"]
+    assert no_ray_left(before), ray_processes()
