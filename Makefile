@@ -25,7 +25,7 @@ export DEMO_SUMMARY
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,coco,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,coco,ray,tensorboard]'
 	touch $(STAMP)
 
 venv: $(STAMP)

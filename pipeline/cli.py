@@ -84,6 +84,18 @@ def make_demo_data(
     )
 
 
+def _tensorboard_installed(context, parameter, value: bool) -> bool:
+    """Click callback of ``--tensorboard``: one line, before any work, when it is missing."""
+    import importlib.util
+
+    if value and importlib.util.find_spec("tensorboard") is None:
+        raise click.ClickException(
+            "--tensorboard needs TensorBoard, which is not installed; install it with "
+            "pip install 'vidcache[tensorboard]'"
+        )
+    return value
+
+
 @cli.command("weights", context_settings=CONTEXT)
 @click.option("--check", is_flag=True, help="Only check; exit 1 if the ImageNet file is missing.")
 @backbone_option("Whose weights: a registered backbone.")
@@ -274,7 +286,12 @@ Example:
     help="CSV old,new to rename or merge labels (empty new drops a class).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--tensorboard", is_flag=True, help="Write TensorBoard logs to RUN/logs.")
+@click.option(
+    "--tensorboard",
+    is_flag=True,
+    callback=_tensorboard_installed,
+    help="Write TensorBoard logs to RUN/logs (needs pip install 'vidcache[tensorboard]').",
+)
 @click.option(
     "--task",
     type=click.Choice(["classify", "caption", "regress"]),

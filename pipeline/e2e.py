@@ -10,7 +10,6 @@ every epoch runs only the unfrozen blocks and the head.
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import tempfile
@@ -307,11 +306,7 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
         timer,
     ]
     if spread.active:
-        losses, seconds = _fit_distributed(
-            model, epochs, spread, config, out_dir, make_optimizer, callbacks
-        )
-        if seconds is not None:  # the multi-worker loop times its own epochs
-            times[:] = [seconds]
+        losses = _fit_distributed(model, epochs, spread, config, make_optimizer, callbacks)
     else:
         history = model.fit(
             epochs["train"].dataset(True),
@@ -374,13 +369,12 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
     return comparison
 
 
-def _fit_distributed(model, epochs, spread, config, out_dir, make_optimizer, callbacks):
+def _fit_distributed(model, epochs, spread, config, make_optimizer, callbacks):
     """Fit a twin of ``model`` built in the strategy's scope on sharded, repeated datasets,
     then give ``model`` its best weights.
 
     Returns:
-        The validation loss of each epoch, and the median seconds per epoch when the
-        callbacks could not time them (multi-worker), else None.
+        The validation loss of each epoch.
     """
     import keras
 
@@ -404,13 +398,11 @@ def _fit_distributed(model, epochs, spread, config, out_dir, make_optimizer, cal
             source.batches_of,
             source.batch_size,
         )
-    if spread.kind == "multi-worker":
-        _, _, seconds = fit_multi_worker(
-            twin, data["train"], data["val"], (steps["train"], steps["val"]), out_dir,
-            config.epochs, config.patience,
+    if spread.kind == "multi-worker":  # model.fit cannot run there (pipeline/multiworker.py)
+        history = fit_multi_worker(
+            twin, data["train"], data["val"], (steps["train"], steps["val"]), config.epochs,
+            callbacks, config.verbose,
         )  # fmt: skip
-        with open(out_dir / "history.csv", newline="") as handle:
-            losses = [float(row["val_loss"]) for row in csv.DictReader(handle)]
     else:
         history = twin.fit(
             data["train"],
@@ -422,7 +414,5 @@ def _fit_distributed(model, epochs, spread, config, out_dir, make_optimizer, cal
             verbose=config.verbose,
             callbacks=callbacks,
         )
-        losses = [float(v) for v in history.history.get("val_loss", [])]
-        seconds = None
     model.set_weights(twin.get_weights())
-    return losses, seconds
+    return [float(v) for v in history.history.get("val_loss", [])]

@@ -217,28 +217,27 @@ def fit_model(
             ),
         )
     )
-    if config.distribute == "multi-worker":
-        from vidcache.pipeline.multiworker import fit_multi_worker
-
-        epochs_run, interrupted, seconds = fit_multi_worker(
-            model, train_data, val_data, steps, run_dir, config.epochs, config.patience
-        )
-        model = keras.models.load_model(run_dir / "model.keras")
-        return Fitted(model, epochs_run, interrupted, seconds)
     interrupted = False
     history = None
     try:
-        history = model.fit(
-            train_data,
-            validation_data=val_data,
-            epochs=config.epochs,
-            shuffle=False,  # the dataset shuffles itself, seeded, per epoch
-            callbacks=callbacks,
-            class_weight=class_weight,
-            verbose=config.verbose,
-            steps_per_epoch=steps[0],
-            validation_steps=steps[1],
-        )
+        if config.distribute == "multi-worker":  # model.fit cannot run there (see module)
+            from vidcache.pipeline.multiworker import fit_multi_worker
+
+            history = fit_multi_worker(
+                model, train_data, val_data, steps, config.epochs, callbacks, config.verbose
+            )
+        else:
+            history = model.fit(
+                train_data,
+                validation_data=val_data,
+                epochs=config.epochs,
+                shuffle=False,  # the dataset shuffles itself, seeded, per epoch
+                callbacks=callbacks,
+                class_weight=class_weight,
+                verbose=config.verbose,
+                steps_per_epoch=steps[0],
+                validation_steps=steps[1],
+            )
     except KeyboardInterrupt:
         interrupted = True
         for callback in callbacks:  # Keras skips this on an interrupt: close history.csv

@@ -251,3 +251,23 @@ def test_output_folders_that_cannot_be_made_fail_in_one_line_before_any_work(tmp
 
     with pytest.raises(OutputError, match="file: cannot write the run folder there \\(a file of"):
         prepare_output_dir(blocker)
+
+
+def test_tensorboard_missing_is_one_line_before_any_work(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else real(name, *a),
+    )
+    result = CliRunner().invoke(
+        cli, ["train-rnn", str(tmp_path / "nowhere.h5"), "-o", str(tmp_path / "r"), "--tensorboard"]
+    )
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: --tensorboard needs TensorBoard, which is not installed; "
+        "install it with pip install 'vidcache[tensorboard]'\n"
+    )
+    assert not (tmp_path / "r").exists()

@@ -2,6 +2,7 @@
 processes on 127.0.0.1 configured by TF_CONFIG (multi-worker). Every run is bounded in
 time and stops by itself."""
 
+import csv
 import json
 import os
 import socket
@@ -64,12 +65,25 @@ def test_two_workers_on_loopback_train_one_run_written_by_the_chief(cache, tmp_p
     workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     run = tmp_path / "run"
     processes = [
-        train(cache, run, "--distribute", "multi-worker", env={"TF_CONFIG": json.dumps(
-            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})})
+        train(cache, run, "--distribute", "multi-worker", "--tensorboard",
+              env={"TF_CONFIG": json.dumps(
+                  {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})})
         for i in range(2)
     ]  # fmt: skip
     outputs = [finish(p) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
+    # Keras' own callbacks drove the loop: history.csv has fit's columns, accuracy included;
+    # --tensorboard wrote its logs; -q kept the progress bar away.
+    with open(run / "history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    # The loss of the global batch, scaled once: near ln 3 for 3 classes before learning.
+    assert 0.9 < float(rows[0]["loss"]) < 1.4
+    assert (
+        0 <= float(rows[-1]["accuracy"]) <= 1 and max(float(r["val_accuracy"]) for r in rows) >= 0.8
+    )
+    assert any((run / "logs" / "train").iterdir()) and any((run / "logs" / "validation").iterdir())
+    assert not any("step" in o and "━" in o for o in outputs)
     config = json.loads((run / "config.json").read_text())
     assert config["distribution"]["strategy"] == "multi-worker"
     assert config["distribution"]["workers"] == 2 and config["distribution"]["replicas"] == 2
