@@ -35,12 +35,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def _known_backbone(context, parameter, value: str) -> str:
     """Click callback of ``--backbone``: a registered backbone's name."""
-    from vidcache.features.backbones import backbone_names
+    from vidcache.features.backbones import backbone_names, get_backbone
 
-    known = backbone_names()
-    if value not in known:
-        raise click.BadParameter(f"{value!r} is not a registered backbone ({', '.join(known)})")
-    return value
+    try:
+        return get_backbone(value).name  # any spelling in, the recorded name out
+    except ValueError:
+        known = ", ".join(backbone_names())
+        raise click.BadParameter(f"{value!r} is not a registered backbone ({known})") from None
 
 
 def backbone_option(help_text: str):

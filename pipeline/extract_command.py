@@ -72,9 +72,11 @@ Example:
 @click.option(
     "--image-size",
     type=click.IntRange(min=1),
-    default=299,
-    show_default=True,
-    help="Side of the square CNN input in pixels (75 or more for InceptionV3).",
+    default=None,
+    show_default="the backbone's own: 299 for InceptionV3, 224 for ResNet50 and "
+    "MobileNetV3Large, 384 for EfficientNetV2S",
+    help="Side of the square CNN input in pixels (75 or more for InceptionV3, 32 or more "
+    "for the others).",
 )
 @click.option(
     "--resize",
@@ -90,7 +92,11 @@ Example:
     show_default=True,
     help="Frame rate of folders of numbered images.",
 )
-@backbone_option("The CNN: a registered backbone (docs/architecture.md says how to add one).")
+@backbone_option(
+    "The CNN: InceptionV3 (2048-d), ResNet50 (2048-d), EfficientNetV2S (1280-d), "
+    "MobileNetV3Large (960-d, the fast one), or one a plugin registers; any case, "
+    "resnet50/efficientnetv2-s/mobilenetv3-large too (docs/architecture.md)."
+)
 @click.option(
     "--weights",
     default="imagenet",
@@ -260,6 +266,8 @@ def extract(
         (fps, num_frames, max_frames, sampling, image_size, resize, folder_fps, backbone,
          weights, seed, precision, dtype, expect_sha) = _settings_of(like, weights)  # fmt: skip
     minimum = get_backbone(backbone).min_image_size
+    if image_size is None:
+        image_size = get_backbone(backbone).default_image_size
     if image_size < minimum:
         raise click.BadParameter(
             f"{image_size} is not in the range x>={minimum} ({backbone}'s smallest input).",

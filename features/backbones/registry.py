@@ -21,7 +21,12 @@ from typing import Any
 DEFAULT_BACKBONE = "InceptionV3"
 
 #: Modules that register vidcache's own backbones, imported on first lookup.
-_BUILTIN_MODULES = ("vidcache.features.backbones.inception_v3",)
+_BUILTIN_MODULES = (
+    "vidcache.features.backbones.inception_v3",
+    "vidcache.features.backbones.resnet50",
+    "vidcache.features.backbones.efficientnet_v2",
+    "vidcache.features.backbones.mobilenet_v3",
+)
 #: Entry-point group through which other installed packages add backbones: each entry
 #: point names a module (or callable) that calls :func:`register` when loaded.
 ENTRY_POINT_GROUP = "vidcache.backbones"
@@ -60,6 +65,8 @@ class Backbone:
         preprocess_name: how the settings record the preprocessing.
         pooling: how the network's last feature map becomes one vector. Defaults to ``"avg"``.
         pretrained: the ``--weights imagenet`` file, or ``None`` when there is none.
+        aliases: other spellings accepted on the command line (``resnet50``); any name is
+            matched without regard to case. The settings record ``name``.
     """
 
     name: str
@@ -71,6 +78,7 @@ class Backbone:
     preprocess_name: str
     pooling: str = "avg"
     pretrained: PretrainedFile | None = None
+    aliases: tuple[str, ...] = ()
 
     def check_image_size(self, image_size: int) -> None:
         """Raise ``ValueError`` when the network cannot take ``image_size`` inputs."""
@@ -107,8 +115,24 @@ def register(backbone: Backbone, *, replace: bool = False) -> Backbone:
     """
     if not replace and backbone.name in _REGISTRY and _REGISTRY[backbone.name] != backbone:
         raise ValueError(f"a backbone named {backbone.name!r} is already registered")
+    for spelling in (backbone.name, *backbone.aliases):
+        other = _lookup(spelling)
+        if other is not None and other.name != backbone.name:
+            raise ValueError(f"{spelling!r} already names the backbone {other.name!r}")
     _REGISTRY[backbone.name] = backbone
     return backbone
+
+
+def _lookup(name: str) -> Backbone | None:
+    """The entry called ``name`` or one of its aliases, regardless of case."""
+    found = _REGISTRY.get(name)
+    if found is not None:
+        return found
+    folded = name.casefold()
+    for entry in _REGISTRY.values():
+        if folded in (s.casefold() for s in (entry.name, *entry.aliases)):
+            return entry
+    return None
 
 
 def unregister(name: str) -> None:
@@ -145,12 +169,10 @@ def get_backbone(name: str = DEFAULT_BACKBONE) -> Backbone:
         ValueError: no backbone has that name (the message lists the known ones).
     """
     _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown backbone {name!r}; known: {', '.join(backbone_names())}"
-        ) from None
+    found = _lookup(name)
+    if found is None:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(backbone_names())}")
+    return found
 
 
 def backbone_names() -> list[str]:
