@@ -151,3 +151,24 @@ def test_the_batch_recipe_scores_each_dataset_and_costs_nothing_the_second_time(
     assert tables[1] == tables[0]
     assert logs[0].count("2 extracted, 0 already cached") == 2
     assert logs[1].count("0 extracted, 2 already cached") == 2  # the second time: no CNN
+
+
+def test_a_run_on_another_backbone_predicts_with_that_backbone(tmp_path, dataset):
+    """The backbone is in the run's settings: predict (offline and streamed) rebuilds it."""
+    runner = CliRunner()
+    cache, run = tmp_path / "m.h5", tmp_path / "run"
+    result = runner.invoke(cli, ["extract", str(dataset), "-o", str(cache), "--backbone",
+                                 "mobilenetv3-large", "--weights", "random", "--image-size",
+                                 "32", "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["train-rnn", str(cache), "-o", str(run), "--units", "4",
+                                 "--epochs", "1", "--val-split", "0.5", "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    loaded = load_run(run)
+    assert loaded.settings.backbone == "MobileNetV3Large" and loaded.settings.feature_dim == 960
+    clip = lossless(tmp_path / "new" / "clip.mkv", random_frames(6, seed=9))
+    (offline,) = predict_videos(loaded, discover([clip]), top_k=2, batch_size=4)
+    assert not offline.error and offline.source == "extracted"
+    streamed = stream_predict(loaded, str(clip), every=1, top_k=2)
+    assert [c for c, _ in streamed.top] == [c for c, _ in offline.top]
+    np.testing.assert_allclose([q for _, q in streamed.top], [q for _, q in offline.top], atol=1e-4)
