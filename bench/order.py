@@ -118,6 +118,7 @@ CONFIGS = {
     "defaults": TrainConfig(),
     "mean": TrainConfig(head="mean"),
     "last-state": TrainConfig(readout="last"),  # vidcache 0.1's classifier head
+    "gru": TrainConfig(cell="gru"),  # the defaults with GRU cells
 }
 
 

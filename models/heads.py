@@ -1,11 +1,12 @@
 """Sequence classifiers and regressors over cached frame features.
 
 ``lstm`` (the default): Masking -> Normalization (standardisation fitted on the training
-split) -> LSTM stack -> Dense softmax. ``mean``: the mean of the frame features -> MLP, the
-order-blind baseline. Both are plain Keras layers, so ``model.keras`` reloads with
-``keras.models.load_model`` in safe mode. Layer names are fixed (``standardize``,
-``lstm_0``..., ``classifier`` or ``regressor`` + ``target_scale``) so :mod:`models.stream`
-can run the same weights step by step.
+split) -> a stack of recurrent layers (LSTM cells, or GRU cells with ``cell="gru"``) ->
+Dense softmax. ``mean``: the mean of the frame features -> MLP, the order-blind baseline.
+Both are plain Keras layers, so ``model.keras`` reloads with ``keras.models.load_model`` in
+safe mode. Layer names are fixed (``standardize``, ``lstm_0``... or ``gru_0``...,
+``classifier`` or ``regressor`` + ``target_scale``) so :mod:`models.stream` can run the same
+weights step by step.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 HEADS = ("lstm", "mean")
 READOUTS = ("pooled", "last")
+CELLS = ("lstm", "gru")
 
 
 def standardized(frames, mean: np.ndarray, variance: np.ndarray):
@@ -41,8 +43,10 @@ def _sequence_body(
     recurrent_dropout: float,
     per_step: bool = False,
     readout: str = "last",
+    cell: str = "lstm",
 ):
-    """Masking -> standardisation -> LSTM stack (or mean + MLP): the shared body of heads.
+    """Masking -> standardisation -> recurrent stack (or mean + MLP): the shared body of
+    heads. ``cell`` is ``"lstm"`` or ``"gru"``.
 
     ``readout`` says what a per-video output reads from the top LSTM: ``"last"``, its final
     state; ``"pooled"``, that state concatenated with the mean of its outputs over all
@@ -59,28 +63,34 @@ def _sequence_body(
         raise ValueError("per-step outputs need the lstm head")
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}. Received: readout={readout}")
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {CELLS}. Received: cell={cell}")
+    if cell != "lstm" and head != "lstm":
+        raise ValueError(f"the {head} head has no recurrent cell. Received: cell={cell}")
     x = standardized(inputs, mean, variance)
     if head == "mean":
         x = keras.layers.GlobalAveragePooling1D(name="mean_over_time")(x)
         x = keras.layers.Dense(units, activation="relu", name="hidden")(x)
         return keras.layers.Dropout(dropout, name="hidden_dropout")(x)
     pooled = readout == "pooled" and not per_step
+    layer_class = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
     for i in range(layers):
         top = i == layers - 1
-        lstm = keras.layers.LSTM(
+        rnn = layer_class(
             units,
             return_sequences=per_step or not top or pooled,
             return_state=top and pooled,
             dropout=dropout,
             recurrent_dropout=recurrent_dropout,
-            name=f"lstm_{i}",
+            name=f"{cell}_{i}",
         )
-        x = keras.layers.Bidirectional(lstm, name=f"bilstm_{i}")(x) if bidirectional else lstm(x)
+        x = keras.layers.Bidirectional(rnn, name=f"bi{cell}_{i}")(x) if bidirectional else rnn(x)
     if not pooled:
         return x
-    if bidirectional:  # [sequence, forward h, forward c, backward h, backward c]
-        sequence = x[0]
-        last = keras.layers.Concatenate(name="last_state")([x[1], x[3]])
+    if bidirectional:  # [sequence, forward state(s)..., backward state(s)...]
+        sequence, states = x[0], x[1:]
+        half = len(states) // 2  # LSTM: h, c per direction; GRU: h
+        last = keras.layers.Concatenate(name="last_state")([states[0], states[half]])
     else:
         sequence, last = x[0], x[1]
     mean = keras.layers.GlobalAveragePooling1D(name="pool_mean")(sequence)
@@ -98,6 +108,7 @@ def build_classifier(
     dropout: float = 0.2,
     recurrent_dropout: float = 0.0,
     readout: str = "pooled",
+    cell: str = "lstm",
 ):
     """Build an uncompiled classifier for ``(batch, time, features)`` zero-padded input.
 
@@ -114,6 +125,8 @@ def build_classifier(
         readout: what the softmax reads from the top LSTM: ``"pooled"`` (final state and
             mean of its outputs over time: it remembers how a clip began) or ``"last"``
             (the final state only, vidcache 0.1). Defaults to ``"pooled"``.
+        cell: the recurrent cell of the ``lstm`` head, ``"lstm"`` or ``"gru"`` (fewer
+            weights, one state vector). Defaults to ``"lstm"``.
     """
     import keras
 
@@ -130,6 +143,7 @@ def build_classifier(
         dropout,
         recurrent_dropout,
         readout=readout,
+        cell=cell,
     )
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs, name=f"vidcache_{head}")
@@ -147,6 +161,7 @@ def build_regressor(
     bidirectional: bool = False,
     dropout: float = 0.2,
     recurrent_dropout: float = 0.0,
+    cell: str = "lstm",
 ):
     """Build an uncompiled regressor: one vector per video ``(B, K)``, or one per frame
     ``(B, T, K)`` with ``per_frame``.
@@ -158,8 +173,8 @@ def build_regressor(
     Args:
         target_mean: per-output mean of the training targets ``(K,)``.
         target_variance: per-output variance of the training targets ``(K,)``.
-        mean, variance, head, units, layers, bidirectional, dropout, recurrent_dropout: as
-            in :func:`build_classifier`.
+        mean, variance, head, units, layers, bidirectional, dropout, recurrent_dropout,
+            cell: as in :func:`build_classifier`.
         per_frame: an output at every frame (the LSTM head only). Defaults to False.
     """
     import keras
@@ -179,6 +194,7 @@ def build_regressor(
         dropout,
         recurrent_dropout,
         per_step=per_frame,
+        cell=cell,
     )
     x = keras.layers.Dense(len(target_mean), name="regressor")(x)
     outputs = keras.layers.Normalization(

@@ -1,8 +1,8 @@
-"""Run a trained classifier or regressor one frame at a time, carrying the LSTM state.
+"""Run a trained classifier or regressor one frame at a time, carrying the recurrent state.
 
 The same layers (and weights) as the offline model: each new frame is standardised, goes
-through one step of each LSTM cell, and the output layers read the last hidden state (with
-a pooled readout, also the running mean of the top LSTM's outputs); after
+through one step of each LSTM or GRU cell, and the output layers read the last hidden state
+(with a pooled readout, also the running mean of the top layer's outputs); after
 the last frame the output equals the offline model's on the whole sequence (and, for a
 per-frame regressor, every step's output equals the offline output at that frame). The mean
 head keeps a running mean instead. Bidirectional models cannot stream (their backward
@@ -10,6 +10,8 @@ direction needs frames that have not arrived yet).
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -33,7 +35,7 @@ class StreamingModel:
 
         tf = import_tensorflow()
         names = [layer.name for layer in model.layers]
-        if any(name.startswith("bilstm_") for name in names):
+        if any(name.startswith(("bilstm_", "bigru_")) for name in names):
             raise StreamError(
                 "a bidirectional model cannot run as a stream (its backward pass needs future "
                 "frames); predict without --stream"
@@ -43,10 +45,13 @@ class StreamingModel:
             outputs = [model.get_layer("classifier")]
         else:
             outputs = [model.get_layer("regressor"), model.get_layer("target_scale")]
-        lstm_names = sorted((n for n in names if n.startswith("lstm_")), key=lambda n: int(n[5:]))
-        self._cells = [model.get_layer(name).cell for name in lstm_names]
+        recurrent = [n for n in names if re.fullmatch(r"(lstm|gru)_\d+", n)]
+        recurrent.sort(key=lambda n: int(n.split("_")[1]))
+        self._cells = [model.get_layer(name).cell for name in recurrent]
         self._hidden = model.get_layer("hidden") if "hidden" in names else None
         self._units = [cell.units for cell in self._cells]
+        # An LSTM cell carries (h, c), a GRU cell h alone.
+        self._state_sizes = [2 if n.startswith("lstm") else 1 for n in recurrent]
         # A "pooled" readout: the top LSTM's final state, mean and max of its outputs so far.
         self._pooled = "pooled" in names
         pooled = model.get_layer("pooled") if self._pooled else None
@@ -65,9 +70,9 @@ class StreamingModel:
             # The layer's statistics are shaped for (batch, time, dim): one frame is (1, dim).
             x = tf.reshape(standardize(x[None, :]), (1, -1))
             new_states = []
-            for cell, (h, c) in zip(cells, states):
-                x, (h, c) = cell(x, [h, c], training=False)
-                new_states.append((h, c))
+            for cell, state in zip(cells, states):
+                x, state = cell(x, list(state), training=False)
+                new_states.append(tuple(state))
             if pooled is not None:
                 total, count = pool
                 total, count = total + x, count + 1.0
@@ -86,7 +91,8 @@ class StreamingModel:
     def reset(self) -> None:
         """Forget every frame seen so far."""
         self._states = [
-            (np.zeros((1, u), np.float32), np.zeros((1, u), np.float32)) for u in self._units
+            tuple(np.zeros((1, u), np.float32) for _ in range(size))
+            for u, size in zip(self._units, self._state_sizes)
         ]
         self._total = None
         self._count = np.float32(0.0)

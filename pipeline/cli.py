@@ -216,6 +216,14 @@ Example:
     help="LSTM, or the mean-of-frames baseline.",
 )
 @click.option(
+    "--cell",
+    type=click.Choice(["lstm", "gru"]),
+    default="lstm",
+    show_default=True,
+    help="The recurrent cell of the lstm head (classify and regress): LSTM, or GRU (fewer "
+    "weights; streams the same way).",
+)
+@click.option(
     "--readout",
     type=click.Choice(["pooled", "last"]),
     default="pooled",
@@ -346,6 +354,7 @@ def train_rnn_command(
     features,
     run_dir,
     head,
+    cell,
     readout,
     units,
     layers,
@@ -395,9 +404,17 @@ def train_rnn_command(
         raise click.ClickException("--attention and --beam need --task caption")
     if scorer is not None and task != "caption":
         raise click.ClickException("--scorer needs --task caption")
+    if cell != "lstm" and head != "lstm":
+        raise click.ClickException(f"--cell {cell} needs the lstm head (--head {head} has none)")
+    if cell != "lstm" and task == "caption":
+        raise click.ClickException(
+            f"--cell {cell} is for --task classify and regress (the captioner's encoder and "
+            "decoder are LSTMs)"
+        )
     _check_scorer(scorer)
     config = TrainConfig(
         head=head,
+        cell=cell,
         readout=readout,
         units=units,
         layers=layers,

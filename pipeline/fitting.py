@@ -55,6 +55,8 @@ class TrainConfig:
         embedding_dim: word embedding size. Defaults to 128.
         time_tolerance: seconds between a frame and the nearest per-frame target row for
             them to match. Defaults to 0.05.
+        cell: the recurrent cell of the ``lstm`` head, ``"lstm"`` or ``"gru"``. Defaults to
+            ``"lstm"``.
     """
 
     head: str = "lstm"
@@ -90,6 +92,7 @@ class TrainConfig:
     scorer: str = "fast"
     readout: str = "pooled"
     distribute: str = "none"
+    cell: str = "lstm"
 
 
 @dataclass
@@ -149,6 +152,7 @@ def body_options(config: TrainConfig) -> dict:
         "bidirectional": config.bidirectional,
         "dropout": config.dropout,
         "recurrent_dropout": config.recurrent_dropout,
+        "cell": config.cell,
     }
 
 

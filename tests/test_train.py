@@ -88,15 +88,18 @@ def test_masking_ignores_padding():
 
 
 @pytest.mark.parametrize(
-    "head, layers, readout",
-    [("lstm", 1, "pooled"), ("lstm", 2, "pooled"), ("lstm", 1, "last"), ("mean", 1, "pooled")],
-)
-def test_streaming_equals_offline_at_every_step(head, layers, readout):
+    "head, layers, readout, cell",
+    [("lstm", 1, "pooled", "lstm"), ("lstm", 2, "pooled", "lstm"), ("lstm", 1, "last", "lstm"),
+     ("mean", 1, "pooled", "lstm"), ("lstm", 2, "pooled", "gru"), ("lstm", 1, "last", "gru")],
+)  # fmt: skip
+def test_streaming_equals_offline_at_every_step(head, layers, readout, cell):
     rng = np.random.default_rng(1)
     model = build_classifier(
         3, rng.normal(size=DIM), rng.uniform(0.5, 2, DIM), head=head, units=6, layers=layers,
-        readout=readout,
+        readout=readout, cell=cell,
     )  # fmt: skip
+    if head == "lstm":
+        assert {layer.name for layer in model.layers} >= {f"{cell}_{i}" for i in range(layers)}
     assert ("pooled" in [layer.name for layer in model.layers]) == (
         head == "lstm" and readout == "pooled"
     )
@@ -109,10 +112,21 @@ def test_streaming_equals_offline_at_every_step(head, layers, readout):
     np.testing.assert_allclose(stream.step(x[0]), model(x[None, :1])[0], atol=1e-5)
 
 
-def test_bidirectional_models_refuse_to_stream():
-    model = build_classifier(2, np.zeros(DIM), np.ones(DIM), units=4, bidirectional=True)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bidirectional_models_refuse_to_stream(cell):
+    model = build_classifier(2, np.zeros(DIM), np.ones(DIM), units=4, bidirectional=True,
+                             cell=cell)  # fmt: skip
+    # The pooled readout joins the last state of each direction (2 x units) and the mean.
+    assert model.get_layer("pooled").output.shape[-1] == 4 * 4
     with pytest.raises(StreamError, match="bidirectional model cannot run as a stream"):
         StreamingModel(model)
+
+
+def test_cell_is_checked():
+    with pytest.raises(ValueError, match="cell must be one of"):
+        build_classifier(2, np.zeros(DIM), np.ones(DIM), cell="rnn")
+    with pytest.raises(ValueError, match="the mean head has no recurrent cell"):
+        build_classifier(2, np.zeros(DIM), np.ones(DIM), head="mean", cell="gru")
 
 
 def test_training_writes_a_complete_run_and_standardises_on_train_only(tmp_path):
@@ -155,6 +169,25 @@ def test_the_lstm_learns_order_that_the_mean_baseline_cannot(tmp_path):
     mean = train_rnn([cache], tmp_path / "mean", TrainConfig(head="mean", **common))
     assert lstm.metrics["top1"] >= 0.8
     assert mean.metrics["top1"] <= 0.5  # chance is 1/3: every class has the same frames
+
+
+def test_a_gru_cell_learns_order_too_and_is_checked_on_the_command_line(tmp_path):
+    cache = write_cache(tmp_path / "f.h5", ordered_videos(per_class=12))
+    result = invoke(["train-rnn", cache, "-o", tmp_path / "gru", "--cell", "gru", "--units",
+                     16, "--epochs", 60, "--patience", 60, "--lr", 3e-3, "--val-split", 0.25,
+                     "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "gru" / "config.json").read_text())
+    assert config["train"]["cell"] == "gru"
+    assert json.loads((tmp_path / "gru" / "metrics.json").read_text())["top1"] >= 0.8
+    assert "gru_0" in [layer.name for layer in load_run(tmp_path / "gru").model.layers]
+    for extra, message in (
+        (["--head", "mean"], "Error: --cell gru needs the lstm head (--head mean has none)"),
+        (["--task", "caption", "--captions", cache], "Error: --cell gru is for --task classify"),
+    ):
+        result = invoke(["train-rnn", cache, "-o", tmp_path / "x", "--cell", "gru", *extra])
+        assert result.exit_code == 1 and result.output.startswith(message), result.output
+        assert not (tmp_path / "x").exists()
 
 
 def test_save_load_round_trip_and_evaluate_on_another_cache(tmp_path):
