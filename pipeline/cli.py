@@ -98,9 +98,16 @@ def _tensorboard_installed(context, parameter, value: bool) -> bool:
 
 @cli.command("weights", context_settings=CONTEXT)
 @click.option("--check", is_flag=True, help="Only check; exit 1 if the ImageNet file is missing.")
+@click.option(
+    "--list",
+    "list_all",
+    is_flag=True,
+    help="List every registered backbone: its features, input size and pretrained file, "
+    "present or not (downloads nothing).",
+)
 @backbone_option("Whose weights: a registered backbone.")
 @core_errors
-def weights_command(check: bool, backbone: str) -> None:
+def weights_command(check: bool, list_all: bool, backbone: str) -> None:
     """Show where Keras' ImageNet weights of a backbone (InceptionV3 by default) live, and
     fetch them if missing.
 
@@ -111,9 +118,14 @@ def weights_command(check: bool, backbone: str) -> None:
     Example:
         vidcache weights            # download into the Keras cache if missing
         vidcache weights --check    # exit status 0 when present
+        vidcache weights --list     # every backbone and where its file goes
     """
     from vidcache.features.backbone import imagenet_weights
     from vidcache.features.errors import WeightsUnavailable
+
+    if list_all:
+        _list_backbones()
+        return
 
     try:
         path = imagenet_weights(download=not check, backbone=backbone)
@@ -123,6 +135,25 @@ def weights_command(check: bool, backbone: str) -> None:
         click.echo(f"Not available: {exc}", err=True)
         sys.exit(1)
     click.echo(f"ImageNet weights: {path}")
+
+
+def _list_backbones() -> None:
+    """One line per registered backbone: dimension, input sizes, pretrained file and state."""
+    from vidcache.features.backbones import backbone_names, get_backbone, keras_cache_dir
+
+    folder = keras_cache_dir()
+    click.echo(f"Keras cache: {folder}")
+    for name in backbone_names():
+        entry = get_backbone(name)
+        line = (
+            f"{name}: {entry.feature_dim}-d, {entry.default_image_size} px "
+            f"(at least {entry.min_image_size})"
+        )
+        if entry.pretrained is None:
+            click.echo(f"{line}; no pretrained file")
+            continue
+        state = "present" if (folder / entry.pretrained.name).is_file() else "missing"
+        click.echo(f"{line}; {entry.pretrained.name} ({state}) from {entry.pretrained.url}")
 
 
 def _read_label_map(path: Path | None) -> dict:

@@ -264,3 +264,16 @@ def test_a_keras_application_backbone_through_the_cli(tmp_path, monkeypatch):
     # Where its real weights would come from, in one line.
     missing = invoke("weights", "--backbone", "resnet50", "--check", code=1)
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in missing.output
+
+
+def test_weights_list_names_every_backbone_and_its_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5").touch()
+    lines = invoke("weights", "--list").output.splitlines()
+    assert lines[0] == f"Keras cache: {tmp_path / 'models'}"
+    assert [line.split(":")[0] for line in lines[1:]] == backbone_names()
+    resnet = next(line for line in lines if line.startswith("ResNet50:"))
+    assert "2048-d, 224 px (at least 32)" in resnet and "(present)" in resnet
+    inception = next(line for line in lines if line.startswith("InceptionV3:"))
+    assert "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 (missing)" in inception
