@@ -539,8 +539,9 @@ def extract_features(
                 check_compatible(
                     cached, settings, cache_name=str(output), folders=has_folders(sources)
                 )
-        # --overwrite of an existing cache: the new one is made beside it and replaces it
-        # in one rename once it holds a video; until then the old one stays whole.
+        # --overwrite of an existing cache: the new one is made beside it and replaces it in
+        # one rename when the run ends holding a video; a run that fails, extracts nothing
+        # or is killed leaves the old one whole (a killed run's file goes at the next lock).
         replacing = cached is None and output.exists()
         target = rewrite_path(output) if replacing else output
         try:
