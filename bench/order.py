@@ -119,6 +119,7 @@ CONFIGS = {
     "mean": TrainConfig(head="mean"),
     "last-state": TrainConfig(readout="last"),  # vidcache 0.1's classifier head
     "gru": TrainConfig(cell="gru"),  # the defaults with GRU cells
+    "transformer": TrainConfig(head="transformer"),  # causal self-attention, 128 wide, 4 heads
 }
 
 

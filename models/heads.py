@@ -3,17 +3,19 @@
 ``lstm`` (the default): Masking -> Normalization (standardisation fitted on the training
 split) -> a stack of recurrent layers (LSTM cells, or GRU cells with ``cell="gru"``) ->
 Dense softmax. ``mean``: the mean of the frame features -> MLP, the order-blind baseline.
-Both are plain Keras layers, so ``model.keras`` reloads with ``keras.models.load_model`` in
-safe mode. Layer names are fixed (``standardize``, ``lstm_0``... or ``gru_0``...,
-``classifier`` or ``regressor`` + ``target_scale``) so :mod:`models.stream` can run the same
-weights step by step.
+``transformer``: causal self-attention blocks over the frames (:mod:`models.attention`),
+read out like the LSTM (last frame's output, and with ``pooled`` the mean over frames).
+All reload with ``keras.models.load_model`` in safe mode (the transformer's layers are
+registered Keras serializables). Layer names are fixed (``standardize``, ``lstm_0``... or
+``gru_0``..., ``attention_0``..., ``classifier`` or ``regressor`` + ``target_scale``) so
+:mod:`models.stream` can run the same weights step by step.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-HEADS = ("lstm", "mean")
+HEADS = ("lstm", "mean", "transformer")
 READOUTS = ("pooled", "last")
 CELLS = ("lstm", "gru")
 
@@ -44,9 +46,10 @@ def _sequence_body(
     per_step: bool = False,
     readout: str = "last",
     cell: str = "lstm",
+    attention_heads: int = 4,
 ):
-    """Masking -> standardisation -> recurrent stack (or mean + MLP): the shared body of
-    heads. ``cell`` is ``"lstm"`` or ``"gru"``.
+    """Masking -> standardisation -> recurrent stack (or mean + MLP, or causal transformer
+    blocks): the shared body of heads. ``cell`` is ``"lstm"`` or ``"gru"``.
 
     ``readout`` says what a per-video output reads from the top LSTM: ``"last"``, its final
     state; ``"pooled"``, that state concatenated with the mean of its outputs over all
@@ -59,15 +62,29 @@ def _sequence_body(
         raise ValueError(f"head must be one of {HEADS}. Received: head={head}")
     if layers < 1:
         raise ValueError(f"layers must be at least 1. Received: layers={layers}")
-    if per_step and head != "lstm":
-        raise ValueError("per-step outputs need the lstm head")
+    if per_step and head == "mean":
+        raise ValueError("per-step outputs need the lstm or transformer head")
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}. Received: readout={readout}")
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {CELLS}. Received: cell={cell}")
     if cell != "lstm" and head != "lstm":
         raise ValueError(f"the {head} head has no recurrent cell. Received: cell={cell}")
+    if bidirectional and head == "transformer":
+        raise ValueError("the transformer head is causal: it has no bidirectional form")
     x = standardized(inputs, mean, variance)
+    if head == "transformer":
+        from vidcache.models.attention import transformer_body
+
+        return transformer_body(
+            x,
+            units,
+            layers,
+            attention_heads,
+            dropout,
+            per_step=per_step,
+            pooled=readout == "pooled",
+        )
     if head == "mean":
         x = keras.layers.GlobalAveragePooling1D(name="mean_over_time")(x)
         x = keras.layers.Dense(units, activation="relu", name="hidden")(x)
@@ -109,6 +126,7 @@ def build_classifier(
     recurrent_dropout: float = 0.0,
     readout: str = "pooled",
     cell: str = "lstm",
+    attention_heads: int = 4,
 ):
     """Build an uncompiled classifier for ``(batch, time, features)`` zero-padded input.
 
@@ -127,6 +145,8 @@ def build_classifier(
             (the final state only, vidcache 0.1). Defaults to ``"pooled"``.
         cell: the recurrent cell of the ``lstm`` head, ``"lstm"`` or ``"gru"`` (fewer
             weights, one state vector). Defaults to ``"lstm"``.
+        attention_heads: attention heads of the ``transformer`` head (``units`` must be a
+            multiple). Defaults to 4.
     """
     import keras
 
@@ -144,6 +164,7 @@ def build_classifier(
         recurrent_dropout,
         readout=readout,
         cell=cell,
+        attention_heads=attention_heads,
     )
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs, name=f"vidcache_{head}")
@@ -162,6 +183,7 @@ def build_regressor(
     dropout: float = 0.2,
     recurrent_dropout: float = 0.0,
     cell: str = "lstm",
+    attention_heads: int = 4,
 ):
     """Build an uncompiled regressor: one vector per video ``(B, K)``, or one per frame
     ``(B, T, K)`` with ``per_frame``.
@@ -174,8 +196,9 @@ def build_regressor(
         target_mean: per-output mean of the training targets ``(K,)``.
         target_variance: per-output variance of the training targets ``(K,)``.
         mean, variance, head, units, layers, bidirectional, dropout, recurrent_dropout,
-            cell: as in :func:`build_classifier`.
-        per_frame: an output at every frame (the LSTM head only). Defaults to False.
+            cell, attention_heads: as in :func:`build_classifier`.
+        per_frame: an output at every frame (the lstm and transformer heads). Defaults to
+            False.
     """
     import keras
 
@@ -195,6 +218,7 @@ def build_regressor(
         recurrent_dropout,
         per_step=per_frame,
         cell=cell,
+        attention_heads=attention_heads,
     )
     x = keras.layers.Dense(len(target_mean), name="regressor")(x)
     outputs = keras.layers.Normalization(

@@ -5,8 +5,10 @@ through one step of each LSTM or GRU cell, and the output layers read the last h
 (with a pooled readout, also the running mean of the top layer's outputs); after
 the last frame the output equals the offline model's on the whole sequence (and, for a
 per-frame regressor, every step's output equals the offline output at that frame). The mean
-head keeps a running mean instead. Bidirectional models cannot stream (their backward
-direction needs frames that have not arrived yet).
+head keeps a running mean instead. The transformer head keeps each block's keys and values
+of the frames seen so far (:mod:`models.attention`), so a frame costs one attention row per
+block. Bidirectional models cannot stream (their backward direction needs frames that have
+not arrived yet).
 """
 
 from __future__ import annotations
@@ -55,6 +57,20 @@ class StreamingModel:
         # A "pooled" readout: the top LSTM's final state, mean and max of its outputs so far.
         self._pooled = "pooled" in names
         pooled = model.get_layer("pooled") if self._pooled else None
+        blocks = [n for n in names if re.fullmatch(r"attention_\d+", n)]
+        blocks.sort(key=lambda n: int(n.split("_")[1]))
+        self._blocks = [model.get_layer(name) for name in blocks]
+        self._width = 0
+        if self._blocks:
+            from vidcache.models.attention import empty_cache
+
+            self._empty_cache = empty_cache
+            projection = model.get_layer("frame_projection")
+            positions = model.get_layer("frame_positions")
+            encoder_norm = model.get_layer("encoder_norm")
+            # A per-frame regressor has no readout: each frame's output is its own.
+            readout = model.get_layer("readout") if "readout" in names else None
+            self._width = self._blocks[-1].units
         self.reset()
 
         standardize, cells, hidden = self._standardize, self._cells, self._hidden
@@ -87,6 +103,26 @@ class StreamingModel:
             return head(hidden(total / count))[0], total, count
 
         self._lstm_step, self._mean_step = lstm_step, mean_step
+        if not self._blocks:
+            return
+        blocks_ = self._blocks
+
+        # The key/value caches grow by one frame per step: shapes vary in the time axis.
+        @tf.function(reduce_retracing=True)
+        def attention_step(x, position, caches, total):
+            x = tf.reshape(standardize(x[None, :]), (1, -1))
+            x = positions.at(projection(x), position)
+            new_caches = []
+            for block, (keys, values) in zip(blocks_, caches):
+                x, keys, values = block.step(x, keys, values)
+                new_caches.append((keys, values))
+            x = encoder_norm(x)
+            total = total + x
+            if readout is not None and readout.pooled:
+                x = tf.concat([x, total / tf.cast(position + 1, x.dtype)], axis=-1)
+            return head(x)[0], new_caches, total
+
+        self._attention_step = attention_step
 
     def reset(self) -> None:
         """Forget every frame seen so far."""
@@ -98,6 +134,8 @@ class StreamingModel:
         self._count = np.float32(0.0)
         top = self._units[-1] if self._units else 0
         self._pool = (np.zeros((1, top), np.float32), np.float32(0.0))
+        self._caches = [self._empty_cache(block) for block in self._blocks]
+        self._attention_total = np.zeros((1, self._width), np.float32)
         self.frames = 0
 
     def step(self, features: np.ndarray) -> np.ndarray:
@@ -105,7 +143,11 @@ class StreamingModel:
         probabilities, or regression values)."""
         x = np.asarray(features, np.float32)
         self.frames += 1
-        if self._cells:
+        if self._blocks:
+            probs, self._caches, self._attention_total = self._attention_step(
+                x, np.int32(self.frames - 1), self._caches, self._attention_total
+            )
+        elif self._cells:
             probs, self._states, self._pool = self._lstm_step(x, self._states, self._pool)
         else:
             if self._total is None:

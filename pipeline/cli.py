@@ -241,10 +241,18 @@ Example:
 )
 @click.option(
     "--head",
-    type=click.Choice(["lstm", "mean"]),
+    type=click.Choice(["lstm", "mean", "transformer"]),
     default="lstm",
     show_default=True,
-    help="LSTM, or the mean-of-frames baseline.",
+    help="LSTM, the mean-of-frames baseline, or a causal transformer (self-attention over "
+    "the frames so far; --units wide, --layers blocks; streams like the LSTM).",
+)
+@click.option(
+    "--attention-heads",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Attention heads of --head transformer (--units must be a multiple).",
 )
 @click.option(
     "--cell",
@@ -385,6 +393,7 @@ def train_rnn_command(
     features,
     run_dir,
     head,
+    attention_heads,
     cell,
     readout,
     units,
@@ -435,6 +444,20 @@ def train_rnn_command(
         raise click.ClickException("--attention and --beam need --task caption")
     if scorer is not None and task != "caption":
         raise click.ClickException("--scorer needs --task caption")
+    if head == "transformer":
+        if units % attention_heads:
+            raise click.ClickException(
+                f"--units {units} must be a multiple of --attention-heads {attention_heads}"
+            )
+        if bidirectional:
+            raise click.ClickException("--bidirectional: the transformer head is causal only")
+        if task == "caption":
+            raise click.ClickException(
+                "--head transformer is for --task classify and regress (the captioner's "
+                "encoder is an LSTM)"
+            )
+    elif attention_heads != 4:
+        raise click.ClickException("--attention-heads needs --head transformer")
     if cell != "lstm" and head != "lstm":
         raise click.ClickException(f"--cell {cell} needs the lstm head (--head {head} has none)")
     if cell != "lstm" and task == "caption":
@@ -445,6 +468,7 @@ def train_rnn_command(
     _check_scorer(scorer)
     config = TrainConfig(
         head=head,
+        attention_heads=attention_heads,
         cell=cell,
         readout=readout,
         units=units,

@@ -23,7 +23,8 @@ class TrainConfig:
     """Options of ``train-rnn``; every field is recorded in ``config.json``.
 
     Args:
-        head: ``"lstm"`` or ``"mean"`` (the order-blind baseline). Defaults to ``"lstm"``.
+        head: ``"lstm"``, ``"mean"`` (the order-blind baseline) or ``"transformer"``
+            (causal self-attention). Defaults to ``"lstm"``.
         units: LSTM units (MLP units for ``mean``). Defaults to 128.
         layers: stacked LSTM layers. Defaults to 1.
         bidirectional: bidirectional LSTMs (cannot stream). Defaults to False.
@@ -57,6 +58,7 @@ class TrainConfig:
             them to match. Defaults to 0.05.
         cell: the recurrent cell of the ``lstm`` head, ``"lstm"`` or ``"gru"``. Defaults to
             ``"lstm"``.
+        attention_heads: attention heads of the ``transformer`` head. Defaults to 4.
     """
 
     head: str = "lstm"
@@ -93,6 +95,7 @@ class TrainConfig:
     readout: str = "pooled"
     distribute: str = "none"
     cell: str = "lstm"
+    attention_heads: int = 4
 
 
 @dataclass
@@ -153,6 +156,7 @@ def body_options(config: TrainConfig) -> dict:
         "dropout": config.dropout,
         "recurrent_dropout": config.recurrent_dropout,
         "cell": config.cell,
+        "attention_heads": config.attention_heads,
     }
 
 
@@ -198,6 +202,8 @@ def fit_model(
     none yet).
     """
     import keras
+
+    import vidcache.models.attention  # noqa: F401  (registers the transformer head's layers)
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

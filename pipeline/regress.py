@@ -185,8 +185,10 @@ def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
             raise DataError(
                 f"a regression run needs two videos with targets, {config.targets} has one"
             )
-        if table.per_frame and config.head != "lstm":
-            raise DataError("per-frame targets need --head lstm (the mean head has one output)")
+        if table.per_frame and config.head == "mean":
+            raise DataError(
+                "per-frame targets need --head lstm or transformer (the mean head has one output)"
+            )
         parts = split_examples(examples, config)
         train_source = make_source(readers, examples, parts["train"], config)
         val_source = make_source(readers, examples, parts["val"], config)

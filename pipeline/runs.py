@@ -59,6 +59,7 @@ def load_run(run_dir: Path) -> Run:
     import_tensorflow()
     import keras
 
+    import vidcache.models.attention  # noqa: F401  (registers the transformer head's layers)
     from vidcache.models.text import CaptionVocabulary
 
     try:

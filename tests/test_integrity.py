@@ -437,14 +437,17 @@ def real_cache(tmp_path_factory):
     return {"good": good, "videos": videos, "run": run, "root": root}
 
 
-def flip_positions(good: Path) -> list[tuple[str, int]]:
-    """Byte offsets in every structure of ``good`` that holds something."""
+def flip_positions(good: Path, every: bool = False) -> list[tuple[str, int]]:
+    """Byte offsets in every structure of ``good`` that holds something: the superblock,
+    every object header, and in each dataset one of its first, middle and last used items
+    in turn (all three with ``every``; ``VIDCACHE_FLIP_ALL=1`` runs the test that way, 3x
+    the copies)."""
     positions = [(f"superblock+{i}", i) for i in (8, 9, 11, 12, 20, 28, 36, 44)]
     with h5py.File(good, "r") as f:
         count = int(f["commit"][0])
         objects = {"/": f}
         f.visititems(lambda name, obj: objects.update({name: obj}))  # None: visit all
-        for name, obj in sorted(objects.items()):
+        for number, (name, obj) in enumerate(sorted(objects.items())):
             header = h5py.h5o.get_info(obj.id).addr
             positions += [(f"header {name}+{k}", header + k) for k in (6, 30)]
             if not isinstance(obj, h5py.Dataset) or obj.shape[0] == 0:
@@ -458,7 +461,8 @@ def flip_positions(good: Path) -> list[tuple[str, int]]:
                 used = int(f[name.replace("bytes", "offsets")][count])
             elif name.startswith("rows/"):
                 used = obj.shape[0]
-            for k in sorted({0, used // 2, max(0, used - 1)}):
+            items = sorted({0, used // 2, max(0, used - 1)})
+            for k in items if every else [items[number % len(items)]]:
                 positions.append((f"{name}[{k}]", offset + k * item + (item - 1 if k % 2 else 0)))
     return positions
 
@@ -536,7 +540,7 @@ def test_one_flipped_byte_anywhere_is_a_correct_result_or_one_line(real_cache, t
     copies.mkdir()
     spec = worker_spec(real_cache, tmp_path)
     spec["copies"] = []
-    for name, offset in flip_positions(good):
+    for name, offset in flip_positions(good, every=os.environ.get("VIDCACHE_FLIP_ALL") == "1"):
         raw = bytearray(data)
         raw[offset] ^= 0x5A
         spec["copies"].append(damaged_copy(copies, data, name, bytes(raw)))

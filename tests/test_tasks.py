@@ -212,14 +212,14 @@ def test_regression_learns_a_synthetic_target(tmp_path, per_frame):
     assert result.exit_code == 1 and "starts from a classification run" in result.output
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_per_frame_regression_streams_the_offline_value_at_every_frame(cell):
+@pytest.mark.parametrize("head, cell", [("lstm", "lstm"), ("lstm", "gru"), ("transformer", "lstm")])
+def test_per_frame_regression_streams_the_offline_value_at_every_frame(head, cell):
     import keras
 
     keras.utils.set_random_seed(0)
     model = build_regressor(
         np.array([2.0, -1.0]), np.array([4.0, 0.25]), np.zeros(DIM), np.ones(DIM), per_frame=True,
-        units=4, layers=2, dropout=0.0, cell=cell,
+        units=4, layers=2, dropout=0.0, cell=cell, head=head, attention_heads=2,
     )  # fmt: skip
     x = np.random.default_rng(0).normal(size=(6, DIM)).astype(np.float32)
     offline = np.asarray(model(x[None]))[0]

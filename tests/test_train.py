@@ -85,19 +85,28 @@ def test_masking_ignores_padding():
     np.testing.assert_allclose(model(x), model(padded), atol=1e-6)
     mean_model = build_classifier(3, np.zeros(DIM), np.ones(DIM), head="mean", units=4)
     np.testing.assert_allclose(mean_model(x), mean_model(padded), atol=1e-6)
+    attention = build_classifier(3, np.zeros(DIM), np.ones(DIM), head="transformer", units=8,
+                                 layers=2, dropout=0.0)  # fmt: skip
+    np.testing.assert_allclose(attention(x), attention(padded), atol=1e-5)
+    # Causal: a frame never sees later ones, so a prefix gives the prefix's answer.
+    longer = np.concatenate([x, x[:, :3] + 5], axis=1)
+    assert not np.allclose(attention(x), attention(longer), atol=1e-3)
 
 
 @pytest.mark.parametrize(
     "head, layers, readout, cell",
     [("lstm", 1, "pooled", "lstm"), ("lstm", 2, "pooled", "lstm"), ("lstm", 1, "last", "lstm"),
-     ("mean", 1, "pooled", "lstm"), ("lstm", 2, "pooled", "gru"), ("lstm", 1, "last", "gru")],
+     ("mean", 1, "pooled", "lstm"), ("lstm", 2, "pooled", "gru"), ("lstm", 1, "last", "gru"),
+     ("transformer", 2, "pooled", "lstm"), ("transformer", 1, "last", "lstm")],
 )  # fmt: skip
 def test_streaming_equals_offline_at_every_step(head, layers, readout, cell):
     rng = np.random.default_rng(1)
     model = build_classifier(
         3, rng.normal(size=DIM), rng.uniform(0.5, 2, DIM), head=head, units=6, layers=layers,
-        readout=readout, cell=cell,
+        readout=readout, cell=cell, attention_heads=2,
     )  # fmt: skip
+    if head == "transformer":
+        assert {layer.name for layer in model.layers} >= {f"attention_{i}" for i in range(layers)}
     if head == "lstm":
         assert {layer.name for layer in model.layers} >= {f"{cell}_{i}" for i in range(layers)}
     assert ("pooled" in [layer.name for layer in model.layers]) == (
@@ -188,6 +197,32 @@ def test_a_gru_cell_learns_order_too_and_is_checked_on_the_command_line(tmp_path
         result = invoke(["train-rnn", cache, "-o", tmp_path / "x", "--cell", "gru", *extra])
         assert result.exit_code == 1 and result.output.startswith(message), result.output
         assert not (tmp_path / "x").exists()
+
+
+def test_a_transformer_head_trains_reloads_streams_and_is_checked_on_the_command_line(tmp_path):
+    cache = write_cache(tmp_path / "f.h5", ordered_videos(per_class=6))
+    result = invoke(["train-rnn", cache, "-o", tmp_path / "tf", "--head", "transformer",
+                     "--units", 8, "--attention-heads", 2, "--layers", 2, "--epochs", 2,
+                     "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "tf" / "config.json").read_text())
+    assert config["train"]["head"] == "transformer" and config["train"]["attention_heads"] == 2
+    model = load_run(tmp_path / "tf").model  # safe mode: the layers are registered
+    assert {"attention_0", "attention_1", "readout"} <= {layer.name for layer in model.layers}
+    x = ordered_videos(per_class=1, seed=3)["up/v_up_g00_c01.mp4"][1].astype(np.float32)
+    stream = StreamingModel(model)
+    for t in range(len(x)):
+        np.testing.assert_allclose(stream.step(x[t]), model(x[None, : t + 1])[0], atol=1e-5)
+    for extra, message in (
+        (["--units", 6], "Error: --units 6 must be a multiple of --attention-heads 4"),
+        (["--bidirectional"], "Error: --bidirectional: the transformer head is causal only"),
+        (["--task", "caption", "--captions", cache], "Error: --head transformer is for --task"),
+    ):
+        result = invoke(["train-rnn", cache, "-o", tmp_path / "x", "--head", "transformer", *extra])
+        assert result.exit_code == 1 and result.output.startswith(message), result.output
+    result = invoke(["train-rnn", cache, "-o", tmp_path / "x", "--attention-heads", 2])
+    assert result.exit_code == 1 and "--attention-heads needs --head transformer" in result.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_save_load_round_trip_and_evaluate_on_another_cache(tmp_path):
