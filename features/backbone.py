@@ -10,7 +10,8 @@ Weights come from one of three places (``--weights``, :class:`WeightsSpec`):
 - ``imagenet``: Keras' own file in the Keras cache (``$KERAS_HOME/models`` or
   ``~/.keras/models``), downloaded there on first use when a network is reachable. With no
   network and no file, :class:`WeightsUnavailable` says where to put the file.
-- a path to a weights file Keras can load into the notop model (``.h5``/``.weights.h5``).
+- a path to a weights file Keras can load into the notop model (``.h5``/``.weights.h5``),
+  or, for backbones that load them (CLIP), a keras-hub preset folder.
 - ``random``: seeded random initialisation, for tests and offline demos only; the features
   mean nothing and the cache records ``random:seed=S`` so nobody mistakes them.
 
@@ -143,7 +144,14 @@ def build_backbone(
     if weights.kind == "random":
         keras.utils.set_random_seed(weights.seed)
     model = entry.build(shape)
-    if source is not None:
+    if source is not None and Path(source).is_dir():
+        if entry.load_folder is None:
+            raise WeightsUnavailable(
+                f"{source} is a folder; {entry.name} loads a Keras weights file "
+                "(.h5 or .weights.h5)"
+            )
+        entry.load_folder(model, Path(source))
+    elif source is not None:
         try:
             model.load_weights(str(source))
         except Exception as exc:  # Keras raises ValueError, OSError, KeyError... for bad files

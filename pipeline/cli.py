@@ -150,10 +150,23 @@ def _list_backbones() -> None:
             f"(at least {entry.min_image_size})"
         )
         if entry.pretrained is None:
-            click.echo(f"{line}; no pretrained file")
+            needs = ""
+            if entry.extra is not None:
+                needs = f"; needs the {entry.extra} extra (pip install 'vidcache[{entry.extra}]')"
+                if _extra_installed(entry.extra):
+                    needs = f"; {entry.extra} extra installed"
+            click.echo(f"{line}; real weights: {entry.real_weights or 'a weights file'}{needs}")
             continue
         state = "present" if (folder / entry.pretrained.name).is_file() else "missing"
         click.echo(f"{line}; {entry.pretrained.name} ({state}) from {entry.pretrained.url}")
+
+
+def _extra_installed(extra: str) -> bool:
+    """Whether the packages of a vidcache extra that backbones need are importable."""
+    import importlib.util
+
+    modules = {"hub": "keras_hub"}
+    return importlib.util.find_spec(modules.get(extra, extra)) is not None
 
 
 def _read_label_map(path: Path | None) -> dict:

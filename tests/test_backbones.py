@@ -168,7 +168,8 @@ def test_unknown_backbone_is_a_usage_error(tmp_path):
     result = invoke("extract", tmp_path, "--backbone", "VGG16", code=2)
     assert (
         "'VGG16' is not a registered backbone "
-        "(InceptionV3, EfficientNetV2S, MobileNetV3Large, ResNet50)" in result.output
+        "(InceptionV3, CLIP-ViT-B32, CLIP-ViT-L14, EfficientNetV2S, MobileNetV3Large, ResNet50)"
+        in result.output
     )
 
 

@@ -26,6 +26,7 @@ _BUILTIN_MODULES = (
     "vidcache.features.backbones.resnet50",
     "vidcache.features.backbones.efficientnet_v2",
     "vidcache.features.backbones.mobilenet_v3",
+    "vidcache.features.backbones.clip",
 )
 #: Entry-point group through which other installed packages add backbones: each entry
 #: point names a module (or callable) that calls :func:`register` when loaded.
@@ -67,6 +68,15 @@ class Backbone:
         pretrained: the ``--weights imagenet`` file, or ``None`` when there is none.
         aliases: other spellings accepted on the command line (``resnet50``); any name is
             matched without regard to case. The settings record ``name``.
+        load_folder: ``load_folder(model, path)`` loads real weights from a folder (a
+            keras-hub preset) into the built model; ``None`` when the backbone only loads
+            Keras weights files.
+        real_weights: where real weights come from, in words, for backbones without a
+            ``pretrained`` file (``vidcache weights --list`` prints it).
+        extra: the vidcache extra the backbone needs installed (``"hub"``), or ``None``.
+        tail_layers: ``tail_layers(model) -> list of layer names``, the layers ``train-e2e
+            --fine-tune-layers N`` counts back from, last first; ``None`` when the network
+            cannot be fine-tuned end to end.
     """
 
     name: str
@@ -79,6 +89,10 @@ class Backbone:
     pooling: str = "avg"
     pretrained: PretrainedFile | None = None
     aliases: tuple[str, ...] = ()
+    load_folder: Callable[[Any, Any], None] | None = None
+    real_weights: str = ""
+    extra: str | None = None
+    tail_layers: Callable[[Any], list[str]] | None = None
 
     def check_image_size(self, image_size: int) -> None:
         """Raise ``ValueError`` when the network cannot take ``image_size`` inputs."""

@@ -9,7 +9,9 @@ and ``evaluate`` rebuild the network a cache was made with from it):
 ==================  ======================  ==============================================
 ``imagenet``        ``imagenet``            the backbone's pretrained file, in the Keras
                                             cache (:func:`pretrained_weights`)
-``PATH``            ``file:NAME``           a weights file the user gives, by path
+``PATH``            ``file:NAME``           a weights file (or, for backbones that load
+                                            them, a keras-hub preset folder) the user
+                                            gives, by path
 ``random``          ``random:seed=S``       seeded random initialisation (tests, offline
                                             demos: the features mean nothing)
 ==================  ======================  ==============================================
@@ -41,7 +43,8 @@ class WeightsSpec:
 
     Attributes:
         kind: ``"imagenet"``, ``"file"`` or ``"random"``.
-        path: the file, for ``"file"`` (only its name when parsed from an identity).
+        path: the file or preset folder, for ``"file"`` (only its name when parsed from an
+            identity).
         seed: the initialisation seed, for ``"random"``.
     """
 
@@ -51,7 +54,7 @@ class WeightsSpec:
 
     @classmethod
     def parse(cls, value: str, seed: int = 0) -> WeightsSpec:
-        """Parse ``--weights``: ``imagenet``, ``random`` or a file path.
+        """Parse ``--weights``: ``imagenet``, ``random``, a file or a preset folder.
 
         Raises:
             WeightsUnavailable: a path that does not exist.
@@ -59,7 +62,7 @@ class WeightsSpec:
         if value in ("imagenet", "random"):
             return cls(value, seed=seed)
         path = Path(value)
-        if not path.is_file():
+        if not (path.is_file() or path.is_dir()):
             raise WeightsUnavailable(
                 f"weights file {value} does not exist (use --weights imagenet, random or a PATH)"
             )
@@ -132,6 +135,11 @@ def pretrained_weights(backbone: str = DEFAULT_BACKBONE, download: bool = True) 
     entry = get_backbone(backbone)
     source = entry.pretrained
     if source is None:
+        if entry.real_weights:
+            raise WeightsUnavailable(
+                f"{entry.name} has no pretrained weights file in the Keras cache: its real "
+                f"weights are {entry.real_weights} (or --weights random, for tests)"
+            )
         raise WeightsUnavailable(
             f"{entry.name} has no pretrained weights file; pass --weights PATH or random"
         )
