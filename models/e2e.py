@@ -1,9 +1,12 @@
-"""End-to-end model: InceptionV3's top blocks and the stage-two head, trained together.
+"""End-to-end model: a backbone's top blocks and the stage-two head, trained together.
 
-``frames (B, T, S, S, 3) uint8 -> Rescaling (preprocess_input: x / 127.5 - 1)
--> FrameWise(InceptionV3, avg-pooled) -> the stage-two model (standardise, LSTM,
-softmax)``. Built from a stage-two run and the backbone that made its cache, it predicts
-exactly what the run predicts on the same frames before any training step.
+``frames (B, T, S, S, 3) uint8 -> the backbone's preprocessing (InceptionV3: Rescaling,
+x / 127.5 - 1) -> FrameWise(backbone, avg-pooled) -> the stage-two model (standardise,
+LSTM, softmax)``. Every backbone whose registry entry lists its ``blocks`` can be cut
+there (InceptionV3 ``mixedN``, ResNet50 ``convS_blockB``, EfficientNetV2S ``blockNx``,
+MobileNetV3Large ``expanded_conv_N``). Built from a stage-two run and the backbone that
+made its cache, it predicts exactly what the run predicts on the same frames before any
+training step.
 
 Fine-tuning rules (Keras' own): layers up to the cut stay frozen; every
 BatchNormalization layer is frozen, which in Keras 3 also keeps it in inference mode.
@@ -16,8 +19,6 @@ backward passes as the full network.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from vidcache.features.backbone import import_tensorflow
@@ -27,27 +28,43 @@ import_tensorflow()  # quietly, before Keras pulls it in
 import keras  # noqa: E402  (the layer below must be registered at import, for loading)
 
 DEFAULT_UNFREEZE = "mixed9"  # the top two inception blocks (mixed9, mixed10)
+#: InceptionV3's blocks as (name, last layer): what ``--unfreeze-from`` meant before other
+#: backbones could be fine-tuned.
+_INCEPTION_BLOCKS = [(f"mixed{i}", f"mixed{i}") for i in range(11)]
 
 
 class E2EError(VidcacheError):
     """The end-to-end model cannot be built as asked."""
 
 
-def cut_layer_name(unfreeze_from: str) -> str | None:
-    """The last frozen layer for ``--unfreeze-from``: ``mixedN`` trains blocks N..10, so
-    ``mixed{N-1}`` is the cut; ``all`` trains everything (no cut).
+def default_unfreeze(blocks: list[tuple[str, str]]) -> str:
+    """The default ``--unfreeze-from``: the last two blocks train (``mixed9`` for
+    InceptionV3)."""
+    return blocks[-2][0]
+
+
+def cut_layer_name(unfreeze_from: str, blocks: list[tuple[str, str]] | None = None) -> str | None:
+    """The last frozen layer for ``--unfreeze-from``: block B trains B and every block after
+    it, so the cut is the last layer of the block before B; ``all`` trains everything (no
+    cut).
+
+    Args:
+        unfreeze_from: a block name (not the first block) or ``all``.
+        blocks: the backbone's ``(block, last layer)`` list (:attr:`Backbone.blocks`).
+            Defaults to InceptionV3's ``mixed0`` .. ``mixed10``.
 
     Raises:
-        E2EError: not ``mixed1``..``mixed10`` or ``all``.
+        E2EError: not one of the blocks after the first, nor ``all``.
     """
     if unfreeze_from == "all":
         return None
-    match = re.fullmatch(r"mixed(\d+)", unfreeze_from)
-    if not match or not 1 <= int(match.group(1)) <= 10:
+    blocks = _INCEPTION_BLOCKS if blocks is None else blocks
+    names = [name for name, _ in blocks]
+    if unfreeze_from not in names[1:]:
         raise E2EError(
-            f"--unfreeze-from must be mixed1 ... mixed10 or all. Received: {unfreeze_from}"
+            f"--unfreeze-from must be {names[1]} ... {names[-1]} or all. Received: {unfreeze_from}"
         )
-    return f"mixed{int(match.group(1)) - 1}"
+    return blocks[names.index(unfreeze_from) - 1][1]
 
 
 def freeze(backbone, cut: str | None) -> int:
@@ -98,20 +115,51 @@ class FrameWise(keras.layers.Wrapper):
         return (input_shape[0], input_shape[1], inner[-1])
 
 
-def build_e2e(head, backbone, image_size: int, cut_input_shape: tuple | None = None):
+@keras.saving.register_keras_serializable(package="vidcache")
+class BackbonePreprocess(keras.layers.Layer):
+    """A registered backbone's own preprocessing (0..255 RGB in), by the backbone's name,
+    so a saved end-to-end model carries it."""
+
+    def __init__(self, backbone: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.backbone = backbone
+
+    def call(self, inputs):
+        from vidcache.features.backbones import get_backbone
+
+        return get_backbone(self.backbone).preprocess(keras.ops.cast(inputs, "float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone}
+
+
+def build_e2e(
+    head,
+    backbone,
+    image_size: int,
+    cut_input_shape: tuple | None = None,
+    backbone_name: str = "InceptionV3",
+):
     """The trainable end-to-end model.
 
     Args:
         head: the stage-two model (features -> probabilities).
-        backbone: InceptionV3 (frames in [-1, 1] -> 2048-d), already frozen by :func:`freeze`.
+        backbone: the CNN (preprocessed frames -> pooled features), already frozen by
+            :func:`freeze`.
         image_size: side of the frames.
         cut_input_shape: when given, the model takes cached activations of this per-frame
             shape instead of frames, and runs only ``backbone``'s layers after the cut
             (``backbone`` must then be the *top* model of :func:`split_backbone`).
+        backbone_name: the registered backbone, whose preprocessing the model applies
+            (InceptionV3's ``x / 127.5 - 1`` as a ``Rescaling`` layer, as before the
+            registry). Defaults to ``"InceptionV3"``.
     """
     if cut_input_shape is None:
         frames = keras.Input((None, image_size, image_size, 3), dtype="uint8", name="frames")
-        x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(frames)
+        if backbone_name == "InceptionV3":
+            x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(frames)
+        else:
+            x = BackbonePreprocess(backbone_name, name="preprocess")(frames)
         inputs = frames
     else:
         inputs = keras.Input((None, *cut_input_shape), name="cut_activations")

@@ -942,9 +942,11 @@ def _csv_field(text: str) -> str:
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--unfreeze-from",
-    default="mixed9",
-    show_default=True,
-    help="First trainable inception block (mixed1..mixed10), or all.",
+    default=None,
+    show_default="the last two blocks: mixed9 for InceptionV3",
+    help="First trainable block, or all: InceptionV3 mixed1..mixed10, ResNet50 "
+    "conv2_block2..conv5_block3, EfficientNetV2S block1b..block6o, MobileNetV3Large "
+    "expanded_conv_1..expanded_conv_14.",
 )
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
@@ -994,7 +996,7 @@ def train_e2e_command(
     distribute,
     quiet,
 ) -> None:
-    """Fine-tune InceptionV3's top blocks and RUN's LSTM together (stage three).
+    """Fine-tune the backbone's top blocks and RUN's LSTM together (stage three).
 
     Starts exactly where RUN is (same weights, sampling and split); VIDEOS must hold RUN's
     training and validation videos. Writes the run files plus comparison.json.
@@ -1003,10 +1005,8 @@ def train_e2e_command(
     Example:
         vidcache train-e2e runs/lstm data/videos -o runs/lstm-e2e --cache-cut
     """
-    from vidcache.models.e2e import cut_layer_name
     from vidcache.pipeline.e2e import E2EConfig, train_e2e
 
-    cut_layer_name(unfreeze_from)  # checked before any work
     config = E2EConfig(
         unfreeze_from=unfreeze_from,
         optimizer=optimizer,

@@ -1,4 +1,4 @@
-"""Stage three orchestration: fine-tune InceptionV3's top blocks and the LSTM together.
+"""Stage three orchestration: fine-tune the backbone's top blocks and the LSTM together.
 
 Starts from a stage-two run: its head (standardisation, LSTM, classifier) and the backbone
 weights that made its cache (verified by checksum), the same frame sampling, and the same
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcache.features.backbone import build_backbone
-from vidcache.features.backbones import DEFAULT_BACKBONE
+from vidcache.features.backbones import backbone_names, get_backbone
 from vidcache.features.cache import CacheReader
 from vidcache.features.decode import open_source
 from vidcache.features.discover import discover
@@ -29,11 +29,11 @@ from vidcache.features.errors import SettingsMismatch
 from vidcache.features.frames import frames_as_settings
 from vidcache.models.data import DataError
 from vidcache.models.e2e import (
-    DEFAULT_UNFREEZE,
     available_memory,
     build_e2e,
     bytes_per_frame,
     cut_layer_name,
+    default_unfreeze,
     fit_batch_size,
     freeze,
     length_batches,
@@ -52,8 +52,9 @@ class E2EConfig:
     """Options of ``train-e2e``; recorded in ``config.json``.
 
     Args:
-        unfreeze_from: first trainable block (``mixed1``..``mixed10``) or ``all``.
-            Defaults to ``"mixed9"`` (the top two blocks).
+        unfreeze_from: first trainable block (InceptionV3 ``mixed1``..``mixed10``; the
+            backbone's ``blocks``) or ``all``. Defaults to ``None``: the last two blocks
+            (``mixed9`` for InceptionV3).
         optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9). Defaults to ``"adam"``.
         lr: learning rate; low, so pretrained features are nudged, not erased.
             Defaults to 1e-5.
@@ -71,7 +72,7 @@ class E2EConfig:
             Defaults to ``"none"``.
     """
 
-    unfreeze_from: str = DEFAULT_UNFREEZE
+    unfreeze_from: str | None = None
     optimizer: str = "adam"
     lr: float = 1e-5
     clipnorm: float = 1.0
@@ -181,15 +182,20 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
             "run (train-rnn without --task)"
         )
     settings = run.settings
-    if settings.backbone != DEFAULT_BACKBONE:
+    network = get_backbone(settings.backbone)
+    if network.blocks is None:
         raise DataError(
-            f"{run.path}'s features come from {settings.backbone}; end-to-end training "
-            f"fine-tunes {DEFAULT_BACKBONE}'s inception blocks (--unfreeze-from mixedN) only"
+            f"{run.path}'s features come from {settings.backbone}, which vidcache cannot cut "
+            "into blocks for end-to-end training (convolutional backbones only: "
+            + ", ".join(n for n in backbone_names() if get_backbone(n).blocks is not None)
+            + ")"
         )
-    cut = cut_layer_name(config.unfreeze_from)
     backbone, digest = build_backbone(
         settings.image_size, weights_for(settings, weights_path), backbone=settings.backbone
     )
+    blocks = network.blocks(backbone)
+    unfreeze_from = config.unfreeze_from or default_unfreeze(blocks)
+    cut = cut_layer_name(unfreeze_from, blocks)
     if digest != settings.weights_sha256:
         raise SettingsMismatch(
             f"cannot rebuild the backbone of run {run.path}: weights {settings.weights} have "
@@ -224,7 +230,7 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    preprocess = keras.applications.inception_v3.preprocess_input
+    preprocess = network.preprocess
     if config.cache_cut and cut is not None:
         bottom, top = split_backbone(backbone, cut)
         cache_path = out_dir / "cut_cache.h5"
@@ -233,7 +239,7 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
                 for video_id in ids:
                     frames = _decode_frames(by_id[video_id], settings)
                     handle[video_id.replace("/", "%2F")] = bottom.predict(
-                        preprocess(frames.astype(np.float32)), verbose=0
+                        np.asarray(preprocess(frames.astype(np.float32))), verbose=0
                     )
         store = h5py.File(cache_path, "r")
 
@@ -263,7 +269,7 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
             return lambda i: _decode_frames(by_id[ids[i]], settings)
 
     if not (config.cache_cut and cut is not None):
-        model = build_e2e(head, backbone, settings.image_size)
+        model = build_e2e(head, backbone, settings.image_size, backbone_name=network.name)
 
     def make_optimizer():
         if config.optimizer == "sgd":
@@ -328,7 +334,8 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
     )
     if store is not None:
         store.close()
-    full = build_e2e(head, backbone, settings.image_size)  # same layers, trained weights
+    # the same layers, trained weights
+    full = build_e2e(head, backbone, settings.image_size, backbone_name=network.name)
     full.save(out_dir / "model.keras")
     comparison = {
         "validation_videos": len(parts["val"]),
@@ -341,7 +348,7 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
         "kept": "stage two (no epoch beat the hand-over)" if best_epoch == 0 else "end to end",
         "seconds_per_epoch": round(float(np.median(times)), 3) if times else None,
         "cache_cut": config.cache_cut,
-        "unfreeze_from": config.unfreeze_from,
+        "unfreeze_from": unfreeze_from,
         "batch_size": batch_size,
         "estimated_gib_per_step": round(per_frame * longest * batch_size / 2**30, 3),
         **({"distribution": spread.record(batch_size)} if spread.active else {}),
@@ -354,7 +361,7 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
             {
                 "task": "classify-e2e",
                 "from_run": str(Path(run_dir).resolve()),
-                "e2e": asdict(config),
+                "e2e": {**asdict(config), "unfreeze_from": unfreeze_from},
                 "feature_settings": settings.to_dict(),
                 "classes": run.classes,
                 "split": parts,

@@ -210,3 +210,63 @@ def test_fine_tuning_that_hurts_keeps_the_hand_over(tmp_path, dataset, small_con
     assert result["end_to_end_top1"] == result["stage_two_top1"]
     saved = json.loads((tmp_path / "e2e" / "comparison.json").read_text())
     assert saved["best_epoch"] == 0 and len(saved["val_losses"]) >= 1
+
+
+@pytest.mark.slow
+def test_train_e2e_on_another_convolutional_backbone(tmp_path, dataset):
+    """MobileNetV3Large (32 px, random weights): the hand-over is exact with its own
+    preprocessing inside the model, the default cut is its last two blocks, and the saved
+    model loads; a block it does not have is one line naming its range."""
+    import keras
+
+    cache = tmp_path / "m.h5"
+    invoke = CliRunner().invoke
+    result = invoke(cli, ["extract", str(dataset), "-o", str(cache), "--backbone",
+                          "mobilenetv3-large", "--weights", "random", "--image-size", "32",
+                          "--fps", "0", "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    train_rnn(
+        [cache],
+        tmp_path / "run",
+        TrainConfig(units=4, epochs=1, verbose=0, val_split=0.5, dropout=0.0),
+    )
+    bad = invoke(cli, ["train-e2e", str(tmp_path / "run"), str(dataset), "-o",
+                       str(tmp_path / "bad"), "--unfreeze-from", "mixed9", "-q"])  # fmt: skip
+    assert bad.exit_code == 1
+    assert bad.output.strip().splitlines()[-1] == (
+        "Error: --unfreeze-from must be expanded_conv_1 ... expanded_conv_14 or all. "
+        "Received: mixed9"
+    )
+    for extra in ([], ["--cache-cut"]):
+        out = tmp_path / f"e2e{len(extra)}"
+        result = invoke(cli, ["train-e2e", str(tmp_path / "run"), str(dataset), "-o", str(out),
+                              "--epochs", "1", "-q", *extra])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        comparison = json.loads((out / "comparison.json").read_text())
+        run_metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+        assert comparison["stage_two_top1"] == run_metrics["top1"]  # exact hand-over
+        assert comparison["unfreeze_from"] == "expanded_conv_13"
+        config = json.loads((out / "config.json").read_text())
+        assert config["e2e"]["unfreeze_from"] == "expanded_conv_13"
+    model = keras.models.load_model(out / "model.keras")  # safe mode: the layer is registered
+    assert model.get_layer("preprocess").get_config()["backbone"] == "MobileNetV3Large"
+
+
+def test_every_convolutional_backbone_names_its_blocks():
+    """Each cut point's last layer exists and everything after it depends on it alone (the
+    top model builds), for every backbone that can be fine-tuned end to end; CLIP cannot."""
+    from vidcache.features.backbones import backbone_names, get_backbone
+
+    for name in backbone_names():
+        entry = get_backbone(name)
+        if entry.blocks is None:
+            assert name.startswith("CLIP")
+            continue
+        backbone, _ = build_backbone(
+            max(entry.min_image_size, 32), WeightsSpec("random", seed=0), backbone=name
+        )
+        blocks = entry.blocks(backbone)
+        assert len(blocks) >= 8, name
+        cut = cut_layer_name(blocks[-2][0], blocks)
+        bottom, top = split_backbone(backbone, cut)
+        assert top.output.shape[-1] == entry.feature_dim

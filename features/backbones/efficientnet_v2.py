@@ -12,6 +12,7 @@ from __future__ import annotations
 from vidcache.features.backbones.keras_applications import (
     KERAS_APPLICATIONS_URL,
     application,
+    blocks_by_prefix,
     unchanged,
 )
 from vidcache.features.backbones.registry import Backbone, PretrainedFile, register
@@ -28,6 +29,7 @@ EFFICIENTNET_V2_S = register(
         default_image_size=384,
         build=application("EfficientNetV2S", include_preprocessing=True),
         preprocess=unchanged,
+        blocks=blocks_by_prefix(r"(block\d+[a-z])_"),
         preprocess_name="none (the network rescales its 0..255 input)",
         pretrained=PretrainedFile(
             name=_FILE,

@@ -16,6 +16,11 @@ def _build(input_shape: tuple[int, int, int]):
     )
 
 
+def _blocks(model) -> list[tuple[str, str]]:
+    """The eleven inception blocks, ``mixed0`` .. ``mixed10``: each is its own last layer."""
+    return [(f"mixed{i}", f"mixed{i}") for i in range(11)]
+
+
 def _preprocess(frames):
     import keras
 
@@ -30,6 +35,7 @@ INCEPTION_V3 = register(
         default_image_size=299,
         build=_build,
         preprocess=_preprocess,
+        blocks=_blocks,
         preprocess_name="keras.applications.inception_v3.preprocess_input",
         pretrained=PretrainedFile(
             name=_FILE,

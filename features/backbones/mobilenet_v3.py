@@ -7,6 +7,7 @@ from __future__ import annotations
 from vidcache.features.backbones.keras_applications import (
     KERAS_APPLICATIONS_URL,
     application,
+    blocks_by_prefix,
     unchanged,
 )
 from vidcache.features.backbones.registry import Backbone, PretrainedFile, register
@@ -23,6 +24,7 @@ MOBILENET_V3_LARGE = register(
         default_image_size=224,
         build=application("MobileNetV3Large", include_preprocessing=True),
         preprocess=unchanged,
+        blocks=blocks_by_prefix(r"(expanded_conv(?:_\d+)?)_"),
         preprocess_name="none (the network rescales its 0..255 input)",
         pretrained=PretrainedFile(
             name=_FILE,

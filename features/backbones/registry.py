@@ -74,9 +74,10 @@ class Backbone:
         real_weights: where real weights come from, in words, for backbones without a
             ``pretrained`` file (``vidcache weights --list`` prints it).
         extra: the vidcache extra the backbone needs installed (``"hub"``), or ``None``.
-        tail_layers: ``tail_layers(model) -> list of layer names``, the layers ``train-e2e
-            --fine-tune-layers N`` counts back from, last first; ``None`` when the network
-            cannot be fine-tuned end to end.
+        blocks: ``blocks(model) -> [(block name, its last layer's name), ...]`` in order:
+            where ``train-e2e --unfreeze-from BLOCK`` may cut the network (everything after
+            a block's last layer must depend on that layer's output alone); ``None`` when
+            the network cannot be fine-tuned end to end.
     """
 
     name: str
@@ -92,7 +93,7 @@ class Backbone:
     load_folder: Callable[[Any, Any], None] | None = None
     real_weights: str = ""
     extra: str | None = None
-    tail_layers: Callable[[Any], list[str]] | None = None
+    blocks: Callable[[Any], list[tuple[str, str]]] | None = None
 
     def check_image_size(self, image_size: int) -> None:
         """Raise ``ValueError`` when the network cannot take ``image_size`` inputs."""

@@ -3,7 +3,11 @@ baseline of video feature work (video_features, most action-recognition papers).
 
 from __future__ import annotations
 
-from vidcache.features.backbones.keras_applications import KERAS_APPLICATIONS_URL, application
+from vidcache.features.backbones.keras_applications import (
+    KERAS_APPLICATIONS_URL,
+    application,
+    blocks_by_prefix,
+)
 from vidcache.features.backbones.registry import Backbone, PretrainedFile, register
 
 _FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -24,6 +28,7 @@ RESNET50 = register(
         default_image_size=224,
         build=application("ResNet50"),
         preprocess=_preprocess,
+        blocks=blocks_by_prefix(r"(conv\d_block\d+)_"),
         preprocess_name="keras.applications.resnet.preprocess_input",
         pretrained=PretrainedFile(
             name=_FILE,
