@@ -16,7 +16,6 @@ import numpy as np
 from vidcache.features.cache import CacheReader, common_settings
 from vidcache.features.errors import SettingsMismatch, VidcacheError
 from vidcache.features.sampling import count_indices
-from vidcache.features.settings import FeatureSettings
 
 
 class DataError(VidcacheError):
@@ -33,13 +32,27 @@ class Example:
     length: int
 
 
-def open_caches(paths: list[Path]) -> tuple[list[CacheReader], FeatureSettings]:
+def open_caches(paths: list[Path], fuse: bool = False):
     """Open caches and check they share one set of feature settings.
 
+    Args:
+        paths: the caches.
+        fuse: the caches are feature sets of the same videos (one backbone each), read as
+            one whose rows are their per-frame concatenation
+            (:class:`~vidcache.features.fusion.FusedReader`). Defaults to False.
+
+    Returns:
+        ``(readers, settings)``: the open readers (one fused reader when ``fuse``) and their
+        settings (:class:`~vidcache.features.fusion.FusedSettings` when ``fuse``).
+
     Raises:
-        SettingsMismatch: two caches were made with other settings.
+        SettingsMismatch: two caches were made with other settings (fused: with other
+            frame sampling).
         CacheFormatError: a file is not a readable cache.
+        DataError: ``fuse`` with fewer than two caches.
     """
+    if fuse:
+        return _open_fused(paths, None)
     readers = []
     try:
         for path in paths:
@@ -57,6 +70,58 @@ def open_caches(paths: list[Path]) -> tuple[list[CacheReader], FeatureSettings]:
             f"({'; '.join(diffs)}); train on caches of one kind"
         )
     return readers, base.settings
+
+
+def open_fused(paths: list[Path], settings) -> tuple[list, object]:
+    """Open the caches of a run trained on fused feature sets: each cache is matched to the
+    part whose settings it has (in any order), and they are read fused in the run's order.
+
+    Raises:
+        SettingsMismatch: a part of ``settings`` has no cache, or a cache matches no part.
+    """
+    return _open_fused(paths, settings)
+
+
+def _open_fused(paths: list[Path], wanted):
+    from vidcache.features.fusion import FusedReader
+
+    if wanted is None and len(paths) < 2:
+        raise DataError("--fuse reads two caches or more, one per feature set")
+    readers = []
+    try:
+        for path in paths:
+            readers.append(CacheReader(path))
+        if wanted is not None:
+            readers = _in_part_order(readers, wanted)
+        fused = FusedReader(readers)
+    except Exception:
+        for reader in readers:
+            reader.close()
+        raise
+    return [fused], fused.settings
+
+
+def _in_part_order(readers: list[CacheReader], wanted) -> list[CacheReader]:
+    """``readers`` reordered to match ``wanted.parts`` one to one, by settings."""
+    ordered, spare = [], list(readers)
+    for number, part in enumerate(wanted.parts, start=1):
+        folders = any(r.holds_folders() for r in spare)
+        match = next((r for r in spare if not part.differences(r.settings, folders=folders)), None)
+        if match is None:
+            given = ", ".join(f"{r.path} ({r.settings.backbone})" for r in spare) or "none"
+            raise SettingsMismatch(
+                f"the run fuses {wanted.backbone} features; no cache given holds its part "
+                f"{number} ({part.backbone}, {part.image_size} px, weights {part.weights}): "
+                f"give one cache per part (left: {given})"
+            )
+        ordered.append(match)
+        spare.remove(match)
+    if spare:
+        raise SettingsMismatch(
+            f"{spare[0].path} ({spare[0].settings.backbone}) is not one of the run's fused "
+            f"feature sets ({wanted.backbone})"
+        )
+    return ordered
 
 
 def collect_examples(

@@ -182,7 +182,7 @@ def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
             "--bidirectional apply to classify and regress runs"
         )
     run_dir = Path(run_dir)
-    readers, settings = open_caches([Path(p) for p in cache_paths])
+    readers, settings = open_caches([Path(p) for p in cache_paths], config.fuse)
     try:
         examples, matched, notes = captioned_videos(
             readers, Path(config.captions), config.label_map or None

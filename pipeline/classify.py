@@ -50,7 +50,7 @@ def train_classifier(cache_paths: list[Path], run_dir: Path, config: TrainConfig
     from vidcache.pipeline.plots import plot_confusion, plot_learning_curves
 
     run_dir = Path(run_dir)
-    readers, settings = open_caches([Path(p) for p in cache_paths])
+    readers, settings = open_caches([Path(p) for p in cache_paths], config.fuse)
     try:
         examples = collect_examples(readers, config.label_map or None)
         classes = check_classes(examples)

@@ -399,6 +399,12 @@ Example:
     show_default=True,
     help="regress: seconds between a frame and its per-frame target row.",
 )
+@click.option(
+    "--fuse",
+    is_flag=True,
+    help="FEATURES are feature sets of the same videos (one cache per backbone, same "
+    "sampling): train on their per-frame concatenation.",
+)
 @_DISTRIBUTE
 @click.option("-q", "--quiet", is_flag=True, help="No per-epoch output.")
 @core_errors
@@ -437,11 +443,19 @@ def train_rnn_command(
     vocab_size,
     embedding_dim,
     time_tolerance,
+    fuse,
     distribute,
     quiet,
     scorer,
 ) -> None:
     from vidcache.pipeline.train import TrainConfig, train_rnn
+
+    if fuse:
+        folders = [str(path) for path in features if Path(path).is_dir()]
+        if folders:
+            raise click.ClickException(
+                f"--fuse reads one cache file per feature set; {folders[0]} is a folder"
+            )
 
     if seq_len is not None and max_len is not None:
         raise click.ClickException("--seq-len cannot be used with --max-len")
@@ -515,6 +529,7 @@ def train_rnn_command(
         embedding_dim=embedding_dim,
         time_tolerance=time_tolerance,
         distribute=distribute,
+        fuse=fuse,
     )
     result = train_rnn(expand_caches(features), run_dir, config)
     for note in result.notes:
@@ -652,7 +667,7 @@ def evaluate_command(
     caches, videos = _caches_and_videos(features)
     if videos:
         output = output or run_dir / f"eval-{videos[0].resolve().name}"
-        caches.append(_cache_videos(run_dir, videos, cache or output / "features.h5",
+        caches.extend(_cache_videos(run_dir, videos, cache or output / "features.h5",
                                     weights_path, quiet))  # fmt: skip
     elif cache is not None:
         raise click.ClickException("--cache keeps the features of videos; no videos were given")
@@ -693,20 +708,28 @@ def _caches_and_videos(paths) -> tuple[list[Path], list[Path]]:
     return caches, videos
 
 
-def _cache_videos(run_dir: Path, videos: list[Path], cache: Path, weights_path, quiet) -> Path:
-    """Bring ``cache`` up to date with the features of ``videos`` as the run made them."""
+def _cache_videos(
+    run_dir: Path, videos: list[Path], cache: Path, weights_path, quiet
+) -> list[Path]:
+    """Bring ``cache`` up to date with the features of ``videos`` as the run made them (a
+    fused run: one cache per feature set beside it)."""
     from vidcache.features.discover import discover
-    from vidcache.pipeline.extract import settings_like
-    from vidcache.pipeline.predict import features_for_run
+    from vidcache.pipeline.extract import run_settings
+    from vidcache.pipeline.predict import feature_parts, features_for_run, part_cache
     from vidcache.pipeline.report import ProgressReporter, format_summary
 
     sources = discover(videos)
     if not sources:
         raise click.ClickException(f"no videos found in {', '.join(map(str, videos))}")
-    reporter = ProgressReporter(quiet=quiet)
-    summary = features_for_run(settings_like(run_dir), sources, cache, weights_path, 32, reporter)
-    click.echo(format_summary(summary, cache), err=True)
-    return cache
+    parts = feature_parts(run_settings(run_dir))
+    made = []
+    for number, settings in enumerate(parts, start=1):
+        where = part_cache(cache, number, settings, len(parts))
+        reporter = ProgressReporter(quiet=quiet)
+        summary = features_for_run(settings, sources, where, weights_path, 32, reporter)
+        click.echo(format_summary(summary, where), err=True)
+        made.append(where)
+    return made
 
 
 @cli.command("predict", context_settings=CONTEXT)

@@ -27,6 +27,7 @@ from vidcache.features.decode import open_source
 from vidcache.features.discover import discover
 from vidcache.features.errors import SettingsMismatch
 from vidcache.features.frames import frames_as_settings
+from vidcache.features.fusion import FusedSettings
 from vidcache.models.data import DataError
 from vidcache.models.e2e import (
     available_memory,
@@ -182,6 +183,11 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
             "run (train-rnn without --task)"
         )
     settings = run.settings
+    if isinstance(settings, FusedSettings):
+        raise DataError(
+            f"{run.path} was trained on fused feature sets ({settings.backbone}); end-to-end "
+            "training fine-tunes one backbone: start from a run on one cache"
+        )
     network = get_backbone(settings.backbone)
     if network.blocks is None:
         raise DataError(

@@ -48,6 +48,7 @@ from vidcache.features.discover import VideoSource
 from vidcache.features.errors import CacheFormatError, DiskFull, SettingsMismatch, VideoDecodeError
 from vidcache.features.fingerprint import SourceStat, fingerprint, stat_source
 from vidcache.features.frames import sampled_frames
+from vidcache.features.fusion import FusedSettings, settings_of
 from vidcache.features.maintenance import migrate
 from vidcache.features.settings import FeatureSettings, SamplingSpec, check_compatible
 from vidcache.features.store import check_free_space
@@ -417,12 +418,28 @@ def settings_like(path: Path) -> FeatureSettings:
     Raises:
         CacheFormatError: neither a readable cache nor a run folder.
     """
+    settings = run_settings(path)
+    if isinstance(settings, FusedSettings):
+        raise CacheFormatError(
+            f"{path} was trained on fused feature sets ({settings.backbone}); --like copies "
+            "one: give the cache of the part to match"
+        )
+    return settings
+
+
+def run_settings(path: Path) -> FeatureSettings | FusedSettings:
+    """The feature settings of a cache file or a run folder; a run trained on fused feature
+    sets gives its :class:`FusedSettings`.
+
+    Raises:
+        CacheFormatError: neither a readable cache nor a run folder.
+    """
     path = Path(path)
     if path.is_dir():
         config = path / "config.json"
         try:
             data = json.loads(config.read_text(encoding="utf-8"))
-            return FeatureSettings.from_json(json.dumps(data["feature_settings"]))
+            return settings_of(data["feature_settings"])
         except (OSError, ValueError, KeyError, TypeError):
             raise CacheFormatError(
                 f"{path} is not a vidcache run (no readable config.json with feature settings)"

@@ -59,6 +59,8 @@ class TrainConfig:
         cell: the recurrent cell of the ``lstm`` head, ``"lstm"`` or ``"gru"``. Defaults to
             ``"lstm"``.
         attention_heads: attention heads of the ``transformer`` head. Defaults to 4.
+        fuse: the caches are feature sets of the same videos, fused per frame
+            (:mod:`vidcache.features.fusion`). Defaults to False.
     """
 
     head: str = "lstm"
@@ -96,6 +98,7 @@ class TrainConfig:
     distribute: str = "none"
     cell: str = "lstm"
     attention_heads: int = 4
+    fuse: bool = False
 
 
 @dataclass
@@ -275,7 +278,9 @@ def run_config(config: TrainConfig, readers, settings, examples, parts, fitted, 
         "task": config.task,
         "train": asdict(config),
         "caches": [
-            {"path": str(r.path.resolve()), "settings_sha256": r.settings.digest()} for r in readers
+            {"path": str(r.path.resolve()), "settings_sha256": r.settings.digest()}
+            for reader in readers
+            for r in getattr(reader, "parts", [reader])  # a fused reader: each part's cache
         ],
         "feature_settings": settings.to_dict(),
         **extra,

@@ -25,6 +25,7 @@ from vidcache.features.errors import (
     WeightsUnavailable,
 )
 from vidcache.features.fingerprint import fingerprint
+from vidcache.features.fusion import FusedSettings
 from vidcache.features.sampling import sample
 from vidcache.features.settings import FeatureSettings
 from vidcache.features.transform import fit_frame
@@ -110,9 +111,26 @@ class Prediction:
     error: str = ""
 
 
-def _cached_features(run: Run, sources: list[VideoSource]) -> dict[str, tuple]:
+def feature_parts(settings: FeatureSettings | FusedSettings) -> tuple[FeatureSettings, ...]:
+    """The feature sets a run reads: one, or each part of a fused set."""
+    return settings.parts if isinstance(settings, FusedSettings) else (settings,)
+
+
+def part_cache(cache: Path, number: int, settings: FeatureSettings, parts: int) -> Path:
+    """Where part ``number`` of a fused run's features goes, given the ``cache`` path the
+    user named: ``cache`` itself for a run of one feature set, else
+    ``STEM.N-BACKBONE.h5`` beside it."""
+    cache = Path(cache)
+    if parts == 1:
+        return cache
+    return cache.with_name(f"{cache.stem}.{number}-{settings.backbone}.h5")
+
+
+def _cached_features(
+    run: Run, sources: list[VideoSource], settings: FeatureSettings
+) -> dict[str, tuple]:
     """``{video_id: (features, timestamps)}`` of sources found (by content fingerprint) in
-    the run's caches."""
+    the run's caches made with ``settings``."""
     wanted = {}
     for source in sources:
         try:
@@ -122,7 +140,7 @@ def _cached_features(run: Run, sources: list[VideoSource]) -> dict[str, tuple]:
     found = {}
     for cache in run.config.get("caches", []):
         path = Path(cache["path"])
-        if not path.is_file() or cache.get("settings_sha256") != run.settings.digest():
+        if not path.is_file() or cache.get("settings_sha256") != settings.digest():
             continue
         try:
             with CacheReader(path) as reader:
@@ -178,16 +196,45 @@ def video_features(
     """Features and timestamps of each source made as in the run's cache (found there by
     fingerprint, in ``cache``, or extracted now, into ``cache`` when given so the next call
     finds them), and a :class:`Prediction` per source to fill in (``error`` set for
-    sources that could not be read)."""
-    features = _cached_features(run, sources)
+    sources that could not be read).
+
+    A run trained on fused feature sets gets each part made by its own backbone (into
+    ``CACHE-STEM.N-BACKBONE.h5`` beside ``cache`` when given) and concatenated per frame.
+    """
     results = {s.video_id: Prediction(s.video_id, str(s.path)) for s in sources}
+    parts = feature_parts(run.settings)
+    made = []
+    for number, settings in enumerate(parts, start=1):
+        where = None if cache is None else part_cache(cache, number, settings, len(parts))
+        made.append(
+            _part_features(run, settings, sources, weights_path, batch_size, where, results)
+        )
+    if len(made) == 1:
+        return made[0], results
+    features = {}
+    for video_id in made[0]:
+        if not all(video_id in part for part in made[1:]):
+            continue
+        rows = [part[video_id] for part in made]
+        if not all(np.array_equal(r[1], rows[0][1]) for r in rows[1:]):
+            results[video_id].error = "the fused backbones kept other frames (timestamps differ)"
+            continue
+        features[video_id] = (np.concatenate([r[0] for r in rows], axis=1), rows[0][1])
+    return features, results
+
+
+def _part_features(run, settings, sources, weights_path, batch_size, cache, results) -> dict:
+    """Features of ``sources`` made with one feature set's ``settings``; marks ``results``
+    (where the features came from, or why a source failed)."""
+    features = _cached_features(run, sources, settings)
     for video_id in features:
-        results[video_id].source = "cache"
+        if results[video_id].source != "extracted":
+            results[video_id].source = "cache"
     missing = [s for s in sources if s.video_id not in features]
     if missing:
         with tempfile.TemporaryDirectory(prefix="vidcache-predict-") as tmp:
             out = Path(cache) if cache is not None else Path(tmp) / "features.h5"
-            summary = features_for_run(run.settings, missing, out, weights_path, batch_size)
+            summary = features_for_run(settings, missing, out, weights_path, batch_size)
             done = [o for o in summary.outcomes if o.status != FAILED]
             for outcome in summary.failures:
                 results[outcome.video_id].error = outcome.reason
@@ -195,9 +242,11 @@ def video_features(
                 with CacheReader(out) as reader:
                     for outcome in done:
                         features[outcome.video_id] = _read(reader, outcome.video_id)
-                        kind = "cache" if outcome.status == CACHED else "extracted"
-                        results[outcome.video_id].source = kind
-    return features, results
+                        if outcome.status != CACHED:
+                            results[outcome.video_id].source = "extracted"
+                        elif not results[outcome.video_id].source:
+                            results[outcome.video_id].source = "cache"
+    return features
 
 
 def predict_videos(
@@ -315,14 +364,16 @@ def stream_predict(
         )
     else:
         stream = StreamingModel(run.model)
-    extractor = build_extractor(settings, weights_path, 1)
+    extractors = [
+        (part, build_extractor(part, weights_path, 1)) for part in feature_parts(settings)
+    ]
     try:
-        return _stream(run, location, every, top_k, on_update, input_format, stream, extractor)
+        return _stream(run, location, every, top_k, on_update, input_format, stream, extractors)
     except VideoDecodeError as exc:
         raise VideoDecodeError(f"{location}: {exc}") from None
 
 
-def _stream(run, location, every, top_k, on_update, input_format, stream, extractor):
+def _stream(run, location, every, top_k, on_update, input_format, stream, extractors):
     settings = run.settings
     path = Path(location)
     if path.is_dir():
@@ -337,8 +388,13 @@ def _stream(run, location, every, top_k, on_update, input_format, stream, extrac
         frames = sample(reader.frames(), settings.sampling)
         for count, (_, timestamp, frame) in enumerate(frames, start=1):
             started = time.perf_counter()
-            image = fit_frame(frame, settings.image_size, settings.resize)
-            features = extractor(image[None])[0]
+            # Each backbone of the run once per frame, at its own size; fused: concatenated.
+            features = np.concatenate(
+                [
+                    extractor(fit_frame(frame, part.image_size, part.resize)[None])[0]
+                    for part, extractor in extractors
+                ]
+            )
             middle = time.perf_counter()
             output = stream.step(features)
             cnn.append(middle - started)

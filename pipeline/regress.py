@@ -178,7 +178,7 @@ def train_regressor(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
         raise DataError("a regression run needs --targets CSV (path,value or path,time,value)")
     run_dir = Path(run_dir)
     table = read_targets(Path(config.targets))
-    readers, settings = open_caches([Path(p) for p in cache_paths])
+    readers, settings = open_caches([Path(p) for p in cache_paths], config.fuse)
     try:
         examples, targets, weights, notes = targeted_videos(readers, table, config)
         if len(examples) < 2:

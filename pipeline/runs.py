@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidcache.features.errors import VidcacheError
+from vidcache.features.fusion import FusedSettings, settings_of
 from vidcache.features.settings import FeatureSettings
 from vidcache.pipeline.fitting import TrainConfig
 
@@ -23,7 +24,7 @@ class Run:
     model: object
     classes: list[str]
     config: dict
-    settings: FeatureSettings
+    settings: FeatureSettings | FusedSettings
     vocabulary: object = None  # models.text.CaptionVocabulary of a caption run
 
     @property
@@ -70,7 +71,7 @@ def load_run(run_dir: Path) -> Run:
             if not (run_dir / "labels.json").is_file():
                 raise RunError(f"{run_dir} is not a vidcache run (missing labels.json)")
             classes = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))
-        settings = FeatureSettings.from_json(json.dumps(config["feature_settings"]))
+        settings = settings_of(config["feature_settings"])
         model = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
         vocabulary = CaptionVocabulary.load(run_dir) if task == "caption" else None
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -22,7 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from vidcache.features.errors import SettingsMismatch
-from vidcache.models.data import DataError, open_caches
+from vidcache.features.fusion import FusedSettings
+from vidcache.models.data import DataError, open_caches, open_fused
 from vidcache.pipeline.caption import evaluate_captions, train_captioner
 from vidcache.pipeline.classify import evaluate_classifier, train_classifier
 from vidcache.pipeline.distribute import distribution
@@ -125,7 +126,10 @@ def evaluate_run(
     config = run_train_config(run)
     if scorer is not None:
         config = replace(config, scorer=scorer)
-    readers, settings = open_caches(paths)
+    if isinstance(run.settings, FusedSettings):  # one cache per part, matched by settings
+        readers, settings = open_fused(paths, run.settings)
+    else:
+        readers, settings = open_caches(paths)
     try:
         folders = any(reader.holds_folders() for reader in readers)
         diffs = run.settings.differences(settings, folders=folders)
