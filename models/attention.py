@@ -19,6 +19,7 @@ module is imported (:mod:`models.heads` imports it).
 from __future__ import annotations
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -217,3 +218,30 @@ def empty_cache(block: CausalAttentionBlock) -> tuple[np.ndarray, np.ndarray]:
     """The key/value cache of a stream before its first frame."""
     empty = np.zeros((1, block.heads, 0, block.key_dim), np.float32)
     return empty, empty.copy()
+
+
+def attention_blocks(model) -> list[CausalAttentionBlock]:
+    """The ``attention_0``, ``attention_1``... blocks of a model, in order."""
+    names = [layer.name for layer in model.layers if re.fullmatch(r"attention_\d+", layer.name)]
+    return [model.get_layer(name) for name in sorted(names, key=lambda n: int(n[10:]))]
+
+
+def encoder_step(model):
+    """``step(x, position, caches) -> (output, caches)``: one standardised frame ``(1, D)``
+    at ``position`` through the causal encoder of ``model`` (projection, position, every
+    block with its key/value cache, ``encoder_norm``), as the offline model computes that
+    frame's output. Start the caches with :func:`empty_cache` of each block."""
+    blocks = attention_blocks(model)
+    projection = model.get_layer("frame_projection")
+    positions = model.get_layer("frame_positions")
+    norm = model.get_layer("encoder_norm")
+
+    def step(x, position, caches):
+        x = positions.at(projection(x), position)
+        new_caches = []
+        for block, (keys, values) in zip(blocks, caches):
+            x, keys, values = block.step(x, keys, values)
+            new_caches.append((keys, values))
+        return norm(x), new_caches
+
+    return step

@@ -1,4 +1,5 @@
-"""Video captioning over cached frame features: an LSTM encoder, an LSTM decoder, search.
+"""Video captioning over cached frame features: an encoder (LSTM, GRU or causal
+transformer), a decoder, search.
 
 Training model (teacher forcing), inputs ``frames (B, T, D)`` zero-padded and ``tokens
 (B, L)`` = ``<start> w1..wn`` zero-padded, output word logits ``(B, L, V)``::
@@ -7,6 +8,10 @@ Training model (teacher forcing), inputs ``frames (B, T, D)`` zero-padded and ``
     tokens -> Embedding(mask_zero) -> LSTM "decoder" (initial state h, c)
            [-> dot-product "attention" over the encoder sequence -> Dense "attention_out"]
            -> Dense "words"
+
+With ``encoder="gru"`` both recurrent layers are GRUs (state h alone); with
+``encoder="transformer"`` the frames go through ``models.attention``'s causal blocks and the
+decoder LSTM starts from ``init_h``/``init_c`` of their last-and-mean readout.
 
 Padded frames are masked in the encoder (its final state is that of the last real frame)
 and in attention; padded tokens are masked in the decoder and given zero weight in the
@@ -32,6 +37,9 @@ def build_captioner(
     embedding_dim: int = 128,
     attention: bool = False,
     dropout: float = 0.2,
+    encoder: str = "lstm",
+    attention_heads: int = 4,
+    layers: int = 1,
 ):
     """Build the uncompiled teacher-forcing model (outputs logits).
 
@@ -43,21 +51,41 @@ def build_captioner(
         embedding_dim: word embedding size. Defaults to 128.
         attention: attend over the encoder's frame outputs at each word. Defaults to False.
         dropout: input dropout of both LSTMs. Defaults to 0.2.
+        encoder: ``"lstm"`` (LSTM encoder and decoder), ``"gru"`` (GRU encoder and
+            decoder) or ``"transformer"`` (a causal self-attention encoder of ``layers``
+            blocks whose last-and-mean readout gives the LSTM decoder its initial state
+            through ``init_h``/``init_c``). Defaults to ``"lstm"``.
+        attention_heads: heads of the transformer encoder. Defaults to 4.
+        layers: blocks of the transformer encoder. Defaults to 1.
     """
     import keras
 
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder must be one of {ENCODERS}. Received: encoder={encoder}")
     dim = int(np.asarray(mean).shape[-1])
     frames = keras.Input((None, dim), name="frames")
     tokens = keras.Input((None,), dtype="int32", name="tokens")
     x = standardized(frames, mean, variance)
-    encoded, h, c = keras.layers.LSTM(
-        units, return_sequences=True, return_state=True, dropout=dropout, name="encoder"
-    )(x)
+    if encoder == "transformer":
+        from vidcache.models.attention import LastAndMean, transformer_body
+
+        encoded = transformer_body(x, units, layers, attention_heads, dropout, True, True)
+        readout = LastAndMean(pooled=True, name="readout")(encoded)
+        state = [
+            keras.layers.Dense(units, activation="tanh", name=name)(readout)
+            for name in ("init_h", "init_c")
+        ]
+    else:
+        recurrent = keras.layers.GRU if encoder == "gru" else keras.layers.LSTM
+        encoded, *state = recurrent(
+            units, return_sequences=True, return_state=True, dropout=dropout, name="encoder"
+        )(x)
     words = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name="embedding")(
         tokens
     )
-    y = keras.layers.LSTM(units, return_sequences=True, dropout=dropout, name="decoder")(
-        words, initial_state=[h, c]
+    decoder = keras.layers.GRU if encoder == "gru" else keras.layers.LSTM
+    y = decoder(units, return_sequences=True, dropout=dropout, name="decoder")(
+        words, initial_state=state
     )
     if attention:
         context = keras.layers.Attention(name="attention")([y, encoded])
@@ -66,6 +94,20 @@ def build_captioner(
     logits = keras.layers.Dense(vocab_size, name="words")(y)
     name = "vidcache_captioner_attention" if attention else "vidcache_captioner"
     return keras.Model([frames, tokens], logits, name=name)
+
+
+#: The captioner's encoders (``train-rnn --task caption``: ``--cell`` or ``--head``).
+ENCODERS = ("lstm", "gru", "transformer")
+
+
+def encoder_kind(model) -> str:
+    """Which encoder a trained captioner has: ``lstm``, ``gru`` or ``transformer``."""
+    import keras
+
+    names = {layer.name for layer in model.layers}
+    if "init_h" in names:
+        return "transformer"
+    return "gru" if isinstance(model.get_layer("encoder"), keras.layers.GRU) else "lstm"
 
 
 def frame_mask(frames: np.ndarray) -> np.ndarray:
@@ -88,10 +130,15 @@ class CaptionDecoder:
 
         names = {layer.name for layer in model.layers}
         self.attention = "attention" in names
-        encoder = model.get_layer("encoder")
-        self._encoder = keras.Model(model.inputs[0], encoder.output)
+        self.kind = encoder_kind(model)
+        if self.kind == "transformer":
+            outputs = [model.get_layer(n).output for n in ("encoder_norm", "init_h", "init_c")]
+        else:
+            outputs = model.get_layer("encoder").output
+        self._encoder = keras.Model(model.inputs[0], outputs)
         embedding = model.get_layer("embedding")
         cell = model.get_layer("decoder").cell
+        gru = self.kind == "gru"  # a GRU carries h alone: c rides along unchanged
         words = model.get_layer("words")
         attend = model.get_layer("attention") if self.attention else None
         attend_out = model.get_layer("attention_out") if self.attention else None
@@ -104,7 +151,10 @@ class CaptionDecoder:
         def step(token, h, c, encoded, mask):
             # A plain lookup: calling the layer would attach a mask the cell cannot take.
             vectors = tf.gather(embedding.embeddings, token)
-            out, (h, c) = cell(vectors, [h, c], training=False)
+            if gru:
+                out, (h,) = cell(vectors, [h], training=False)
+            else:
+                out, (h, c) = cell(vectors, [h, c], training=False)
             if attend is not None:
                 context = attend([out[:, None], encoded], mask=[None, mask], training=False)
                 out = attend_out(tf.concat([out, context[:, 0]], axis=-1))
@@ -115,7 +165,8 @@ class CaptionDecoder:
     def encode(self, frames: np.ndarray):
         """Encoder outputs, final states and frame mask for ``frames (B, T, D)``."""
         frames = np.asarray(frames, np.float32)
-        encoded, h, c = self._encoder(frames, training=False)
+        encoded, h, *c = self._encoder(frames, training=False)
+        c = c[0] if c else np.zeros_like(h)  # a GRU has no cell state
         return encoded, h, c, frame_mask(frames)
 
     def greedy(self, frames: np.ndarray, max_words: int) -> list[list[int]]:
@@ -261,40 +312,85 @@ class StreamingCaptioner:
         self.decoder = CaptionDecoder(model)
         self.beam_size, self.max_words = beam_size, max_words
         standardize = model.get_layer("standardize")
+        self._kind = self.decoder.kind
+        if self._kind == "transformer":
+            self._start_transformer(tf, model, standardize)
+            self.reset()
+            return
         cell = model.get_layer("encoder").cell
         self._units = int(cell.units)
+        gru = self._kind == "gru"
 
         @tf.function(reduce_retracing=True)
         def encode_step(x, h, c):
             # The layer's statistics are shaped for (batch, time, dim): one frame is (1, dim).
             x = tf.reshape(standardize(x[None, :]), (1, -1))
-            out, (h, c) = cell(x, [h, c], training=False)
+            if gru:
+                out, (h,) = cell(x, [h], training=False)
+            else:
+                out, (h, c) = cell(x, [h, c], training=False)
             return out, h, c
 
         self._encode_step = encode_step
         self.reset()
+
+    def _start_transformer(self, tf, model, standardize) -> None:
+        """The transformer encoder one frame at a time: each block's keys and values of the
+        frames so far are kept (as for a classifier, :mod:`models.stream`); the decoder's
+        initial state comes from the readout of the frames so far."""
+        from vidcache.models.attention import attention_blocks, empty_cache, encoder_step
+
+        blocks = attention_blocks(model)
+        encode = encoder_step(model)
+        init_h, init_c = model.get_layer("init_h"), model.get_layer("init_c")
+        self._blocks, self._empty_cache = blocks, empty_cache
+        self._units = int(blocks[-1].units)
+
+        @tf.function(reduce_retracing=True)
+        def encode_step(x, position, caches):
+            return encode(tf.reshape(standardize(x[None, :]), (1, -1)), position, caches)
+
+        @tf.function(reduce_retracing=True)
+        def initial_state(last, mean):
+            readout = tf.concat([last, mean], axis=-1)
+            return init_h(readout), init_c(readout)
+
+        self._encode_step, self._initial_state = encode_step, initial_state
 
     def reset(self) -> None:
         """Forget every frame seen so far."""
         self._h = np.zeros((1, self._units), np.float32)
         self._c = np.zeros((1, self._units), np.float32)
         self._outputs: list[np.ndarray] = []
+        if self._kind == "transformer":
+            self._caches = [self._empty_cache(block) for block in self._blocks]
         self.frames = 0
 
     def step(self, features: np.ndarray) -> None:
         """Take one frame's feature vector ``(D,)``."""
-        out, self._h, self._c = self._encode_step(
-            np.asarray(features, np.float32), self._h, self._c
-        )
+        x = np.asarray(features, np.float32)
+        if self._kind == "transformer":
+            out, self._caches = self._encode_step(x, np.int32(self.frames), self._caches)
+        else:
+            out, self._h, self._c = self._encode_step(x, self._h, self._c)
         self._outputs.append(np.asarray(out))
         self.frames += 1
+
+    def encoding(self):
+        """What :meth:`CaptionDecoder.encode` gives for the frames so far: the encoder's
+        outputs ``(1, T, units)``, the decoder's initial ``h`` and ``c``, the frame mask."""
+        encoded = np.stack(self._outputs, axis=1)
+        h, c = self._h, self._c
+        if self._kind == "transformer":
+            h, c = self._initial_state(self._outputs[-1], encoded.mean(axis=1))
+            h, c = np.asarray(h), np.asarray(c)
+        return encoded, h, c, np.ones(encoded.shape[:2], bool)
 
     def caption(self) -> list[int]:
         """Word ids of the caption of the frames so far (none before the first frame)."""
         if not self._outputs:
             return []
-        encoded = np.stack(self._outputs, axis=1)  # (1, T, units)
-        encoding = (encoded, self._h, self._c, np.ones(encoded.shape[:2], bool))
+        encoding = self.encoding()
         if self.beam_size > 1:
             return self.decoder.beam_encoded(encoding, self.beam_size, self.max_words)[0]
         return self.decoder.greedy_encoded(encoding, self.max_words)[0]

@@ -57,17 +57,13 @@ class StreamingModel:
         # A "pooled" readout: the top LSTM's final state, mean and max of its outputs so far.
         self._pooled = "pooled" in names
         pooled = model.get_layer("pooled") if self._pooled else None
-        blocks = [n for n in names if re.fullmatch(r"attention_\d+", n)]
-        blocks.sort(key=lambda n: int(n.split("_")[1]))
-        self._blocks = [model.get_layer(name) for name in blocks]
+        from vidcache.models.attention import attention_blocks, empty_cache, encoder_step
+
+        self._blocks = attention_blocks(model)
+        self._empty_cache = empty_cache
         self._width = 0
         if self._blocks:
-            from vidcache.models.attention import empty_cache
-
-            self._empty_cache = empty_cache
-            projection = model.get_layer("frame_projection")
-            positions = model.get_layer("frame_positions")
-            encoder_norm = model.get_layer("encoder_norm")
+            encode = encoder_step(model)
             # A per-frame regressor has no readout: each frame's output is its own.
             readout = model.get_layer("readout") if "readout" in names else None
             self._width = self._blocks[-1].units
@@ -105,18 +101,12 @@ class StreamingModel:
         self._lstm_step, self._mean_step = lstm_step, mean_step
         if not self._blocks:
             return
-        blocks_ = self._blocks
 
         # The key/value caches grow by one frame per step: shapes vary in the time axis.
         @tf.function(reduce_retracing=True)
         def attention_step(x, position, caches, total):
             x = tf.reshape(standardize(x[None, :]), (1, -1))
-            x = positions.at(projection(x), position)
-            new_caches = []
-            for block, (keys, values) in zip(blocks_, caches):
-                x, keys, values = block.step(x, keys, values)
-                new_caches.append((keys, values))
-            x = encoder_norm(x)
+            x, new_caches = encode(x, position, caches)
             total = total + x
             if readout is not None and readout.pooled:
                 x = tf.concat([x, total / tf.cast(position + 1, x.dtype)], axis=-1)

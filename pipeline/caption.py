@@ -176,10 +176,15 @@ def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
 
     if not config.captions:
         raise DataError("a caption run needs --captions CSV (path,caption rows)")
-    if config.head != "lstm" or config.layers != 1 or config.bidirectional:
+    if (
+        config.head == "mean"
+        or config.bidirectional
+        or (config.layers != 1 and config.head != "transformer")
+    ):
         raise DataError(
-            "a caption run has one LSTM encoder and one decoder: --head mean, --layers and "
-            "--bidirectional apply to classify and regress runs"
+            "a caption run has one recurrent encoder (or a transformer encoder of --layers "
+            "blocks) and one decoder: --head mean, --layers (but for --head transformer) "
+            "and --bidirectional apply to classify and regress runs"
         )
     run_dir = Path(run_dir)
     readers, settings = open_caches([Path(p) for p in cache_paths], config.fuse)
@@ -217,6 +222,9 @@ def train_captioner(cache_paths: list[Path], run_dir: Path, config: TrainConfig)
                 config.embedding_dim,
                 config.attention,
                 config.dropout,
+                encoder="transformer" if config.head == "transformer" else config.cell,
+                attention_heads=config.attention_heads,
+                layers=config.layers,
             )
             model.compile(
                 optimizer=keras.optimizers.Adam(config.lr),

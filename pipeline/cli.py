@@ -259,7 +259,8 @@ Example:
     default="lstm",
     show_default=True,
     help="LSTM, the mean-of-frames baseline, or a causal transformer (self-attention over "
-    "the frames so far; --units wide, --layers blocks; streams like the LSTM).",
+    "the frames so far; --units wide, --layers blocks; streams like the LSTM; a caption "
+    "run's encoder).",
 )
 @click.option(
     "--attention-heads",
@@ -273,8 +274,8 @@ Example:
     type=click.Choice(["lstm", "gru"]),
     default="lstm",
     show_default=True,
-    help="The recurrent cell of the lstm head (classify and regress): LSTM, or GRU (fewer "
-    "weights; streams the same way).",
+    help="The recurrent cell of the lstm head (a caption run's encoder and decoder): LSTM, "
+    "or GRU (fewer weights; streams the same way).",
 )
 @click.option(
     "--readout",
@@ -479,20 +480,10 @@ def train_rnn_command(
             )
         if bidirectional:
             raise click.ClickException("--bidirectional: the transformer head is causal only")
-        if task == "caption":
-            raise click.ClickException(
-                "--head transformer is for --task classify and regress (the captioner's "
-                "encoder is an LSTM)"
-            )
     elif attention_heads != 4:
         raise click.ClickException("--attention-heads needs --head transformer")
     if cell != "lstm" and head != "lstm":
         raise click.ClickException(f"--cell {cell} needs the lstm head (--head {head} has none)")
-    if cell != "lstm" and task == "caption":
-        raise click.ClickException(
-            f"--cell {cell} is for --task classify and regress (the captioner's encoder and "
-            "decoder are LSTMs)"
-        )
     _check_scorer(scorer)
     config = TrainConfig(
         head=head,

@@ -19,18 +19,23 @@ from vidcache.pipeline.train import TrainConfig, evaluate_run, load_run, train_r
 VOCAB = 12
 
 
-def _captioner(attention, seed=0):
+def _captioner(attention, seed=0, encoder="lstm"):
     import keras
 
     keras.utils.set_random_seed(seed)
     return build_captioner(
-        VOCAB, np.zeros(DIM), np.ones(DIM), units=8, embedding_dim=4, attention=attention, dropout=0
-    )
+        VOCAB, np.zeros(DIM), np.ones(DIM), units=8, embedding_dim=4, attention=attention,
+        dropout=0, encoder=encoder, attention_heads=2, layers=2,
+    )  # fmt: skip
 
 
-@pytest.mark.parametrize("attention", [False, True])
-def test_teacher_forcing_shapes_and_masking_of_frames_and_words(attention):
-    model = _captioner(attention)
+#: (attention, encoder) pairs: every captioner the command line can build.
+CAPTIONERS = [(a, e) for e in ("lstm", "gru", "transformer") for a in (False, True)]
+
+
+@pytest.mark.parametrize("attention, encoder", CAPTIONERS)
+def test_teacher_forcing_shapes_and_masking_of_frames_and_words(attention, encoder):
+    model = _captioner(attention, encoder=encoder)
     rng = np.random.default_rng(0)
     frames = rng.normal(size=(2, 6, DIM)).astype(np.float32)
     frames[1, 4:] = 0.0  # video 1 has 4 frames
@@ -68,9 +73,9 @@ def test_padded_words_carry_no_loss():
     )
 
 
-@pytest.mark.parametrize("attention", [False, True])
-def test_beam_search_of_width_one_is_greedy_decoding(attention):
-    model = _captioner(attention, seed=3)
+@pytest.mark.parametrize("attention, encoder", [(False, "lstm"), (True, "lstm"), (True, "gru")])
+def test_beam_search_of_width_one_is_greedy_decoding(attention, encoder):
+    model = _captioner(attention, seed=3, encoder=encoder)
     decoder = CaptionDecoder(model)
     rng = np.random.default_rng(2)
     videos = [rng.normal(size=(n, DIM)).astype(np.float32) for n in (3, 5, 7, 4)]
@@ -87,16 +92,21 @@ def test_beam_search_of_width_one_is_greedy_decoding(attention):
     assert decoder.captions(videos, 3, 6, batch_size=4) == [decoder.beam(v, 3, 6) for v in videos]
 
 
-@pytest.mark.parametrize("attention", [False, True])
-def test_a_streamed_caption_equals_the_offline_caption(attention):
-    model = _captioner(attention, seed=5)
+@pytest.mark.parametrize("attention, encoder", CAPTIONERS)
+def test_a_streamed_caption_equals_the_offline_caption(attention, encoder):
+    model = _captioner(attention, seed=5, encoder=encoder)
     decoder = CaptionDecoder(model)
+    assert decoder.kind == encoder
     x = np.random.default_rng(4).normal(size=(6, DIM)).astype(np.float32)
     for beam in (1, 3):
         stream = StreamingCaptioner(model, beam, max_words=6)
         assert stream.caption() == []
         for t, row in enumerate(x, start=1):
             stream.step(row)
+            # What the decoder starts from equals the offline encoding of the frames so far.
+            streamed, offline = stream.encoding(), decoder.encode(x[None, :t])
+            for a, b in zip(streamed[:3], offline[:3]):
+                np.testing.assert_allclose(a, np.asarray(b), atol=1e-5)
             if t in (3, 6):  # the caption of the frames so far
                 assert stream.caption() == decoder.captions([x[:t]], beam, 6)[0]
         assert stream.frames == 6
@@ -312,3 +322,28 @@ def test_cli_regression_run_and_evaluate_print_errors_next_to_the_baseline(tmp_p
     frames.write_text("path,time,v\nv/clip_00.mp4,0,1\n")
     result = runner.invoke(cli, ["evaluate", str(run), str(cache), "--targets", str(frames)])
     assert result.exit_code == 1 and "the run predicts per-video delta" in result.output
+
+
+@pytest.mark.parametrize(
+    "encoder", [["--cell", "gru"], ["--head", "transformer", "--layers", 2, "--attention-heads", 2]]
+)
+def test_caption_runs_with_a_gru_or_transformer_encoder(tmp_path, encoder):
+    from test_train import ordered_videos
+
+    videos = ordered_videos(per_class=4)
+    cache = write_cache(tmp_path / "f.h5", videos)
+    captions = tmp_path / "captions.csv"
+    with open(captions, "w", newline="") as handle:
+        csv.writer(handle).writerows((v, f"a ramp {label}") for v, (label, _) in videos.items())
+    run = tmp_path / "run"
+    result = CliRunner().invoke(
+        cli,
+        ["train-rnn", str(cache), "-o", str(run), "--task", "caption", "--captions",
+         str(captions), "--units", "8", "--embedding-dim", "4",
+         "--epochs", "2", "-q", *map(str, encoder)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    loaded = load_run(run)  # safe mode: the encoder's layers are registered
+    assert CaptionDecoder(loaded.model).kind == ("gru" if "gru" in encoder else "transformer")
+    metrics, _ = evaluate_run(run, cache, tmp_path / "eval", captions)
+    assert metrics["videos"] == 12 and 0 <= metrics["bleu4"] <= 1
