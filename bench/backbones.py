@@ -16,6 +16,9 @@ Usage::
 
     python bench/backbones.py                 # about 10 minutes on 2 cores
     python bench/backbones.py --quick         # small inputs, 1 round: a smoke test
+    python bench/backbones.py --only CLIP-ViT-B32,InceptionV3
+
+CLIP-ViT-B32 is measured when keras-hub (the ``hub`` extra) is installed.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 
 from _table import print_table
 
-BACKBONES = ["InceptionV3", "ResNet50", "EfficientNetV2S", "MobileNetV3Large"]
+BACKBONES = ["InceptionV3", "ResNet50", "EfficientNetV2S", "MobileNetV3Large", "CLIP-ViT-B32"]
 BATCH = 32
 
 BARE = r"""
@@ -95,8 +98,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, one round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--only", help="comma-separated backbones (default: all; CLIP when keras-hub is here)"
+    )
     args = parser.parse_args()
+    import importlib.util
+
     from vidcache.features.backbones import get_backbone
+
+    global BACKBONES
+    if args.only:
+        BACKBONES = [get_backbone(name).name for name in args.only.split(",")]
+    elif importlib.util.find_spec("keras_hub") is None:
+        BACKBONES = [name for name in BACKBONES if not name.startswith("CLIP")]
 
     rounds = 1 if args.quick else args.rounds
     batches = 1 if args.quick else 3

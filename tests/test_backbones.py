@@ -278,3 +278,42 @@ def test_weights_list_names_every_backbone_and_its_file(tmp_path, monkeypatch):
     assert "2048-d, 224 px (at least 32)" in resnet and "(present)" in resnet
     inception = next(line for line in lines if line.startswith("InceptionV3:"))
     assert "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 (missing)" in inception
+
+
+@pytest.mark.slow
+def test_every_backbone_extracts_every_format_the_tests_make(tmp_path):
+    """One clip per demo format (H.264, MPEG-4, VP9, FFV1, MJPEG) and a folder of frames,
+    through every built-in backbone at its smallest input (CLIP-ViT-L14 left out: the same
+    code as B32, at four times the build cost; CLIP only with the hub extra)."""
+    import importlib.util
+
+    from vidcache.features.synthetic import DEMO_FORMATS, write_video
+
+    rng = np.random.default_rng(0)
+    videos = tmp_path / "v"
+    for number, (ext, codec, pix_fmt) in enumerate(DEMO_FORMATS):
+        frames = rng.integers(0, 256, (3, 48, 64, 3), dtype=np.uint8)
+        write_video(videos / f"c{number}.{ext}", frames, 10, codec, pix_fmt)
+    from PIL import Image
+
+    (videos / "frames").mkdir()
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(
+            videos / "frames" / f"{index:03d}.png"
+        )
+    names = [n for n in backbone_names() if n != "CLIP-ViT-L14"]
+    if importlib.util.find_spec("keras_hub") is None:
+        names = [n for n in names if not n.startswith("CLIP")]
+    for name in names:
+        entry = get_backbone(name)
+        out = tmp_path / f"{name}.h5"
+        invoke("extract", videos, "-o", out, "--backbone", name, "--weights", "random",
+               "--image-size", max(entry.min_image_size, 32), "--fps", 0, "--folder-fps", 10,
+               "-q")  # fmt: skip
+        with CacheReader(out) as cache:
+            entries = cache.entries()
+            assert len(entries) == len(DEMO_FORMATS) + 1, (name, sorted(entries))
+            for video_id in entries:
+                features = cache.features(video_id)
+                assert features.shape == (3, entry.feature_dim), (name, video_id)
+                assert np.isfinite(features).all()
