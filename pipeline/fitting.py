@@ -185,6 +185,41 @@ def batch_count(count: int):
     return lambda batch: -(-count // batch)
 
 
+def stop_on_ctrl_c():
+    """A Keras callback: the first Ctrl-C asks ``fit`` to stop after the current batch
+    (``model.stop_training``), so training ends the normal way, between steps: the best
+    weights are restored and saved, nothing is cut off inside a checkpoint write or a data
+    read. A second Ctrl-C interrupts at once (``KeyboardInterrupt``). ``requested`` says
+    whether it stopped the run. It acts only in the main thread, where Python delivers
+    signals."""
+    import signal
+    import threading
+
+    import keras
+
+    class StopOnCtrlC(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.requested = False
+            self._previous = None
+
+        def on_train_begin(self, logs=None):
+            if threading.current_thread() is threading.main_thread():
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+
+        def _handle(self, signum, frame):
+            self.requested = True
+            self.model.stop_training = True
+            signal.signal(signal.SIGINT, self._previous)  # the next one interrupts
+
+        def on_train_end(self, logs=None):
+            if self._previous is not None:
+                signal.signal(signal.SIGINT, self._previous)
+                self._previous = None
+
+    return StopOnCtrlC()
+
+
 def fit_model(
     model,
     train_data,
@@ -201,8 +236,9 @@ def fit_model(
     forever (a distributed run, :mod:`vidcache.pipeline.distribute`); the model returned
     is then the saved best one, loaded outside the strategy, for plain local use.
 
-    Ctrl-C stops training and keeps the best model saved so far (re-raised when there is
-    none yet).
+    Ctrl-C stops training after the current batch and keeps the best model so far
+    (:func:`stop_on_ctrl_c`); a second Ctrl-C interrupts at once, keeping the best model
+    saved so far (re-raised when there is none yet).
     """
     import keras
 
@@ -230,6 +266,10 @@ def fit_model(
             ),
         )
     )
+    ctrl_c = None
+    if config.distribute != "multi-worker":
+        ctrl_c = stop_on_ctrl_c()
+        callbacks.append(ctrl_c)
     interrupted = False
     history = None
     try:
@@ -251,7 +291,8 @@ def fit_model(
                 steps_per_epoch=steps[0],
                 validation_steps=steps[1],
             )
-    except KeyboardInterrupt:
+        interrupted = ctrl_c is not None and ctrl_c.requested
+    except KeyboardInterrupt:  # a second Ctrl-C, or one where no handler could be installed
         interrupted = True
         for callback in callbacks:  # Keras skips this on an interrupt: close history.csv
             callback.on_train_end()

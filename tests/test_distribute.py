@@ -136,15 +136,16 @@ def test_train_e2e_on_two_cpu_devices_and_on_two_workers(
             start_new_session=True,
         )
 
+    # All three at once: their start-up (imports, model builds) overlaps.
     mirrored = e2e(tmp_path / "m", "mirrored", {"VIDCACHE_CPU_REPLICAS": "2"})
-    output = finish(mirrored)
-    assert mirrored.returncode == 0, output
     workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     processes = [
         e2e(tmp_path / "w", "multi-worker", {"TF_CONFIG": json.dumps(
             {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})})
         for i in range(2)
     ]  # fmt: skip
+    output = finish(mirrored)
+    assert mirrored.returncode == 0, output
     outputs = [finish(p) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     for out, kind, workers_count in (

@@ -1,5 +1,6 @@
 """Prediction on new videos and as a stream, with a real (small, random-init) CNN."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -154,21 +155,44 @@ def test_the_batch_recipe_scores_each_dataset_and_costs_nothing_the_second_time(
 
 
 def test_a_run_on_another_backbone_predicts_with_that_backbone(tmp_path, dataset):
-    """The backbone is in the run's settings: predict (offline and streamed) rebuilds it."""
+    """The backbone is in the run's settings: predict (offline and streamed, frame by frame
+    at batch 1) rebuilds it, and the two agree (every backbone's batch-1 features: below)."""
+    backbone, name, dim = "mobilenetv3-large", "MobileNetV3Large", 960
     runner = CliRunner()
     cache, run = tmp_path / "m.h5", tmp_path / "run"
     result = runner.invoke(cli, ["extract", str(dataset), "-o", str(cache), "--backbone",
-                                 "mobilenetv3-large", "--weights", "random", "--image-size",
+                                 backbone, "--weights", "random", "--image-size",
                                  "32", "-q"])  # fmt: skip
     assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["train-rnn", str(cache), "-o", str(run), "--units", "4",
                                  "--epochs", "1", "--val-split", "0.5", "-q"])  # fmt: skip
     assert result.exit_code == 0, result.output
     loaded = load_run(run)
-    assert loaded.settings.backbone == "MobileNetV3Large" and loaded.settings.feature_dim == 960
+    assert loaded.settings.backbone == name and loaded.settings.feature_dim == dim
     clip = lossless(tmp_path / "new" / "clip.mkv", random_frames(6, seed=9))
     (offline,) = predict_videos(loaded, discover([clip]), top_k=2, batch_size=4)
     assert not offline.error and offline.source == "extracted"
     streamed = stream_predict(loaded, str(clip), every=1, top_k=2)
     assert [c for c, _ in streamed.top] == [c for c, _ in offline.top]
     np.testing.assert_allclose([q for _, q in streamed.top], [q for _, q in offline.top], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_every_backbone_gives_the_same_features_frame_by_frame_as_in_batches():
+    """What ``predict --stream`` adds per backbone: its extractor at batch 1, one frame at a
+    time, equals the batched extractor ``predict`` and ``extract-features`` use (InceptionV3
+    and MobileNetV3Large also end to end, above; CLIP-ViT-L14 is B32's code)."""
+    from vidcache.features.backbone import FeatureExtractor
+    from vidcache.features.backbones import WeightsSpec, backbone_names, get_backbone
+
+    tested = ("InceptionV3", "MobileNetV3Large", "CLIP-ViT-L14")  # end to end, or B32's code
+    names = [n for n in backbone_names() if n not in tested]
+    if importlib.util.find_spec("keras_hub") is None:
+        names = [n for n in names if not n.startswith("CLIP")]
+    for name in names:
+        size = max(get_backbone(name).min_image_size, 32)
+        frames = np.random.default_rng(1).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+        batched = FeatureExtractor(size, WeightsSpec("random", seed=2), "float32", 3, name)
+        single = FeatureExtractor(size, WeightsSpec("random", seed=2), "float32", 1, name)
+        streamed = np.stack([single(frame[None])[0] for frame in frames])
+        np.testing.assert_allclose(streamed, batched(frames), rtol=1e-4, atol=1e-5, err_msg=name)

@@ -56,8 +56,8 @@ def test_ctrl_c_in_train_rnn_keeps_the_best_model_and_exits_130(tmp_path):
     cache = write_cache(tmp_path / "f.h5", ordered_videos(per_class=8))
     run = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "vidcache", "train-rnn", str(cache), "-o", str(run),
-         "--epochs", "10000", "--patience", "10000", "--units", "4", "-q"],
+        [sys.executable, "-X", "faulthandler", "-m", "vidcache", "train-rnn", str(cache), "-o",
+         str(run), "--epochs", "10000", "--patience", "10000", "--units", "4", "-q"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )  # fmt: skip
@@ -67,7 +67,12 @@ def test_ctrl_c_in_train_rnn_keeps_the_best_model_and_exits_130(tmp_path):
             time.sleep(0.2)  # the first epoch's checkpoint
         time.sleep(1.0)
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=120)
+        try:
+            output, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # where every thread is stuck (faulthandler)
+            process.send_signal(signal.SIGABRT)
+            output, _ = process.communicate(timeout=30)
+            pytest.fail(f"train-rnn did not stop 60 s after Ctrl-C:\n{output[-8000:]}")
     finally:
         if process.poll() is None:
             process.kill()
