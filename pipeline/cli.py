@@ -1025,8 +1025,9 @@ def train_e2e_command(
     Example:
         vidcache train-e2e runs/lstm data/videos -o runs/lstm-e2e --cache-cut
     """
-    from vidcache.pipeline.e2e import E2EConfig, train_e2e
+    from vidcache.pipeline.e2e import E2EConfig, check_e2e_run, train_e2e
 
+    check_e2e_run(run_dir, unfreeze_from)  # before any work: no output folder yet
     config = E2EConfig(
         unfreeze_from=unfreeze_from,
         optimizer=optimizer,

@@ -25,7 +25,7 @@ from vidcache.features.backbones import backbone_names, get_backbone
 from vidcache.features.cache import CacheReader
 from vidcache.features.decode import open_source
 from vidcache.features.discover import discover
-from vidcache.features.errors import SettingsMismatch
+from vidcache.features.errors import CacheFormatError, SettingsMismatch
 from vidcache.features.frames import frames_as_settings
 from vidcache.features.fusion import FusedSettings
 from vidcache.models.data import DataError
@@ -170,6 +170,46 @@ def train_e2e(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def check_e2e_run(run_dir: Path, unfreeze_from: str | None) -> None:
+    """What ``train-e2e`` checks before any work (no output folder, no decoding): the run's
+    features come from one backbone that can be cut into blocks, and ``unfreeze_from`` is
+    one of its blocks.
+
+    Raises:
+        DataError: a fused run, or a backbone without blocks (CLIP).
+        E2EError: ``unfreeze_from`` is not a block of the run's backbone.
+    """
+    from vidcache.pipeline.extract import run_settings
+
+    try:
+        settings = run_settings(run_dir)
+    except CacheFormatError:
+        return  # not a run: loading it says so, in the words it always has
+    network = _fine_tunable(settings, run_dir)
+    if unfreeze_from in (None, "all"):
+        return
+    size = settings.image_size  # the network without weights: its layer names are enough
+    cut_layer_name(unfreeze_from, network.blocks(network.build((size, size, 3))))
+
+
+def _fine_tunable(settings, run_path):
+    """The registry entry of the run's backbone, when ``train-e2e`` can fine-tune it."""
+    if isinstance(settings, FusedSettings):
+        raise DataError(
+            f"{run_path} was trained on fused feature sets ({settings.backbone}); end-to-end "
+            "training fine-tunes one backbone: start from a run on one cache"
+        )
+    network = get_backbone(settings.backbone)
+    if network.blocks is None:
+        raise DataError(
+            f"{run_path}'s features come from {settings.backbone}, which vidcache cannot cut "
+            "into blocks for end-to-end training (convolutional backbones only: "
+            + ", ".join(n for n in backbone_names() if get_backbone(n).blocks is not None)
+            + ")"
+        )
+    return network
+
+
 def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, spread) -> dict:
     import h5py
     import keras
@@ -183,19 +223,7 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
             "run (train-rnn without --task)"
         )
     settings = run.settings
-    if isinstance(settings, FusedSettings):
-        raise DataError(
-            f"{run.path} was trained on fused feature sets ({settings.backbone}); end-to-end "
-            "training fine-tunes one backbone: start from a run on one cache"
-        )
-    network = get_backbone(settings.backbone)
-    if network.blocks is None:
-        raise DataError(
-            f"{run.path}'s features come from {settings.backbone}, which vidcache cannot cut "
-            "into blocks for end-to-end training (convolutional backbones only: "
-            + ", ".join(n for n in backbone_names() if get_backbone(n).blocks is not None)
-            + ")"
-        )
+    network = _fine_tunable(settings, run.path)
     backbone, digest = build_backbone(
         settings.image_size, weights_for(settings, weights_path), backbone=settings.backbone
     )

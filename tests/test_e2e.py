@@ -232,7 +232,7 @@ def test_train_e2e_on_another_convolutional_backbone(tmp_path, dataset):
     )
     bad = invoke(cli, ["train-e2e", str(tmp_path / "run"), str(dataset), "-o",
                        str(tmp_path / "bad"), "--unfreeze-from", "mixed9", "-q"])  # fmt: skip
-    assert bad.exit_code == 1
+    assert bad.exit_code == 1 and not (tmp_path / "bad").exists()  # refused before any work
     assert bad.output.strip().splitlines()[-1] == (
         "Error: --unfreeze-from must be expanded_conv_1 ... expanded_conv_14 or all. "
         "Received: mixed9"
