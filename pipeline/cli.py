@@ -6,7 +6,6 @@ Errors from the core (``features.errors.VidcacheError``) become one ``Error: ...
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -530,12 +529,7 @@ def train_rnn_command(
         click.echo("Interrupted: the best model so far is kept.")
     _print_training(result, run_dir, task, head)
     if result.interrupted:
-        # Like every command stopped by Ctrl-C. The run is written and closed; leave without
-        # the interpreter's shutdown, which can deadlock on a tf.data generator thread
-        # stopped mid-batch (tensorflow/tensorflow#22632; seen once in a loaded test run).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+        sys.exit(130)  # like every command stopped by Ctrl-C
 
 
 def _print_training(result, run_dir: Path, task: str, head: str) -> None:
