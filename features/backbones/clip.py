@@ -52,6 +52,25 @@ class VisionTower:
     image_size: int
     activation: str = "quick_gelu"
 
+    #: The fields that are ``CLIPVisionEncoder`` arguments of the same name.
+    ENCODER_FIELDS = ("patch_size", "hidden_dim", "num_layers", "num_heads", "intermediate_dim")
+
+    def encoder_arguments(self) -> dict:
+        """``CLIPVisionEncoder`` keyword arguments (the input shape apart)."""
+        arguments = {field: getattr(self, field) for field in self.ENCODER_FIELDS}
+        return {**arguments, "intermediate_activation": self.activation}
+
+    @classmethod
+    def of(cls, clip) -> VisionTower:
+        """The tower of a keras-hub ``CLIPBackbone``."""
+        vision = clip.vision_encoder
+        return cls(
+            **{field: getattr(vision, field) for field in cls.ENCODER_FIELDS},
+            projection_dim=clip.projection_dim,
+            image_size=vision.image_shape[0],
+            activation=vision.intermediate_activation,
+        )
+
 
 def _keras_hub(name: str):
     try:
@@ -73,14 +92,7 @@ def _builder(name: str, tower: VisionTower):
 
         hub = _keras_hub(name)
         encoder = hub.models.CLIPVisionEncoder(
-            patch_size=tower.patch_size,
-            hidden_dim=tower.hidden_dim,
-            num_layers=tower.num_layers,
-            num_heads=tower.num_heads,
-            intermediate_dim=tower.intermediate_dim,
-            intermediate_activation=tower.activation,
-            image_shape=tuple(input_shape),
-            name="vision_encoder",
+            **tower.encoder_arguments(), image_shape=tuple(input_shape), name="vision_encoder"
         )
         images = keras.Input(input_shape, name="images")
         tokens = encoder({"images": images})
@@ -112,16 +124,7 @@ def _loader(name: str, tower: VisionTower):
                 f"{path} is not a keras-hub CLIP preset folder: {reason[:300]}"
             ) from None
         vision = clip.vision_encoder
-        found = VisionTower(
-            patch_size=vision.patch_size,
-            hidden_dim=vision.hidden_dim,
-            num_layers=vision.num_layers,
-            num_heads=vision.num_heads,
-            intermediate_dim=vision.intermediate_dim,
-            projection_dim=clip.projection_dim,
-            image_size=vision.image_shape[0],
-            activation=vision.intermediate_activation,
-        )
+        found = VisionTower.of(clip)
         if found != tower:
             raise WeightsUnavailable(
                 f"{path} holds another CLIP (patch {found.patch_size}, width "
