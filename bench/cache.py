@@ -26,7 +26,7 @@ from vidcache.features.cache import CacheEntry, CacheReader, FeatureCache
 from vidcache.features.legacy import write_schema1
 from vidcache.features.settings import FeatureSettings
 from vidcache.models.data import SequenceSource, collect_examples, open_caches
-from vidcache.pipeline.cache_report import cache_summary
+from vidcache.pipeline.cli.cache_report import cache_summary
 
 
 def settings(dtype: str) -> FeatureSettings:

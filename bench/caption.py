@@ -32,7 +32,7 @@ from vidcache.models.captioner import CaptionDecoder, build_captioner
 from vidcache.models.data import SequenceSource, collect_examples, open_caches
 from vidcache.models.text import CaptionVocabulary
 from vidcache.models.textmetrics import caption_metrics
-from vidcache.pipeline.caption import caption_dataset
+from vidcache.pipeline.training.tasks.caption import caption_dataset
 
 WORDS = [f"w{i}" for i in range(1000)]
 

@@ -41,7 +41,7 @@ from vidcache.features.decode import DECODE_ENV, VideoReader
 from vidcache.features.discover import discover
 from vidcache.features.settings import SamplingSpec
 from vidcache.features.transform import fit_frame
-from vidcache.pipeline.extract import ExtractConfig, extract_features
+from vidcache.pipeline.extraction.local import ExtractConfig, extract_features
 
 SIZE = 299
 SAMPLINGS = {

@@ -24,8 +24,8 @@ import numpy as np
 from vidcache.features.backbone import FeatureExtractor, WeightsSpec
 from vidcache.features.discover import discover
 from vidcache.features.synthetic import write_video
-from vidcache.pipeline.extract import ExtractConfig, extract_features
-from vidcache.pipeline.train import TrainConfig, train_rnn
+from vidcache.pipeline.extraction.local import ExtractConfig, extract_features
+from vidcache.pipeline.training import TrainConfig, train_rnn
 
 
 @dataclass(frozen=True)

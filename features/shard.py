@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 from vidcache.features.discover import VideoSource
 from vidcache.features.errors import VidcacheError
@@ -45,3 +46,19 @@ def shard_of(video_id: str, count: int) -> int:
 def select_shard(sources: Sequence[VideoSource], index: int, count: int) -> list[VideoSource]:
     """The videos of shard ``index`` of ``count``, in their discovery order."""
     return [s for s in sources if shard_of(s.video_id, count) == index]
+
+
+def expand_caches(paths) -> list[Path]:
+    """Cache files as given, a folder standing for the ``*.h5`` files in it (the shards
+    of a ``--shard`` run, say)."""
+    found = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            shards = sorted(path.glob("*.h5"))
+            if not shards:
+                raise ShardError(f"{path}: a folder without .h5 caches")
+            found.extend(shards)
+        else:
+            found.append(path)
+    return found

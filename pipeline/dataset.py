@@ -18,7 +18,7 @@ from vidcache.models.data import (
     open_caches,
 )
 from vidcache.models.split import UCF101_GROUP
-from vidcache.pipeline.fitting import TrainConfig, split_examples
+from vidcache.pipeline.training.fitting import TrainConfig, split_examples
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -80,7 +80,7 @@ def dataset(
         >>> model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
         >>> model.fit(train, validation_data=val, epochs=10, shuffle=False)  # it shuffles itself
     """
-    from vidcache.pipeline.cli_common import expand_caches
+    from vidcache.features.shard import expand_caches
 
     if not caches:
         raise VidcacheError("vidcache.dataset needs at least one cache")

@@ -60,7 +60,7 @@ def extractor():
 def small_config():
     """An ExtractConfig matching the shared extractor."""
     from vidcache.features.backbone import WeightsSpec
-    from vidcache.pipeline.extract import ExtractConfig
+    from vidcache.pipeline.extraction.local import ExtractConfig
 
     def make(**changes):
         values = dict(
@@ -78,7 +78,7 @@ def small_config():
 def run_extract(extractor):
     """``extract_features`` with the shared CNN (no model build per test)."""
     from vidcache.features.discover import discover
-    from vidcache.pipeline.extract import extract_features
+    from vidcache.pipeline.extraction.local import extract_features
 
     def run(inputs, output, config, **kwargs):
         sources = discover([Path(p) for p in inputs])

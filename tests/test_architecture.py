@@ -85,3 +85,77 @@ def test_no_import_circles():
         if module not in state:
             visit(module, [module])
     assert not cycles, cycles
+
+
+#: Inside ``pipeline/``, each job's sub-package imports only those below it: the command
+#: line uses everything, prediction uses training's run folders, training uses extraction
+#: (library versions, rebuilding a run's backbone), and nothing imports the command line.
+PIPELINE_ORDER = {
+    "outputs": 0,
+    "extraction": 1,
+    "training": 2,
+    "inference": 3,
+    "dataset": 3,
+    "cli": 4,
+    "__main__": 5,
+}
+
+
+def test_pipeline_sub_packages_depend_one_way():
+    def job(module: str) -> str:
+        return module.split(".")[2]
+
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in imports().items()
+        if module.startswith("vidcache.pipeline.") and job(module) in PIPELINE_ORDER
+        for target in targets
+        if target.startswith("vidcache.pipeline.")
+        and PIPELINE_ORDER[job(target)] > PIPELINE_ORDER[job(module)]
+    ]
+    assert not wrong, wrong
+    jobs = {job(m) for m in imports() if m.startswith("vidcache.pipeline.")}
+    assert jobs <= set(PIPELINE_ORDER), jobs - set(PIPELINE_ORDER)  # a new one is placed
+
+
+def test_tasks_import_no_other_task():
+    """A task is one module: the skeleton and the registry know the tasks, no task knows
+    another (a toy one may build on one, as tests/test_task_plugin.py shows)."""
+    prefix = "vidcache.pipeline.training.tasks."
+    graph = imports()
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if module.startswith(prefix) and not module.endswith(".base")
+        for target in targets
+        if target.startswith(prefix) and not target.endswith(".base")
+    ]
+    assert not wrong, wrong
+
+
+#: Modules still above the size limit, and the most lines each may have: they may shrink,
+#: never grow (split them as you change them; docs/architecture.md lists them).
+LARGE = {
+    "features/store.py": 880,
+    "features/cache.py": 640,
+    "features/decode.py": 467,
+    "pipeline/extraction/local.py": 685,
+    "pipeline/extraction/ray_engine.py": 590,
+    "pipeline/training/e2e.py": 453,
+    "pipeline/cli/extract.py": 418,
+}
+LIMIT = 400
+
+
+def test_modules_stay_small():
+    sizes = {
+        str(path.relative_to(ROOT)): len(path.read_text(encoding="utf-8").splitlines())
+        for folder in LAYERS
+        for path in (ROOT / folder).rglob("*.py")
+    }
+    too_big = {name: size for name, size in sizes.items() if size > LARGE.get(name, LIMIT)}
+    assert not too_big, f"split these modules by job (limit {LIMIT} lines): {too_big}"
+    shrunk = {
+        name: sizes.get(name, 0) for name, most in LARGE.items() if sizes.get(name, 0) <= LIMIT
+    }
+    assert not shrunk, f"under the limit now: drop them from LARGE: {shrunk}"

@@ -193,8 +193,8 @@ def test_progress_lines_without_a_terminal_and_failures_always_shown():
     import io
     from pathlib import Path
 
-    from vidcache.pipeline.extract import EXTRACTED, FAILED, VideoOutcome
-    from vidcache.pipeline.report import ProgressReporter
+    from vidcache.pipeline.extraction.local import EXTRACTED, FAILED, VideoOutcome
+    from vidcache.pipeline.extraction.report import ProgressReporter
 
     stream = io.StringIO()  # not a TTY: no bar, plain lines
     reporter = ProgressReporter(stream=stream, log_every=0)

@@ -15,7 +15,7 @@ from test_extract import reference_features, stored
 
 from vidcache.features.discover import discover
 from vidcache.pipeline.cli import cli
-from vidcache.pipeline.extract import CACHED, EXTRACTED
+from vidcache.pipeline.extraction.local import CACHED, EXTRACTED
 
 pytestmark = pytest.mark.slow
 

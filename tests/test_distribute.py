@@ -15,7 +15,7 @@ from conftest import finish
 from test_train import ordered_videos, write_cache
 
 from vidcache.pipeline.cli import cli
-from vidcache.pipeline.train import load_run
+from vidcache.pipeline.training import load_run
 
 ARGS = ["--units", "16", "--epochs", "60", "--patience", "60", "--lr", "3e-3"]
 ARGS += ["--val-split", "0.25", "-q"]
@@ -116,7 +116,7 @@ def test_distribution_errors_are_one_line(cache, tmp_path, monkeypatch):
 def test_train_e2e_on_two_cpu_devices_and_on_two_workers(
     tmp_path, dataset, small_config, run_extract
 ):
-    from vidcache.pipeline.train import TrainConfig, train_rnn
+    from vidcache.pipeline.training import TrainConfig, train_rnn
 
     run_extract([dataset], tmp_path / "f.h5", small_config())
     train_rnn([tmp_path / "f.h5"], tmp_path / "run",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from vidcache.pipeline import clidoc
+from vidcache.pipeline.cli import clidoc
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -32,7 +32,7 @@ def section(title: str) -> str:
 def test_docs_cli_md_is_what_the_commands_generate():
     written = (ROOT / "docs" / "cli.md").read_text()
     assert written == clidoc.render(), (
-        "docs/cli.md is out of date: python -m vidcache.pipeline.clidoc > docs/cli.md"
+        "docs/cli.md is out of date: python -m vidcache.pipeline.cli.clidoc > docs/cli.md"
     )
     assert "(docs/cli.md)" in README
 

@@ -19,8 +19,8 @@ from vidcache.models.e2e import (
 )
 from vidcache.models.heads import build_classifier
 from vidcache.pipeline.cli import cli
-from vidcache.pipeline.e2e import E2EConfig, train_e2e
-from vidcache.pipeline.train import TrainConfig, train_rnn
+from vidcache.pipeline.training import TrainConfig, train_rnn
+from vidcache.pipeline.training.e2e import E2EConfig, train_e2e
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from vidcache.features.sampling import sample
 from vidcache.features.settings import SamplingSpec
 from vidcache.features.synthetic import write_frame_folder
 from vidcache.features.transform import fit_frame
-from vidcache.pipeline.extract import CACHED, EXTRACTED, FAILED, Reporter
+from vidcache.pipeline.extraction.local import CACHED, EXTRACTED, FAILED, Reporter
 
 
 def reference_features(extractor, source, config):
@@ -121,7 +121,7 @@ def test_other_settings_are_refused_and_overwrite_replaces(
 def test_same_declared_settings_but_other_weights_are_refused(
     tmp_path, dataset, small_config, extractor
 ):
-    from vidcache.pipeline.extract import extract_features
+    from vidcache.pipeline.extraction.local import extract_features
 
     out = tmp_path / "f.h5"
     sources = discover([dataset])
@@ -230,7 +230,7 @@ def test_an_unexpected_error_in_one_video_does_not_end_the_run(
 
 
 def test_nothing_to_do_builds_no_model(tmp_path, dataset, small_config, run_extract):
-    from vidcache.pipeline.extract import extract_features
+    from vidcache.pipeline.extraction.local import extract_features
 
     out = tmp_path / "f.h5"
     run_extract([dataset], out, small_config())
@@ -258,7 +258,7 @@ def test_overwrite_keeps_the_old_cache_when_the_run_fails_before_writing(
     tmp_path, dataset, small_config, run_extract
 ):
     from vidcache.features.errors import WeightsUnavailable
-    from vidcache.pipeline.extract import extract_features
+    from vidcache.pipeline.extraction.local import extract_features
 
     out = tmp_path / "f.h5"
     run_extract([dataset], out, small_config())

@@ -20,7 +20,7 @@ from vidcache.features.fusion import FusedReader, FusedSettings
 from vidcache.features.settings import SamplingSpec
 from vidcache.models.data import DataError
 from vidcache.pipeline.cli import cli
-from vidcache.pipeline.train import TrainConfig, evaluate_run, load_run, train_rnn
+from vidcache.pipeline.training import TrainConfig, evaluate_run, load_run, train_rnn
 
 OTHER = dataclasses.replace(
     SETTINGS, backbone="MobileNetV3Large", image_size=32, feature_dim=5, pooling="avg"
@@ -134,7 +134,7 @@ def test_predict_and_stream_run_both_backbones(tmp_path, dataset):
     """Real videos through two real backbones (InceptionV3 75 px, MobileNetV3Large 32 px,
     random weights): training on the fused caches, predicting the videos offline (both
     CNNs rebuilt from the run) and streamed frame by frame give the same outputs."""
-    from vidcache.pipeline.predict import predict_videos, stream_predict
+    from vidcache.pipeline.inference.predict import predict_videos, stream_predict
 
     runner = CliRunner()
     caches = []

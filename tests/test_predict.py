@@ -12,8 +12,9 @@ from vidcache.features.discover import discover
 from vidcache.features.errors import SettingsMismatch, WeightsUnavailable
 from vidcache.features.settings import FeatureSettings
 from vidcache.pipeline.cli import cli
-from vidcache.pipeline.predict import predict_videos, stream_predict, weights_for
-from vidcache.pipeline.train import TrainConfig, load_run, train_rnn
+from vidcache.pipeline.extraction.reproduce import weights_for
+from vidcache.pipeline.inference.predict import predict_videos, stream_predict
+from vidcache.pipeline.training import TrainConfig, load_run, train_rnn
 
 
 @pytest.fixture

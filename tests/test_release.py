@@ -20,7 +20,7 @@ import vidcache
 from vidcache.features.cache import CacheReader
 from vidcache.features.settings import FeatureSettings, SamplingSpec
 from vidcache.pipeline.cli import cli, extract_features_command, train_rnn_script
-from vidcache.pipeline.extract import library_versions
+from vidcache.pipeline.extraction.local import library_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 

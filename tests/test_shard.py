@@ -90,7 +90,7 @@ def test_evaluate_and_inspect_read_a_folder_of_shards_as_one_dataset(tmp_path):
 
     from test_train import ordered_videos
 
-    from vidcache.pipeline.train import TrainConfig, train_rnn
+    from vidcache.pipeline.training import TrainConfig, train_rnn
 
     videos = ordered_videos(per_class=3, seed=5)
     shards = tmp_path / "shards"
@@ -179,7 +179,7 @@ def test_folder_fps_matters_only_where_folders_of_frames_are(tmp_path):
     from vidcache.features.entry import CacheEntry
     from vidcache.features.synthetic import write_frame_folder
     from vidcache.models.data import open_caches
-    from vidcache.pipeline.train import TrainConfig, evaluate_run, train_rnn
+    from vidcache.pipeline.training import TrainConfig, evaluate_run, train_rnn
 
     five = replace(SETTINGS, folder_fps=5.0)
     files = write_cache(tmp_path / "files5.h5", ordered_videos(per_class=3), five)

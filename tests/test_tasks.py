@@ -14,7 +14,7 @@ from vidcache.models.heads import build_regressor
 from vidcache.models.stream import StreamingModel
 from vidcache.models.text import END, START
 from vidcache.pipeline.cli import cli
-from vidcache.pipeline.train import TrainConfig, evaluate_run, load_run, train_rnn
+from vidcache.pipeline.training import TrainConfig, evaluate_run, load_run, train_rnn
 
 VOCAB = 12
 
@@ -54,7 +54,7 @@ def test_teacher_forcing_shapes_and_masking_of_frames_and_words(attention, encod
 def test_padded_words_carry_no_loss():
     import keras
 
-    from vidcache.pipeline.caption import caption_dataset
+    from vidcache.pipeline.training.tasks.caption import caption_dataset
 
     inputs = np.array([[START, 4, 5], [START, 6, 0]], np.int32)
     targets = np.array([[4, 5, END], [6, END, 0]], np.int32)

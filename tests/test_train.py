@@ -13,7 +13,7 @@ from vidcache.models.heads import build_classifier
 from vidcache.models.split import SplitError, group_of, stratified_group_split
 from vidcache.models.stream import StreamError, StreamingModel
 from vidcache.pipeline.cli import cli
-from vidcache.pipeline.train import TrainConfig, evaluate_run, load_run, train_rnn
+from vidcache.pipeline.training import TrainConfig, evaluate_run, load_run, train_rnn
 
 DIM = 8
 SETTINGS = FeatureSettings(
@@ -363,7 +363,7 @@ def test_ctrl_c_during_training_keeps_the_best_model_so_far(tmp_path, monkeypatc
 
 def test_sequence_shaping_and_balanced_class_weights():
     from vidcache.models.data import shape_sequence
-    from vidcache.pipeline.fitting import class_weights
+    from vidcache.pipeline.training.fitting import class_weights
 
     x = np.arange(10)[:, None] * np.ones((1, 2))
     np.testing.assert_array_equal(shape_sequence(x, 4, None)[:, 0], [1, 3, 6, 8])

@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import functools
 import sys
-from pathlib import Path
 
 import click
 
 from vidcache.features.errors import VidcacheError
+from vidcache.features.shard import expand_caches
+
+__all__ = ["CONTEXT", "backbone_option", "core_errors", "expand_caches"]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def expand_caches(paths) -> list[Path]:
-    """Cache files as given, a folder standing for the ``*.h5`` files in it (the shards
-    of a ``--shard`` run, say)."""
-    found = []
-    for path in paths:
-        path = Path(path)
-        if path.is_dir():
-            shards = sorted(path.glob("*.h5"))
-            if not shards:
-                raise click.ClickException(f"{path}: a folder without .h5 caches")
-            found.extend(shards)
-        else:
-            found.append(path)
-    return found
 
 
 #: Exit codes, the same for every command (README, "Exit codes").

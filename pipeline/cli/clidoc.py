@@ -1,5 +1,5 @@
 """``docs/cli.md`` written from the click commands themselves, so the reference can never
-drift from ``--help``: ``python -m vidcache.pipeline.clidoc > docs/cli.md`` (a test fails
+drift from ``--help``: ``python -m vidcache.pipeline.cli.clidoc > docs/cli.md`` (a test fails
 when the file is not what this prints).
 """
 
@@ -14,7 +14,7 @@ from vidcache.pipeline.cli import cli, extract_features_command, train_rnn_scrip
 
 HEADER = """# Command reference
 
-Generated from the commands themselves by `python -m vidcache.pipeline.clidoc > docs/cli.md`
+Generated from the commands themselves by `python -m vidcache.pipeline.cli.clidoc > docs/cli.md`
 (`tests/test_docs.py` fails when this file is out of date). The README explains what the
 commands are for; this page lists every option with its default.
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcache.features.backbone import FeatureExtractor, WeightsSpec
 from vidcache.features.cache import CacheReader
 from vidcache.features.decode import VideoReader, open_source
 from vidcache.features.discover import VideoSource
@@ -22,72 +21,26 @@ from vidcache.features.errors import (
     CacheFormatError,
     SettingsMismatch,
     VideoDecodeError,
-    WeightsUnavailable,
 )
 from vidcache.features.fingerprint import fingerprint
-from vidcache.features.fusion import FusedSettings
 from vidcache.features.sampling import sample
 from vidcache.features.settings import FeatureSettings
 from vidcache.features.transform import fit_frame
 from vidcache.models.data import shape_sequence
-from vidcache.pipeline.extract import (
+from vidcache.pipeline.extraction.local import (
     CACHED,
     FAILED,
     ExtractConfig,
     ExtractSummary,
     extract_features,
 )
-from vidcache.pipeline.runs import Run
-
-
-def weights_for(settings: FeatureSettings, weights_path: Path | None = None) -> WeightsSpec:
-    """The weights that made the run's cache; a weights file must be given again by path.
-
-    Raises:
-        WeightsUnavailable: the run used a weights file and none was given.
-    """
-    if settings.imported:
-        raise WeightsUnavailable(
-            f"the run's features were made by another tool and imported ({settings.backbone}, "
-            "'vidcache import'); vidcache cannot make them from videos: import the new "
-            "videos' features the same way and give that cache instead"
-        )
-    try:
-        recorded = WeightsSpec.from_identity(settings.weights)
-    except ValueError as exc:
-        raise WeightsUnavailable(
-            f"the run's feature settings name no weights vidcache makes: {exc}"
-        ) from None
-    if recorded.kind != "file":
-        return recorded
-    if weights_path is None:
-        raise WeightsUnavailable(
-            f"the run's features were made with the weights file {recorded.file_name}; "
-            "pass it with --weights PATH"
-        )
-    return WeightsSpec.parse(str(weights_path))
-
-
-def build_extractor(settings: FeatureSettings, weights_path: Path | None, batch_size: int):
-    """A CNN that reproduces the run's features, or an error saying why it cannot.
-
-    Raises:
-        SettingsMismatch: the weights found are not the ones the run's cache was made with.
-    """
-    extractor = FeatureExtractor(
-        settings.image_size,
-        weights_for(settings, weights_path),
-        settings.precision,
-        batch_size,
-        settings.backbone,
-    )
-    if extractor.weights_sha256 != settings.weights_sha256:
-        raise SettingsMismatch(
-            f"cannot reproduce the run's features: the weights ({settings.weights}) have checksum "
-            f"{extractor.weights_sha256[:12]}, the run's cache was made with "
-            f"{settings.weights_sha256[:12]}"
-        )
-    return extractor
+from vidcache.pipeline.extraction.reproduce import (
+    build_extractor,
+    feature_parts,
+    part_cache,
+    weights_for,
+)
+from vidcache.pipeline.training.runs import Run
 
 
 @dataclass
@@ -109,21 +62,6 @@ class Prediction:
     times: list[float] = field(default_factory=list)
     source: str = ""  # "cache" or "extracted"
     error: str = ""
-
-
-def feature_parts(settings: FeatureSettings | FusedSettings) -> tuple[FeatureSettings, ...]:
-    """The feature sets a run reads: one, or each part of a fused set."""
-    return settings.parts if isinstance(settings, FusedSettings) else (settings,)
-
-
-def part_cache(cache: Path, number: int, settings: FeatureSettings, parts: int) -> Path:
-    """Where part ``number`` of a fused run's features goes, given the ``cache`` path the
-    user named: ``cache`` itself for a run of one feature set, else
-    ``STEM.N-BACKBONE.h5`` beside it."""
-    cache = Path(cache)
-    if parts == 1:
-        return cache
-    return cache.with_name(f"{cache.stem}.{number}-{settings.backbone}.h5")
 
 
 def _cached_features(
@@ -273,26 +211,11 @@ def predict_videos(
         for video_id in order
     }
     sequences = [shaped[video_id][0] for video_id in order]
-    if run.task == "caption":
-        from vidcache.pipeline.caption import generate_captions
-
-        width = beam if beam is not None else int(train.get("beam", 1))
-        texts = generate_captions(
-            run.model, run.vocabulary, sequences, width, int(train.get("max_words", 20))
-        )
-        for video_id, text in zip(order, texts):
-            results[video_id].caption = text
-    elif run.task == "regress":
-        from vidcache.pipeline.regress import predict_sequences
-
-        for video_id, values in zip(order, predict_sequences(run.model, sequences)):
-            results[video_id].values = np.asarray(values, np.float64).tolist()
-            if run.per_frame:
-                results[video_id].times = [float(t) for t in shaped[video_id][1]]
-    else:
-        for video_id, x in zip(order, sequences):
-            probs = run.model.predict(x[None], verbose=0)[0]
-            results[video_id].top = _top(probs, run.classes, top_k)
+    times = [shaped[video_id][1] for video_id in order]
+    outputs = run.task_class.predict(run, sequences, times, top_k, beam)
+    for video_id, fields in zip(order, outputs):
+        for name, value in fields.items():
+            setattr(results[video_id], name, value)
     return [results[s.video_id] for s in sources]
 
 
@@ -344,9 +267,6 @@ def stream_predict(
         StreamError: a bidirectional run.
         VideoDecodeError: the source cannot be read.
     """
-    from vidcache.models.captioner import StreamingCaptioner
-    from vidcache.models.stream import StreamingModel
-
     settings = run.settings
     if settings.sampling.num_frames is not None:
         raise SettingsMismatch(
@@ -355,15 +275,7 @@ def stream_predict(
         )
     if run.config.get("train", {}).get("seq_len"):
         raise SettingsMismatch("the run resamples sequences (--seq-len); predict without --stream")
-    if run.task == "caption":
-        train = run.config.get("train", {})
-        stream = StreamingCaptioner(
-            run.model,
-            beam if beam is not None else int(train.get("beam", 1)),
-            int(train.get("max_words", 20)),
-        )
-    else:
-        stream = StreamingModel(run.model)
+    stream = run.task_class.stream(run, beam)
     extractors = [
         (part, build_extractor(part, weights_path, 1)) for part in feature_parts(settings)
     ]
@@ -381,7 +293,7 @@ def _stream(run, location, every, top_k, on_update, input_format, stream, extrac
         reader = open_source(source, settings.folder_fps)
     else:
         reader = VideoReader(location, input_format=input_format)
-    captioning = run.task == "caption"
+    task = run.task_class
     cnn, steps = [], []
     output = None
     with reader:
@@ -400,18 +312,7 @@ def _stream(run, location, every, top_k, on_update, input_format, stream, extrac
             cnn.append(middle - started)
             steps.append(time.perf_counter() - middle)
             if on_update is not None and count % every == 0:
-                if captioning:  # decoding is not part of the per-frame step time
-                    output = run.vocabulary.decode(stream.caption())
-                on_update(count, float(timestamp), output)
-    if captioning:
-        text = run.vocabulary.decode(stream.caption())
-        return StreamReport(stream.frames, [], cnn, steps, np.zeros(0), text)
-    if output is None:
-        output = np.full(max(1, len(run.classes) or len(run.target_names)), np.nan)
-    top = _top(output, run.classes, top_k) if run.classes else []
-    return StreamReport(stream.frames, top, cnn, steps, output)
-
-
-def _top(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
-    best = np.argsort(-probs)[: min(k, len(classes))]
-    return [(classes[i], float(probs[i])) for i in best]
+                # (a caption is decoded only here: not part of the per-frame step time)
+                on_update(count, float(timestamp), task.stream_output(run, stream, output))
+    fields = task.stream_result(run, stream, output, top_k)
+    return StreamReport(stream.frames, cnn_seconds=cnn, step_seconds=steps, **fields)

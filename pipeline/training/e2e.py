@@ -11,8 +11,6 @@ every epoch runs only the unfrozen blocks and the head.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -41,11 +39,10 @@ from vidcache.models.e2e import (
     split_backbone,
 )
 from vidcache.models.metrics import classification_metrics
-from vidcache.pipeline.distribute import DistributeError, distribution
-from vidcache.pipeline.multiworker import fit_multi_worker
-from vidcache.pipeline.outputs import prepare_output_dir
-from vidcache.pipeline.predict import weights_for
-from vidcache.pipeline.runs import load_run
+from vidcache.pipeline.extraction.reproduce import weights_for
+from vidcache.pipeline.training.distribute import DistributeError, distribution, on_every_worker
+from vidcache.pipeline.training.multiworker import fit_multi_worker
+from vidcache.pipeline.training.runs import load_run
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ class E2EConfig:
         seed: batch order. Defaults to 0.
         verbose: Keras output. Defaults to 2.
         distribute: ``none``, ``mirrored`` or ``multi-worker``
-            (:mod:`vidcache.pipeline.distribute`); ``batch_size`` is then the global batch.
+            (:mod:`vidcache.pipeline.training.distribute`); ``batch_size`` is then the global batch.
             Defaults to ``"none"``.
     """
 
@@ -159,15 +156,12 @@ def train_e2e(
         OutputError: ``out_dir`` cannot be created or written.
     """
     spread = distribution(config.distribute)  # before TensorFlow runs anything
-    if spread.chief:
-        prepare_output_dir(out_dir)
-        return _train_e2e(run_dir, videos, Path(out_dir), config, weights_path, spread)
-    # Every worker trains (the steps are collective); only the chief writes the run folder.
-    scratch = Path(tempfile.mkdtemp(prefix=f"vidcache-e2e-worker{spread.worker_index}-"))
-    try:
-        return _train_e2e(run_dir, videos, scratch / "out", config, weights_path, spread)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    return on_every_worker(
+        spread,
+        out_dir,
+        lambda folder: _train_e2e(run_dir, videos, folder, config, weights_path, spread),
+        prefix="vidcache-e2e",
+    )
 
 
 def check_e2e_run(run_dir: Path, unfreeze_from: str | None) -> None:
@@ -179,7 +173,7 @@ def check_e2e_run(run_dir: Path, unfreeze_from: str | None) -> None:
         DataError: a fused run, or a backbone without blocks (CLIP).
         E2EError: ``unfreeze_from`` is not a block of the run's backbone.
     """
-    from vidcache.pipeline.extract import run_settings
+    from vidcache.pipeline.extraction.local import run_settings
 
     try:
         settings = run_settings(run_dir)
@@ -214,7 +208,7 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
     import h5py
     import keras
 
-    from vidcache.pipeline.plots import plot_confusion, plot_learning_curves
+    from vidcache.pipeline.training.plots import plot_confusion, plot_learning_curves
 
     run = load_run(run_dir)
     if run.task != "classify":
@@ -439,7 +433,7 @@ def _fit_distributed(model, epochs, spread, config, make_optimizer, callbacks):
             source.batches_of,
             source.batch_size,
         )
-    if spread.kind == "multi-worker":  # model.fit cannot run there (pipeline/multiworker.py)
+    if spread.kind == "multi-worker":  # model.fit cannot run there (pipeline/training/multiworker.py)
         history = fit_multi_worker(
             twin, data["train"], data["val"], (steps["train"], steps["val"]), config.epochs,
             callbacks, config.verbose,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from vidcache.pipeline.cli_common import CONTEXT, core_errors, expand_caches
+from vidcache.pipeline.cli.common import CONTEXT, core_errors, expand_caches
 from vidcache.pipeline.outputs import prepare_output_dir
 
 _CACHE = click.Path(exists=True, dir_okay=False, path_type=Path)

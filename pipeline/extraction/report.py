@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vidcache.pipeline.extract import (
+from vidcache.pipeline.extraction.local import (
     CACHED,
     EXTRACTED,
     FAILED,

@@ -44,7 +44,7 @@ from vidcache.features.errors import VidcacheError
 from vidcache.features.maintenance import absorb, migrate
 from vidcache.features.settings import check_compatible
 from vidcache.features.shard import shard_of
-from vidcache.pipeline.extract import (
+from vidcache.pipeline.extraction.local import (
     CACHED,
     EXTRACTED,
     FAILED,

@@ -15,7 +15,7 @@ import numpy as np
 
 from vidcache.models.data import DataError, SequenceSource, make_dataset
 from vidcache.models.split import UCF101_GROUP, group_of, read_split_file, stratified_group_split
-from vidcache.pipeline.distribute import distribution
+from vidcache.pipeline.training.distribute import distribution
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ def fit_model(
     (the best weights) and ``history.csv`` into ``run_dir``.
 
     ``steps`` are the training and validation steps of an epoch over datasets repeated
-    forever (a distributed run, :mod:`vidcache.pipeline.distribute`); the model returned
+    forever (a distributed run, :mod:`vidcache.pipeline.training.distribute`); the model returned
     is then the saved best one, loaded outside the strategy, for plain local use.
 
     Ctrl-C stops training after the current batch and keeps the best model so far
@@ -274,7 +274,7 @@ def fit_model(
     history = None
     try:
         if config.distribute == "multi-worker":  # model.fit cannot run there (see module)
-            from vidcache.pipeline.multiworker import fit_multi_worker
+            from vidcache.pipeline.training.multiworker import fit_multi_worker
 
             history = fit_multi_worker(
                 model, train_data, val_data, steps, config.epochs, callbacks, config.verbose
@@ -313,7 +313,7 @@ def fit_model(
 
 def run_config(config: TrainConfig, readers, settings, examples, parts, fitted, **extra) -> dict:
     """The ``config.json`` of a run: task, options, caches, split ids, training record."""
-    from vidcache.pipeline.extract import library_versions
+    from vidcache.pipeline.extraction.local import library_versions
 
     return {
         "task": config.task,

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from vidcache.features.settings import PRECISIONS, RESIZE_POLICIES, STORAGE_DTYPES
-from vidcache.pipeline.cli_common import CONTEXT, backbone_option, core_errors
+from vidcache.pipeline.cli.common import CONTEXT, backbone_option, core_errors
 
 _EXTRACT_HELP = """Extract per-frame InceptionV3 features of VIDEOS into an HDF5 cache.
 
@@ -238,8 +238,8 @@ def extract(
     from vidcache.features.backbones import WeightsSpec, get_backbone
     from vidcache.features.discover import apply_labels, discover
     from vidcache.features.settings import SamplingSpec
-    from vidcache.pipeline.extract import ExtractConfig, extract_features
-    from vidcache.pipeline.report import ProgressReporter, format_summary
+    from vidcache.pipeline.extraction.local import ExtractConfig, extract_features
+    from vidcache.pipeline.extraction.report import ProgressReporter, format_summary
 
     if engine == "local":
         given = [
@@ -333,7 +333,7 @@ def extract(
     )
     reporter = ProgressReporter(quiet=quiet)
     if engine == "ray":
-        from vidcache.pipeline.ray_engine import RayOptions, extract_with_ray
+        from vidcache.pipeline.extraction.ray_engine import RayOptions, extract_with_ray
 
         options = RayOptions(
             address=address,
@@ -361,7 +361,7 @@ _FEATURE_OPTIONS = (
 def _settings_of(like: Path, weights: str) -> tuple:
     """The feature options of ``--like``, refusing explicit ones that would contradict it."""
     from vidcache.features.backbones import WeightsSpec, backbone_names
-    from vidcache.pipeline.extract import settings_like
+    from vidcache.pipeline.extraction.local import settings_like
 
     context = click.get_current_context()
     given = [

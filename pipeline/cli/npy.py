@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vidcache.pipeline.cli_common import CONTEXT, core_errors, expand_caches
+from vidcache.pipeline.cli.common import CONTEXT, core_errors, expand_caches
 
 
 @click.command("export", context_settings=CONTEXT)

@@ -9,7 +9,7 @@ from pathlib import Path
 from vidcache.features.errors import VidcacheError
 from vidcache.features.fusion import FusedSettings, settings_of
 from vidcache.features.settings import FeatureSettings
-from vidcache.pipeline.fitting import TrainConfig
+from vidcache.pipeline.training.fitting import TrainConfig
 
 
 class RunError(VidcacheError):
@@ -29,8 +29,16 @@ class Run:
 
     @property
     def task(self) -> str:
-        """``classify``, ``caption`` or ``regress``."""
+        """The task's name: ``classify``, ``caption``, ``regress`` or a registered one."""
         return self.config.get("task", "classify")
+
+    @property
+    def task_class(self):
+        """The run's :class:`~vidcache.pipeline.training.tasks.base.Task` (its outputs,
+        metrics and formatting)."""
+        from vidcache.pipeline.training.tasks import get_task
+
+        return get_task(self.task)
 
     @property
     def target_names(self) -> list[str]:
@@ -61,24 +69,45 @@ def load_run(run_dir: Path) -> Run:
     import keras
 
     import vidcache.models.attention  # noqa: F401  (registers the transformer head's layers)
-    from vidcache.models.text import CaptionVocabulary
+    from vidcache.pipeline.training.tasks.base import MissingRunFile
 
+    task = run_task(run_dir)
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        task = config.get("task", "classify")
-        classes = []
-        if task == "classify":
-            if not (run_dir / "labels.json").is_file():
-                raise RunError(f"{run_dir} is not a vidcache run (missing labels.json)")
-            classes = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))
+        found = task.load(run_dir, config)  # the task's files (labels.json, ...)
         settings = settings_of(config["feature_settings"])
         model = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
-        vocabulary = CaptionVocabulary.load(run_dir) if task == "caption" else None
+    except MissingRunFile as exc:
+        raise RunError(f"{run_dir} is not a vidcache run (missing {exc})") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RunError(
             f"{run_dir}: cannot load the run ({str(exc).splitlines()[0][:200]})"
         ) from None
-    return Run(run_dir, model, classes, config, settings, vocabulary)
+    return Run(run_dir, model, found.get("classes", []), config, settings, found.get("vocabulary"))
+
+
+def run_task(run_dir: Path):
+    """The :class:`~vidcache.pipeline.training.tasks.base.Task` a run folder was trained
+    for, from its ``config.json`` alone (no model is loaded).
+
+    Raises:
+        RunError: no readable ``config.json``, or a task this installation does not have.
+    """
+    from vidcache.pipeline.training.tasks import get_task
+
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(
+            f"{run_dir}: cannot load the run ({str(exc).splitlines()[0][:200]})"
+        ) from None
+    name = config.get("task", "classify")
+    try:
+        return get_task(name)
+    except ValueError:
+        raise RunError(
+            f"{run_dir} is a {name!r} run, a task this installation does not have"
+        ) from None
 
 
 def run_train_config(run: Run) -> TrainConfig:

@@ -19,10 +19,16 @@ import contextlib
 import json
 import math
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, TypeVar
 
 from vidcache.features.errors import VidcacheError
+from vidcache.pipeline.outputs import prepare_output_dir
+
+T = TypeVar("T")
 
 KINDS = ("none", "mirrored", "multi-worker")
 CPU_REPLICAS_ENV = "VIDCACHE_CPU_REPLICAS"
@@ -195,3 +201,19 @@ def _mirrored(tf) -> Distribution:
             [d.name for d in cpus], cross_device_ops=tf.distribute.ReductionToOneDevice()
         )
     return Distribution("mirrored", strategy, int(strategy.num_replicas_in_sync))
+
+
+def on_every_worker(
+    spread: Distribution, out_dir: Path, work: Callable[[Path], T], prefix: str = "vidcache"
+) -> T:
+    """Run ``work(folder)`` on every worker of a distributed run; only the chief's folder is
+    ``out_dir`` (checked writable first), the others write into a scratch folder that is
+    removed afterwards (their steps are collective, so they must train too)."""
+    if spread.chief:
+        prepare_output_dir(out_dir)
+        return work(Path(out_dir))
+    scratch = Path(tempfile.mkdtemp(prefix=f"{prefix}-worker{spread.worker_index}-"))
+    try:
+        return work(scratch / "out")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
