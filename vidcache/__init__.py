@@ -31,7 +31,7 @@ _EXPORTS = {
     "VidcacheError": "vidcache.features.errors",
     "CacheFormatError": "vidcache.features.errors",
     "discover": "vidcache.features.discover",
-    "ExtractConfig": "vidcache.pipeline.extraction.local",
+    "ExtractConfig": "vidcache.pipeline.extraction.config",
     "extract_features": "vidcache.pipeline.extraction.local",
     "TrainConfig": "vidcache.pipeline.training",
     "train_rnn": "vidcache.pipeline.training",

@@ -17,172 +17,70 @@ already committed.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import queue
 import signal
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from vidcache.features.backbone import FeatureExtractor, WeightsSpec
-from vidcache.features.backbones import DEFAULT_BACKBONE
-from vidcache.features.buffer import DEFAULT_SPILL_ROWS, FeatureBuffer
-from vidcache.features.cache import (
-    SCHEMA_VERSION,
-    CacheEntry,
-    CacheLock,
-    FeatureCache,
-    cache_schema,
-    read_settings,
-    rewrite_path,
-)
+from vidcache.features.backbone import FeatureExtractor
+from vidcache.features.buffer import FeatureBuffer
+from vidcache.features.cache import CacheEntry, CacheLock, FeatureCache
 from vidcache.features.decode import open_source
 from vidcache.features.discover import VideoSource
-from vidcache.features.errors import CacheFormatError, DiskFull, SettingsMismatch, VideoDecodeError
-from vidcache.features.fingerprint import SourceStat, fingerprint, stat_source
+from vidcache.features.errors import DiskFull, SettingsMismatch, VideoDecodeError
+from vidcache.features.fingerprint import fingerprint
 from vidcache.features.frames import sampled_frames
-from vidcache.features.fusion import FusedSettings, settings_of
-from vidcache.features.maintenance import migrate
-from vidcache.features.settings import FeatureSettings, SamplingSpec, check_compatible
+from vidcache.features.settings import check_compatible
 from vidcache.features.store import check_free_space
+from vidcache.pipeline.extraction.config import (
+    ExtractConfig,
+    library_versions,
+    run_settings,
+    settings_like,
+)
+from vidcache.pipeline.extraction.outcomes import (
+    CACHED,
+    EXTRACTED,
+    FAILED,
+    ExtractSummary,
+    Reporter,
+    VideoOutcome,
+)
+from vidcache.pipeline.extraction.session import (
+    Job,
+    gone_videos,
+    has_folders,
+    maintain,
+    plan,
+    read_existing,
+    replacing,
+)
 from vidcache.pipeline.outputs import prepare_output_dir
 
-EXTRACTED, CACHED, FAILED = "extracted", "cached", "failed"
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """Options of one extraction run.
-
-    Args:
-        weights: where the backbone weights come from. Defaults to ImageNet.
-        image_size: side of the square CNN input. Defaults to 299.
-        resize: ``"center-crop"`` or ``"stretch"``. Defaults to ``"center-crop"``.
-        sampling: which frames are kept. Defaults to up to 5 fps.
-        folder_fps: frame rate of folders of frames. Defaults to 25.0.
-        precision: ``"float32"`` or ``"bfloat16"``. Defaults to ``"float32"``.
-        dtype: storage dtype, ``"float32"`` or ``"float16"``. Defaults to ``"float32"``.
-        batch_size: frames per CNN call. Defaults to 32.
-        overwrite: replace an existing cache instead of adding to it. Defaults to False.
-        prune: drop cached videos whose source file is gone. Defaults to False.
-        strict: stop at the first bad video. Defaults to False.
-        queue_batches: batches decoded ahead of the CNN. Defaults to 4.
-        spill_rows: feature rows per video kept in memory before spilling to a temporary
-            file. Defaults to 512.
-        decode_workers: videos decoded at once; 0 picks :func:`default_decode_workers`.
-            Defaults to 0.
-        fsync: ``fsync`` the cache at every commit, so committed videos survive power
-            loss too (a killed process never loses them either way). Defaults to False.
-        expect_weights_sha256: the checksum the loaded weights must have (``--like``: the
-            same weights as another cache or run). Defaults to "" (any).
-        backbone: the registered backbone (:mod:`vidcache.features.backbones`). Defaults
-            to InceptionV3.
-    """
-
-    weights: WeightsSpec = WeightsSpec("imagenet")
-    image_size: int = 299
-    resize: str = "center-crop"
-    sampling: SamplingSpec = SamplingSpec()
-    folder_fps: float = 25.0
-    precision: str = "float32"
-    dtype: str = "float32"
-    batch_size: int = 32
-    overwrite: bool = False
-    prune: bool = False
-    strict: bool = False
-    queue_batches: int = 4
-    spill_rows: int = DEFAULT_SPILL_ROWS
-    decode_workers: int = 0
-    fsync: bool = False
-    expect_weights_sha256: str = ""
-    backbone: str = DEFAULT_BACKBONE
-
-    @classmethod
-    def for_settings(
-        cls, settings: FeatureSettings, weights: WeightsSpec, batch_size: int = 32
-    ) -> ExtractConfig:
-        """The config that makes features with ``settings`` (the inverse of :meth:`settings`)."""
-        return cls(
-            weights=weights,
-            image_size=settings.image_size,
-            resize=settings.resize,
-            sampling=settings.sampling,
-            folder_fps=settings.folder_fps,
-            precision=settings.precision,
-            dtype=settings.dtype,
-            batch_size=batch_size,
-            backbone=settings.backbone,
-        )
-
-    def settings(self, weights_sha256: str = "") -> FeatureSettings:
-        """The feature settings this run requests (validated)."""
-        return FeatureSettings.for_backbone(
-            self.backbone,
-            weights=self.weights.identity,
-            weights_sha256=weights_sha256,
-            image_size=self.image_size,
-            resize=self.resize,
-            sampling=self.sampling,
-            folder_fps=self.folder_fps,
-            precision=self.precision,
-            dtype=self.dtype,
-        )
-
-
-@dataclass
-class VideoOutcome:
-    """What happened to one video: ``status`` is extracted, cached or failed."""
-
-    video_id: str
-    path: Path
-    status: str
-    frames: int = 0
-    reason: str = ""
-
-
-@dataclass
-class ExtractSummary:
-    """The result of a run."""
-
-    outcomes: list[VideoOutcome] = field(default_factory=list)
-    pruned: int = 0
-    frames: int = 0
-    seconds: float = 0.0
-    model_seconds: float = 0.0
-    interrupted: bool = False
-    stopped_early: bool = False
-
-    def count(self, status: str) -> int:
-        return sum(1 for o in self.outcomes if o.status == status)
-
-    @property
-    def failures(self) -> list[VideoOutcome]:
-        return [o for o in self.outcomes if o.status == FAILED]
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-class Reporter:
-    """Progress callbacks; the base class ignores them (the library never prints)."""
-
-    def begin(self, total_videos: int) -> None: ...
-
-    def video(self, outcome: VideoOutcome) -> None: ...
-
-    def frames(self, count: int) -> None: ...
-
-    def note(self, text: str) -> None: ...
-
-    def end(self) -> None: ...
+#: What callers used to import from here, still here (the engine's public names).
+__all__ = [
+    "CACHED",
+    "EXTRACTED",
+    "FAILED",
+    "ExtractConfig",
+    "ExtractSummary",
+    "Reporter",
+    "VideoOutcome",
+    "default_decode_workers",
+    "extract_features",
+    "gone_videos",
+    "has_folders",
+    "library_versions",
+    "run_settings",
+    "settings_like",
+]
 
 
 def default_decode_workers() -> int:
@@ -197,28 +95,6 @@ def default_decode_workers() -> int:
     if tf.config.list_logical_devices("GPU"):
         return max(1, min(8, (os.cpu_count() or 2) - 1))
     return 1
-
-
-def library_versions() -> dict[str, str]:
-    """Versions recorded in a new cache as provenance."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from vidcache import __version__
-
-    found = {"python": sys.version.split()[0], "vidcache": __version__}
-    for name in ("tensorflow", "keras", "h5py", "numpy", "av", "pillow"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
-@dataclass
-class _Job:
-    slot: int
-    source: VideoSource
-    stat: SourceStat
 
 
 @dataclass
@@ -246,7 +122,7 @@ class _Producer:
     """
 
     def __init__(
-        self, jobs: list[_Job], config: ExtractConfig, out: queue.Queue, workers: int = 1
+        self, jobs: list[Job], config: ExtractConfig, out: queue.Queue, workers: int = 1
     ) -> None:
         self.config, self.out = config, out
         self.stop = threading.Event()
@@ -297,7 +173,7 @@ class _Producer:
         with self._lock:
             self._batch.events.append(event)
 
-    def _next_job(self) -> _Job | None:
+    def _next_job(self) -> Job | None:
         with self._lock:
             return next(self._jobs, None)
 
@@ -323,7 +199,7 @@ class _Producer:
             except queue.Full:
                 pass
 
-    def _decode(self, job: _Job) -> tuple:
+    def _decode(self, job: Job) -> tuple:
         """Feed the job's frames to the batches; returns its done or failed event."""
         config = self.config
         count = 0
@@ -372,96 +248,6 @@ class _Interrupts:
             signal.signal(sig, handler)
 
 
-def _plan(
-    sources: list[VideoSource],
-    entries: dict[str, CacheEntry],
-    summary: ExtractSummary,
-    reporter: Reporter,
-) -> tuple[list[_Job], list[CacheEntry]]:
-    """Split sources into work and up-to-date videos (touched ones returned for update)."""
-    jobs, touched = [], []
-    for source in sources:
-        try:
-            stat = stat_source(source)
-        except OSError as exc:
-            outcome = VideoOutcome(
-                source.video_id, source.path, FAILED, 0, exc.strerror or str(exc)
-            )
-            summary.outcomes.append(outcome)
-            reporter.video(outcome)
-            continue
-        entry = entries.get(source.video_id)
-        fresh = False
-        if entry is not None and entry.size == stat.size:
-            if entry.mtime == stat.mtime:
-                fresh = True
-            else:
-                try:
-                    fresh = fingerprint(source) == entry.fingerprint
-                except OSError:
-                    fresh = False
-            if fresh and (entry.mtime != stat.mtime or entry.path != str(source.path)):
-                # Touched, copied or moved but unchanged: record where and when it is now.
-                touched.append(replace(entry, mtime=stat.mtime, path=str(source.path)))
-        if fresh:
-            outcome = VideoOutcome(source.video_id, source.path, CACHED, entry.num_frames)
-            summary.outcomes.append(outcome)
-            reporter.video(outcome)
-        else:
-            jobs.append(_Job(len(jobs), source, stat))
-    return jobs, touched
-
-
-def settings_like(path: Path) -> FeatureSettings:
-    """The feature settings of a cache file or a run folder (``extract --like``).
-
-    Raises:
-        CacheFormatError: neither a readable cache nor a run folder.
-    """
-    settings = run_settings(path)
-    if isinstance(settings, FusedSettings):
-        raise CacheFormatError(
-            f"{path} was trained on fused feature sets ({settings.backbone}); --like copies "
-            "one: give the cache of the part to match"
-        )
-    return settings
-
-
-def run_settings(path: Path) -> FeatureSettings | FusedSettings:
-    """The feature settings of a cache file or a run folder; a run trained on fused feature
-    sets gives its :class:`FusedSettings`.
-
-    Raises:
-        CacheFormatError: neither a readable cache nor a run folder.
-    """
-    path = Path(path)
-    if path.is_dir():
-        config = path / "config.json"
-        try:
-            data = json.loads(config.read_text(encoding="utf-8"))
-            return settings_of(data["feature_settings"])
-        except (OSError, ValueError, KeyError, TypeError):
-            raise CacheFormatError(
-                f"{path} is not a vidcache run (no readable config.json with feature settings)"
-            ) from None
-    return read_settings(path)
-
-
-def has_folders(sources: list[VideoSource]) -> bool:
-    """Whether a run extracts folders of frames (only then can ``folder_fps`` matter)."""
-    return any(source.kind == "frames" for source in sources)
-
-
-def gone_videos(sources: list[VideoSource], entries: dict[str, CacheEntry]) -> list[str]:
-    """Cached videos (ids) that are not among ``sources`` and whose file is gone (--prune)."""
-    wanted = {s.video_id for s in sources}
-    return [
-        entry.video_id
-        for entry in entries.values()
-        if entry.video_id not in wanted and not Path(entry.path).exists()
-    ]
-
-
 def extract_features(
     sources: list[VideoSource],
     output: Path,
@@ -494,35 +280,10 @@ def extract_features(
     requested = config.settings()
     summary = ExtractSummary()
     with CacheLock(output):
-        # --overwrite: the old file is ignored now and replaced only when the new one is made,
-        # so a run that fails early (missing weights...) does not destroy it.
-        cached = read_settings(output) if output.exists() and not config.overwrite else None
-        if cached is not None:
-            check_compatible(
-                cached,
-                requested,
-                cache_name=str(output),
-                ignore=("weights_sha256",),
-                folders=has_folders(sources),
-            )
-        entries = {}
-        if cached is not None:
-            schema = cache_schema(output)
-            if schema == 1:
-                report = migrate(output, locked=True)
-                reporter.note(
-                    f"upgraded {output} to cache schema {SCHEMA_VERSION} "
-                    f"({report.videos} videos, {report.seconds:.1f} s)"
-                )
-            elif schema != SCHEMA_VERSION:
-                reporter.note(
-                    f"{output} is a schema-{schema} cache: its index records carry no "
-                    f"checksums ('vidcache migrate {output}' adds them)"
-                )
-            with FeatureCache.open(output, cached, {}) as cache:
-                entries = cache.entries()
+        existing = read_existing(output, requested, sources, config.overwrite, reporter)
+        cached, entries = existing.settings, existing.entries
         reporter.begin(len(sources))
-        jobs, touched = _plan(sources, entries, summary, reporter)
+        jobs, touched = plan(sources, entries, summary, reporter)
         if config.strict and summary.failures:
             summary.stopped_early = True
             reporter.end()
@@ -556,36 +317,20 @@ def extract_features(
                 check_compatible(
                     cached, settings, cache_name=str(output), folders=has_folders(sources)
                 )
-        # --overwrite of an existing cache: the new one is made beside it and replaces it in
-        # one rename when the run ends holding a video; a run that fails, extracts nothing
-        # or is killed leaves the old one whole (a killed run's file goes at the next lock).
-        replacing = cached is None and output.exists()
-        target = rewrite_path(output) if replacing else output
-        try:
+        with replacing(output, cached is None and output.exists(), reporter) as place:
             with FeatureCache.open(
-                target, settings or requested, library_versions(), fsync=config.fsync
+                place.target, settings or requested, library_versions(), fsync=config.fsync
             ) as cache:
-                if gone:
-                    summary.pruned = cache.delete_videos(gone)
-                    reporter.note(f"pruned {summary.pruned} video(s) whose source is gone")
-                for entry in touched:
-                    cache.touch_video(entry)
+                maintain(cache, gone, touched, summary, reporter)
                 if jobs:
                     _run(jobs, config, extractor, cache, summary, reporter, settings.feature_dim)
-                made = bool(cache.entries())
-            if replacing and made:
-                os.replace(target, os.path.realpath(output))
-            elif replacing:
-                reporter.note(f"no video was extracted: {output} is kept as it was")
-        finally:
-            if replacing and target.exists():
-                target.unlink()
+                place.commit(bool(cache.entries()))
     reporter.end()
     return summary
 
 
 def _run(
-    jobs: list[_Job],
+    jobs: list[Job],
     config: ExtractConfig,
     extractor: FeatureExtractor,
     cache: FeatureCache,

@@ -36,27 +36,27 @@ from vidcache.features.cache import (
     CacheReader,
     FeatureCache,
     cache_schema,
-    read_settings,
-    rewrite_path,
 )
 from vidcache.features.discover import VideoSource
 from vidcache.features.errors import VidcacheError
 from vidcache.features.maintenance import absorb, migrate
-from vidcache.features.settings import check_compatible
 from vidcache.features.shard import shard_of
-from vidcache.pipeline.extraction.local import (
+from vidcache.pipeline.extraction.config import ExtractConfig, library_versions
+from vidcache.pipeline.extraction.local import extract_features
+from vidcache.pipeline.extraction.outcomes import (
     CACHED,
     EXTRACTED,
     FAILED,
-    ExtractConfig,
     ExtractSummary,
     Reporter,
     VideoOutcome,
-    _plan,
-    extract_features,
+)
+from vidcache.pipeline.extraction.session import (
     gone_videos,
-    has_folders,
-    library_versions,
+    maintain,
+    plan,
+    read_existing,
+    replacing,
 )
 from vidcache.pipeline.outputs import prepare_output_dir
 
@@ -491,24 +491,11 @@ def _into_folder(ray, sources, folder: Path, config, reporter, options) -> Extra
             ray.shutdown()
 
 
-def _add_parts(output: Path, parts: list[Path], replace_old: bool) -> int:
-    """Absorb the workers' parts into ``output`` (locked by the caller), then delete them;
-    return the number of videos they held.
-
-    With ``replace_old`` the parts become a new file beside the old cache, which replaces
-    it in one rename when it holds a video: a crash before the rename leaves the old cache
-    whole (and the temporary file, removed by the next run that locks it).
-    """
-    target = rewrite_path(output) if replace_old else output
-    added = 0
-    try:
-        if parts:
-            added = absorb(target, parts, library_versions(), locked=True)
-        if replace_old and added:
-            os.replace(target, os.path.realpath(output))
-    finally:
-        if replace_old and target.exists():
-            target.unlink()
+def _add_parts(target: Path, parts: list[Path]) -> int:
+    """Absorb the workers' parts into ``target`` (the cache, or the new file that replaces
+    it: :func:`.session.replacing`; locked by the caller), then delete them; return the
+    number of videos they held."""
+    added = absorb(target, parts, library_versions(), locked=True) if parts else 0
     for part in parts:
         part.unlink()
     return added
@@ -532,31 +519,14 @@ def _into_one_cache(ray, sources, output: Path, config, reporter, options) -> Ex
             for part in leftovers:
                 part.unlink()
             reporter.note(f"added {added} video(s) an interrupted run had finished")
-        requested = config.settings()
-        cached = read_settings(output) if output.exists() and not config.overwrite else None
-        entries = {}
-        if cached is not None:
-            check_compatible(
-                cached,
-                requested,
-                cache_name=str(output),
-                ignore=("weights_sha256",),
-                folders=has_folders(sources),
-            )
-            if cache_schema(output) == 1:
-                migrate(output, locked=True)
-            with CacheReader(output) as reader:
-                entries = reader.entries()
+        existing = read_existing(output, config.settings(), sources, config.overwrite, reporter)
+        cached, entries = existing.settings, existing.entries
         reporter.begin(len(sources))
-        jobs, touched = _plan(sources, entries, summary, reporter)
+        jobs, touched = plan(sources, entries, summary, reporter)
         gone = gone_videos(sources, entries) if config.prune else []
         if (touched or gone) and cached is not None:
             with FeatureCache.open(output, cached, {}) as cache:
-                if gone:
-                    summary.pruned = cache.delete_videos(gone)
-                    reporter.note(f"pruned {summary.pruned} video(s) whose source is gone")
-                for entry in touched:
-                    cache.touch_video(entry)
+                maintain(cache, gone, touched, summary, reporter)
         if not jobs:
             reporter.end()
             return summary
@@ -576,10 +546,8 @@ def _into_one_cache(ray, sources, output: Path, config, reporter, options) -> Ex
             if started_here:
                 ray.shutdown()
         # Everything the workers committed goes into the cache, interrupted or not.
-        replace_old = config.overwrite and output.exists()
-        added = _add_parts(output, sorted(parts_dir.glob("*.h5")), replace_old)
-        if replace_old and not added:
-            reporter.note(f"no video was extracted: {output} is kept as it was")
+        with replacing(output, config.overwrite and output.exists(), reporter) as place:
+            place.commit(_add_parts(place.target, sorted(parts_dir.glob("*.h5"))) > 0)
         try:
             parts_dir.rmdir()
         except OSError:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vidcache.pipeline.extraction.local import (
+from vidcache.pipeline.extraction.outcomes import (
     CACHED,
     EXTRACTED,
     FAILED,

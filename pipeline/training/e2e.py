@@ -173,7 +173,7 @@ def check_e2e_run(run_dir: Path, unfreeze_from: str | None) -> None:
         DataError: a fused run, or a backbone without blocks (CLIP).
         E2EError: ``unfreeze_from`` is not a block of the run's backbone.
     """
-    from vidcache.pipeline.extraction.local import run_settings
+    from vidcache.pipeline.extraction.config import run_settings
 
     try:
         settings = run_settings(run_dir)
@@ -433,7 +433,7 @@ def _fit_distributed(model, epochs, spread, config, make_optimizer, callbacks):
             source.batches_of,
             source.batch_size,
         )
-    if spread.kind == "multi-worker":  # model.fit cannot run there (pipeline/training/multiworker.py)
+    if spread.kind == "multi-worker":  # model.fit cannot run there (training/multiworker.py)
         history = fit_multi_worker(
             twin, data["train"], data["val"], (steps["train"], steps["val"]), config.epochs,
             callbacks, config.verbose,

@@ -313,7 +313,7 @@ def fit_model(
 
 def run_config(config: TrainConfig, readers, settings, examples, parts, fitted, **extra) -> dict:
     """The ``config.json`` of a run: task, options, caches, split ids, training record."""
-    from vidcache.pipeline.extraction.local import library_versions
+    from vidcache.pipeline.extraction.config import library_versions
 
     return {
         "task": config.task,
