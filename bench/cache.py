@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcache.features.cache import CacheEntry, CacheReader, FeatureCache
-from vidcache.features.legacy import write_schema1
+from vidcache.features.cache.legacy import write_schema1
 from vidcache.features.settings import FeatureSettings
 from vidcache.models.data import SequenceSource, collect_examples, open_caches
 from vidcache.pipeline.cli.cache_report import cache_summary

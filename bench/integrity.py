@@ -27,8 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from cache import settings, videos  # noqa: E402
 
-from vidcache.features import integrity, store  # noqa: E402
-from vidcache.features.cache import CacheReader, FeatureCache  # noqa: E402
+from vidcache.features.cache import CacheReader, FeatureCache, integrity, store  # noqa: E402  # noqa: E402
 
 
 def build(path: Path, count: int, frames: int) -> None:

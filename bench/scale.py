@@ -109,7 +109,7 @@ def drop_page_cache() -> bool:
 
 
 def merge_speed(work: Path, videos: int, frames: int) -> list[tuple[str, str]]:
-    from vidcache.features.maintenance import merge
+    from vidcache.features.cache.maintenance import merge
 
     rows = []
     for k in range(2):

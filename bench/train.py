@@ -26,8 +26,8 @@ import numpy as np
 from _table import print_table
 
 from vidcache.features.backbone import FeatureExtractor, WeightsSpec, import_tensorflow
-from vidcache.features.buffer import FeatureBuffer
 from vidcache.features.cache import CacheEntry, FeatureCache
+from vidcache.features.cache.buffer import FeatureBuffer
 from vidcache.features.settings import FeatureSettings
 from vidcache.models.data import SequenceSource, collect_examples, make_dataset, open_caches
 from vidcache.models.heads import build_classifier

@@ -30,9 +30,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from vidcache.features.cache import CacheEntry, CacheLock, CacheReader, FeatureCache
+from vidcache.features.cache.store import Rows
 from vidcache.features.errors import VidcacheError
 from vidcache.features.settings import IMPORTED, FeatureSettings, SamplingSpec
-from vidcache.features.store import Rows
 
 MANIFEST = "manifest.csv"
 COLUMNS = ("video_id", "label", "path", "frames", "fps", "settings_sha256", "file")

@@ -37,9 +37,9 @@ def main() -> None:
     path, first, last = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     dim = int(sys.argv[4]) if len(sys.argv) > 4 else 64
     if "--no-space-check" in sys.argv:
-        from vidcache.features import store
+        from vidcache.features.cache import appender
 
-        store.StoreWriter._check_space = lambda self, rows: None
+        appender.StoreWriter._check_space = lambda self, rows: None
     with CacheLock(path), FeatureCache.open(path, settings(dim), {}) as cache:
         done = cache.entries()
         for i in range(first, last):

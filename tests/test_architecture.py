@@ -136,13 +136,10 @@ def test_tasks_import_no_other_task():
 #: Modules still above the size limit, and the most lines each may have: they may shrink,
 #: never grow (split them as you change them; docs/architecture.md lists them).
 LARGE = {
-    "features/store.py": 880,
-    "features/cache.py": 640,
     "features/decode.py": 467,
-    "pipeline/extraction/local.py": 685,
-    "pipeline/extraction/ray_engine.py": 590,
+    "pipeline/extraction/local.py": 430,
+    "pipeline/extraction/ray_engine.py": 558,
     "pipeline/training/e2e.py": 453,
-    "pipeline/cli/extract.py": 418,
 }
 LIMIT = 400
 

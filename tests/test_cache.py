@@ -11,8 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vidcache.features import maintenance
-from vidcache.features.buffer import FeatureBuffer
 from vidcache.features.cache import (
     SCHEMA_VERSION,
     CacheEntry,
@@ -21,10 +19,12 @@ from vidcache.features.cache import (
     FeatureCache,
     decode_key,
     encode_key,
+    maintenance,
     read_settings,
 )
+from vidcache.features.cache.buffer import FeatureBuffer
+from vidcache.features.cache.legacy import write_schema1
 from vidcache.features.errors import CacheDamaged, CacheFormatError, CacheLocked
-from vidcache.features.legacy import write_schema1
 from vidcache.features.settings import FeatureSettings
 
 SETTINGS = FeatureSettings(weights="random:seed=0", weights_sha256="ab" * 32, image_size=75)
@@ -252,9 +252,9 @@ def test_lock_is_not_reentrant_across_handles(tmp_path):
 
 
 def test_many_videos_are_read_in_blocks_and_checked(tmp_path, monkeypatch):
-    from vidcache.features import store
+    from vidcache.features.cache import rows
 
-    monkeypatch.setattr(store, "BLOCK_ROWS", 5)  # several blocks, some videos across chunks
+    monkeypatch.setattr(rows, "BLOCK_ROWS", 5)  # several blocks, some videos across chunks
     path = tmp_path / "f.h5"
     rng = np.random.default_rng(3)
     rows = {f"v{i}": rng.random((1 + i % 4, 8), dtype=np.float32) for i in range(12)}

@@ -156,7 +156,7 @@ def test_a_writer_waits_for_a_brief_reader_and_refuses_a_long_one_clearly(tmp_pa
         reader.communicate(timeout=60)
     assert len(check_content(path, [])) == 10
 
-    import vidcache.features.cache as cache_module
+    import vidcache.features.cache.files as cache_module
 
     monkeypatch.setattr(cache_module, "READER_WAIT_SECONDS", 0.5)
     videos, cache = tmp_path / "videos", tmp_path / "g.h5"

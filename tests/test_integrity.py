@@ -24,9 +24,16 @@ import pytest
 from click.testing import CliRunner
 from conftest import lossless, random_frames
 
-from vidcache.features import integrity, maintenance, store
-from vidcache.features.cache import CacheEntry, CacheLock, CacheReader, FeatureCache
-from vidcache.features.errors import CacheDamaged, CacheUnwritable
+from vidcache.features.cache import (
+    CacheEntry,
+    CacheLock,
+    CacheReader,
+    FeatureCache,
+    integrity,
+    maintenance,
+    store,
+)
+from vidcache.features.errors import CacheDamaged, CacheFormatError, CacheUnwritable
 from vidcache.features.settings import FeatureSettings
 from vidcache.pipeline.cli import cli
 
@@ -131,6 +138,7 @@ def test_schema2_files_open_unverified_and_a_rewrite_adds_the_checks(tmp_path):
         del f["commit"]
         f["commit"] = np.array([count])
         f.attrs["schema_version"] = 2
+        f["index"].attrs["encoding-version"] = "2"  # as the schema-2 writer set it
     with CacheReader(path) as reader:
         assert reader.schema_version == 2 and not reader.checked
         before = {v: reader.features(v) for v in reader.entries()}
@@ -144,6 +152,33 @@ def test_schema2_files_open_unverified_and_a_rewrite_adds_the_checks(tmp_path):
         assert list(reader.entries()) == [*before, "v9"]
         for video_id, features in before.items():
             np.testing.assert_array_equal(reader.features(video_id), features)
+
+
+def test_the_reader_is_chosen_by_the_index_encoding(tmp_path):
+    """A file says how its videos are laid out; an encoding no reader knows, or one that
+    disagrees with the file's schema version, is one line naming it."""
+    from vidcache.features.cache import layouts
+
+    path = small_cache(tmp_path / "c.h5")
+    with h5py.File(path, "r") as f:
+        assert layouts.encoding_of(f, path, 3) == ("vidcache-video-index", "3")
+    with h5py.File(path, "r+") as f:
+        f["index"].attrs["encoding-version"] = "2"
+    with pytest.raises(CacheFormatError, match="encoded as vidcache-video-index version 2, but"):
+        CacheReader(path)
+    with h5py.File(path, "r+") as f:
+        f["index"].attrs["encoding-type"] = "someone-elses-index"
+        f["index"].attrs["encoding-version"] = "3"
+    with pytest.raises(CacheFormatError, match="someone-elses-index version 3, which this"):
+        CacheReader(path)
+    layouts.register_layout("someone-elses-index", "3", layouts.IndexedLayout)
+    try:  # one registry line, and the same file reads
+        with CacheReader(path) as reader:
+            assert list(reader.entries()) == ["v0", "v2", "v3", "v4"]
+    finally:
+        layouts.unregister_layout("someone-elses-index", "3")
+    result = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert result.exit_code == 1 and result.output.count("Error: ") == 1, result.output
 
 
 def test_a_programming_error_is_not_reported_as_damage(tmp_path, monkeypatch):
@@ -354,7 +389,7 @@ def test_an_immutable_cache_is_named_as_unwritable_not_damaged(tmp_path):
 ABSORB = """
 import sys
 from pathlib import Path
-from vidcache.features import maintenance
+from vidcache.features.cache import maintenance
 print("start", flush=True)
 maintenance.absorb(Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]])
 print("done", flush=True)

@@ -35,7 +35,8 @@ def test_the_wheel_holds_only_vidcache_and_imports_from_a_plain_install(tmp_path
     assert top == {"vidcache", wheel.name.split("-py")[0] + ".dist-info"}, top
     for package in ("pipeline", "features", "models"):
         assert f"vidcache/{package}/__init__.py" in names
-    assert "vidcache/features/cache.py" in names
+    assert "vidcache/features/cache/__init__.py" in names
+    assert "vidcache/pipeline/training/tasks/classify.py" in names
 
     target = tmp_path / "site"
     subprocess.run(
@@ -58,7 +59,7 @@ def test_the_wheel_holds_only_vidcache_and_imports_from_a_plain_install(tmp_path
     )  # fmt: skip
     lines = result.stdout.splitlines()
     assert lines[0].startswith(str(target)) and lines[1].startswith(str(target)), lines
-    assert lines[2] == "vidcache.features.cache"
+    assert lines[2] == "vidcache.features.cache.reader"
     help_text = subprocess.run(
         [sys.executable, "-m", "vidcache", "--help"],
         cwd=outside,

@@ -7,9 +7,9 @@ from conftest import SMALL
 from test_train import SETTINGS, write_cache
 
 from vidcache.features.cache import CacheReader
+from vidcache.features.cache.maintenance import DuplicateVideo, merge
 from vidcache.features.discover import VideoSource
 from vidcache.features.errors import SettingsMismatch
-from vidcache.features.maintenance import DuplicateVideo, merge
 from vidcache.features.settings import FeatureSettings
 from vidcache.features.shard import ShardError, parse_shard, select_shard, shard_of
 from vidcache.pipeline.cli import cli
@@ -176,7 +176,7 @@ def test_folder_fps_matters_only_where_folders_of_frames_are(tmp_path):
     from conftest import lossless, random_frames
     from test_train import ordered_videos
 
-    from vidcache.features.entry import CacheEntry
+    from vidcache.features.cache.entry import CacheEntry
     from vidcache.features.synthetic import write_frame_folder
     from vidcache.models.data import open_caches
     from vidcache.pipeline.training import TrainConfig, evaluate_run, train_rnn

@@ -41,9 +41,7 @@ class VideoLength(Regress):
 
 
 def lengths(readers, videos) -> list[np.ndarray]:
-    return [
-        np.array([readers[v.cache].timestamps(v.video_id)[-1]], np.float32) for v in videos
-    ]
+    return [np.array([readers[v.cache].timestamps(v.video_id)[-1]], np.float32) for v in videos]
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from vidcache.features.buffer import FeatureBuffer
 from vidcache.features.cache import CacheEntry, FeatureCache
+from vidcache.features.cache.buffer import FeatureBuffer
 from vidcache.features.settings import FeatureSettings
 from vidcache.models.heads import build_classifier
 from vidcache.models.split import SplitError, group_of, stratified_group_split
@@ -388,8 +388,8 @@ def test_constant_dimensions_are_not_blown_up_by_standardisation():
 
 
 def test_a_migrated_schema1_cache_trains_to_the_same_model(tmp_path):
-    from vidcache.features.legacy import write_schema1
-    from vidcache.features.maintenance import migrate
+    from vidcache.features.cache.legacy import write_schema1
+    from vidcache.features.cache.maintenance import migrate
 
     videos = [
         (

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidcache.features.buffer import FeatureBuffer
+from vidcache.features.cache.buffer import FeatureBuffer
 from vidcache.features.transform import fit_frame, scaled_size
 
 

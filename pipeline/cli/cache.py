@@ -1,6 +1,6 @@
 """``vidcache verify``, ``vidcache compact``, ``vidcache migrate``: keeping a cache healthy.
 
-Thin click commands over :mod:`vidcache.features.maintenance`, imported when a command
+Thin click commands over :mod:`vidcache.features.cache.maintenance`, imported when a command
 runs (``--help`` stays instant).
 """
 
@@ -63,7 +63,7 @@ def verify_command(cache: Path, repair: bool, quiet: bool) -> None:
         vidcache verify features.h5
         vidcache verify features.h5 --repair && extract-features videos/ -o features.h5
     """
-    from vidcache.features import maintenance
+    from vidcache.features.cache import maintenance
 
     total = _videos_in([cache], tolerant=True)
     report = _with_progress("verifying", total, quiet, lambda up: maintenance.verify(cache, up))
@@ -109,7 +109,7 @@ def compact_command(cache: Path, quiet: bool) -> None:
     Example:
         vidcache compact features.h5
     """
-    from vidcache.features import maintenance
+    from vidcache.features.cache import maintenance
 
     total = _videos_in([cache])
     report = _with_progress("compacting", total, quiet, lambda up: maintenance.compact(cache, up))
@@ -141,8 +141,8 @@ def migrate_command(cache: Path, output: Path | None, quiet: bool) -> None:
         vidcache migrate old.h5 -o new.h5
         vidcache migrate features.h5
     """
-    from vidcache.features import maintenance
-    from vidcache.features.store import SCHEMA_VERSION
+    from vidcache.features.cache import maintenance
+    from vidcache.features.cache.store import SCHEMA_VERSION
 
     if output is not None:
         prepare_output_dir(output.parent, "cache folder")
@@ -185,7 +185,7 @@ def merge_command(caches, output: Path, quiet: bool) -> None:
         extract-features videos/ -o shards/part-3.h5 --shard 3/16   # x16, anywhere
         vidcache merge shards/ -o features.h5
     """
-    from vidcache.features import maintenance
+    from vidcache.features.cache import maintenance
 
     sources = expand_caches(caches)
     prepare_output_dir(output.parent, "cache folder")

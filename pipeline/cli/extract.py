@@ -235,10 +235,13 @@ def extract(
     fsync,
     quiet,
 ) -> None:
-    from vidcache.features.backbones import WeightsSpec, get_backbone
+    from dataclasses import replace
+
+    from vidcache.features.backbones import WeightsSpec
     from vidcache.features.discover import apply_labels, discover
-    from vidcache.features.settings import SamplingSpec
-    from vidcache.pipeline.extraction.local import ExtractConfig, extract_features
+    from vidcache.pipeline.cli.extract_settings import requested_run, settings_of
+    from vidcache.pipeline.extraction.config import ExtractConfig
+    from vidcache.pipeline.extraction.local import extract_features
     from vidcache.pipeline.extraction.report import ProgressReporter, format_summary
 
     if engine == "local":
@@ -261,35 +264,18 @@ def extract(
             )
     elif shard is not None:
         raise click.ClickException("--shard runs one share here; --engine ray shards by itself")
-    expect_sha = ""
-    if like is not None:
-        (fps, num_frames, max_frames, sampling, image_size, resize, folder_fps, backbone,
-         weights, seed, precision, dtype, expect_sha) = _settings_of(like, weights)  # fmt: skip
-    minimum = get_backbone(backbone).min_image_size
-    if image_size is None:
-        image_size = get_backbone(backbone).default_image_size
-    if image_size < minimum:
-        raise click.BadParameter(
-            f"{image_size} is not in the range x>={minimum} ({backbone}'s smallest input).",
-            param_hint="'--image-size'",
+    if like is not None:  # the settings of another cache or run, copied as they are
+        settings, spec = settings_of(like, weights)
+        requested = replace(
+            ExtractConfig.for_settings(settings, spec, batch_size),
+            expect_weights_sha256=settings.weights_sha256,
         )
-    if num_frames is not None and fps is not None:
-        raise click.ClickException("--num-frames cannot be used with --fps")
-    if num_frames is not None and max_frames is not None:
-        raise click.ClickException("--num-frames cannot be used with --max-frames")
-    if num_frames is not None and sampling == "keyframes":
-        raise click.ClickException(
-            "--num-frames cannot be used with --sampling keyframes (thin keyframes with --fps)"
-        )
-    if num_frames is None and fps is None:
-        fps = 5.0
-    sampling = SamplingSpec(
-        fps=fps or None,
-        num_frames=num_frames,
-        max_frames=max_frames,
-        keyframes=sampling == "keyframes",
-    )
-    spec = WeightsSpec.parse(weights, seed)
+    else:
+        spec = WeightsSpec.parse(weights, seed)
+        requested = requested_run(
+            spec, fps, num_frames, max_frames, sampling, image_size, resize, folder_fps,
+            backbone, precision, dtype, batch_size,
+        )  # fmt: skip
     sources = discover(list(videos), glob)
     if labels_csv is not None:
         sources, unmatched = apply_labels(sources, labels_csv)
@@ -310,26 +296,17 @@ def extract(
         click.echo(f"shard {index}/{count}: {len(sources)} of {total} videos", err=True)
     if spec.kind == "random":
         click.echo(
-            f"Warning: --weights random: features come from an UNTRAINED network (seed {seed}); "
-            "use them for tests and demos only.",
+            f"Warning: --weights random: features come from an UNTRAINED network (seed "
+            f"{spec.seed}); use them for tests and demos only.",
             err=True,
         )
-    config = ExtractConfig(
-        weights=spec,
-        image_size=image_size,
-        resize=resize,
-        sampling=sampling,
-        folder_fps=folder_fps,
-        precision=precision,
-        dtype=dtype,
-        batch_size=batch_size,
+    config = replace(
+        requested,
         overwrite=overwrite,
         prune=prune,
         strict=strict,
         fsync=fsync,
         decode_workers=decode_workers,
-        expect_weights_sha256=expect_sha,
-        backbone=backbone,
     )
     reporter = ProgressReporter(quiet=quiet)
     if engine == "ray":
@@ -350,69 +327,3 @@ def extract(
         sys.exit(130)
     if summary.failures:
         sys.exit(1)
-
-
-_FEATURE_OPTIONS = (
-    "fps", "num_frames", "max_frames", "sampling", "image_size", "resize", "folder_fps", "seed",
-    "precision", "dtype", "backbone",
-)  # fmt: skip
-
-
-def _settings_of(like: Path, weights: str) -> tuple:
-    """The feature options of ``--like``, refusing explicit ones that would contradict it."""
-    from vidcache.features.backbones import WeightsSpec, backbone_names
-    from vidcache.pipeline.extraction.local import settings_like
-
-    context = click.get_current_context()
-    given = [
-        "--" + name.replace("_", "-")
-        for name in _FEATURE_OPTIONS
-        if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-    ]
-    if given:
-        raise click.ClickException(
-            f"--like {like} sets the feature settings; drop {', '.join(given)}"
-        )
-    settings = settings_like(like)
-    try:
-        recorded = WeightsSpec.from_identity(settings.weights)
-    except ValueError:
-        raise click.ClickException(
-            f"{like} holds features vidcache did not make ({settings.weights}); "
-            "--like copies the settings of vidcache's own caches and runs"
-        ) from None
-    known = backbone_names()
-    if settings.backbone not in known:
-        raise click.ClickException(
-            f"{like} was made with the backbone {settings.backbone}, which this installation "
-            f"does not have ({', '.join(known)})"
-        )
-    seed = recorded.seed
-    if recorded.kind == "file":
-        source = context.get_parameter_source("weights")
-        if (
-            source != click.core.ParameterSource.COMMANDLINE
-            or Path(weights).name != recorded.file_name
-        ):
-            raise click.ClickException(
-                f"{like} was made with the weights file {recorded.file_name}; give that "
-                "file with --weights PATH"
-            )
-    else:
-        weights = recorded.kind
-    sampling = settings.sampling
-    return (
-        None if sampling.num_frames else (sampling.fps if sampling.fps is not None else 0.0),
-        sampling.num_frames,
-        sampling.max_frames,
-        "keyframes" if sampling.keyframes else "frames",
-        settings.image_size,
-        settings.resize,
-        settings.folder_fps,
-        settings.backbone,
-        weights,
-        seed,
-        settings.precision,
-        settings.dtype,
-        settings.weights_sha256,
-    )

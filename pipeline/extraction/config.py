@@ -10,8 +10,8 @@ from pathlib import Path
 
 from vidcache.features.backbone import WeightsSpec
 from vidcache.features.backbones import DEFAULT_BACKBONE
-from vidcache.features.buffer import DEFAULT_SPILL_ROWS
 from vidcache.features.cache import read_settings
+from vidcache.features.cache.buffer import DEFAULT_SPILL_ROWS
 from vidcache.features.errors import CacheFormatError
 from vidcache.features.fusion import FusedSettings, settings_of
 from vidcache.features.settings import FeatureSettings, SamplingSpec

@@ -30,15 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from vidcache.features.backbone import FeatureExtractor
-from vidcache.features.buffer import FeatureBuffer
 from vidcache.features.cache import CacheEntry, CacheLock, FeatureCache
+from vidcache.features.cache.buffer import FeatureBuffer
+from vidcache.features.cache.store import check_free_space
 from vidcache.features.decode import open_source
 from vidcache.features.discover import VideoSource
 from vidcache.features.errors import DiskFull, SettingsMismatch, VideoDecodeError
 from vidcache.features.fingerprint import fingerprint
 from vidcache.features.frames import sampled_frames
 from vidcache.features.settings import check_compatible
-from vidcache.features.store import check_free_space
 from vidcache.pipeline.extraction.config import (
     ExtractConfig,
     library_versions,

@@ -37,9 +37,9 @@ from vidcache.features.cache import (
     FeatureCache,
     cache_schema,
 )
+from vidcache.features.cache.maintenance import absorb, migrate
 from vidcache.features.discover import VideoSource
 from vidcache.features.errors import VidcacheError
-from vidcache.features.maintenance import absorb, migrate
 from vidcache.features.shard import shard_of
 from vidcache.pipeline.extraction.config import ExtractConfig, library_versions
 from vidcache.pipeline.extraction.local import extract_features

@@ -33,9 +33,9 @@ from vidcache.features.cache import (
     read_settings,
     rewrite_path,
 )
+from vidcache.features.cache.maintenance import migrate
 from vidcache.features.discover import VideoSource
 from vidcache.features.fingerprint import SourceStat, fingerprint, stat_source
-from vidcache.features.maintenance import migrate
 from vidcache.features.settings import FeatureSettings, check_compatible
 from vidcache.pipeline.extraction.outcomes import (
     CACHED,

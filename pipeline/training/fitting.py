@@ -1,7 +1,7 @@
-"""The training machinery every task shares: options, the split, the fitting loop, records.
+"""The training machinery every task shares: the split, the fitting loop, the records.
 
-The task modules (:mod:`classify`, :mod:`caption`, :mod:`regress`) build on it; it imports
-none of them.
+The skeleton (:mod:`.skeleton`) and the tasks (:mod:`.tasks`) build on it; it imports
+none of them. The options are :mod:`.config`'s (``TrainConfig``, importable from here too).
 """
 
 from __future__ import annotations
@@ -14,91 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from vidcache.models.data import DataError, SequenceSource, make_dataset
-from vidcache.models.split import UCF101_GROUP, group_of, read_split_file, stratified_group_split
+from vidcache.models.split import group_of, read_split_file, stratified_group_split
+from vidcache.pipeline.training.config import TrainConfig
 from vidcache.pipeline.training.distribute import distribution
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Options of ``train-rnn``; every field is recorded in ``config.json``.
-
-    Args:
-        head: ``"lstm"``, ``"mean"`` (the order-blind baseline) or ``"transformer"``
-            (causal self-attention). Defaults to ``"lstm"``.
-        units: LSTM units (MLP units for ``mean``). Defaults to 128.
-        layers: stacked LSTM layers. Defaults to 1.
-        bidirectional: bidirectional LSTMs (cannot stream). Defaults to False.
-        dropout: LSTM input dropout. Defaults to 0.2.
-        recurrent_dropout: LSTM recurrent dropout. Defaults to 0.0.
-        epochs: at most this many epochs. Defaults to 50.
-        batch_size: sequences per batch. Defaults to 16.
-        lr: Adam learning rate. Defaults to 1e-3.
-        patience: epochs without a better validation loss before stopping. Defaults to 8.
-        val_split: share of each class held out for validation. Defaults to 0.2.
-        group_regex: clips matching it share a group that is never split. Defaults to the
-            UCF101 ``_g<NN>_c<NN>`` pattern.
-        split_file: CSV ``path,split`` with explicit train/val/test. Defaults to None.
-        seq_len: resample every sequence to this many steps. Defaults to None.
-        max_len: crop sequences to this many steps. Defaults to None.
-        stream: read sequences from HDF5 per batch instead of loading them. Defaults to False.
-        class_weight: ``"none"`` or ``"balanced"``. Defaults to ``"none"``.
-        label_map: ``{old: new}`` label renames; ``""`` drops a class. Defaults to None.
-        seed: seeds the split, initialisation and shuffling. Defaults to 0.
-        tensorboard: write TensorBoard logs to ``RUN/logs``. Defaults to False.
-        verbose: Keras progress output (0, 1, 2). Defaults to 2.
-        task: ``"classify"``, ``"caption"`` or ``"regress"``. Defaults to ``"classify"``.
-        captions: captions CSV (``path,caption``) of a caption run. Defaults to None.
-        targets: targets CSV of a regression run. Defaults to None.
-        attention: captioning decoder attends over the frames. Defaults to False.
-        beam: beam width for the validation captions (1 = greedy). Defaults to 1.
-        max_words: captions are cut to, and generated up to, this many words. Defaults to 20.
-        vocab_size: vocabulary ids, padding and reserved tokens included. Defaults to 5000.
-        embedding_dim: word embedding size. Defaults to 128.
-        time_tolerance: seconds between a frame and the nearest per-frame target row for
-            them to match. Defaults to 0.05.
-        cell: the recurrent cell of the ``lstm`` head, ``"lstm"`` or ``"gru"``. Defaults to
-            ``"lstm"``.
-        attention_heads: attention heads of the ``transformer`` head. Defaults to 4.
-        fuse: the caches are feature sets of the same videos, fused per frame
-            (:mod:`vidcache.features.fusion`). Defaults to False.
-    """
-
-    head: str = "lstm"
-    units: int = 128
-    layers: int = 1
-    bidirectional: bool = False
-    dropout: float = 0.2
-    recurrent_dropout: float = 0.0
-    epochs: int = 50
-    batch_size: int = 16
-    lr: float = 1e-3
-    patience: int = 8
-    val_split: float = 0.2
-    group_regex: str = UCF101_GROUP
-    split_file: str | None = None
-    seq_len: int | None = None
-    max_len: int | None = None
-    stream: bool = False
-    class_weight: str = "none"
-    label_map: dict = field(default_factory=dict)
-    seed: int = 0
-    tensorboard: bool = False
-    verbose: int = 2
-    task: str = "classify"
-    captions: str | None = None
-    targets: str | None = None
-    attention: bool = False
-    beam: int = 1
-    max_words: int = 20
-    vocab_size: int = 5000
-    embedding_dim: int = 128
-    time_tolerance: float = 0.05
-    scorer: str = "fast"
-    readout: str = "pooled"
-    distribute: str = "none"
-    cell: str = "lstm"
-    attention_heads: int = 4
-    fuse: bool = False
 
 
 @dataclass
@@ -151,16 +69,9 @@ def write_json(path: Path, data) -> None:
 
 def body_options(config: TrainConfig) -> dict:
     """The sequence-body keywords of :mod:`models.heads` builders, from ``config``."""
-    return {
-        "head": config.head,
-        "units": config.units,
-        "layers": config.layers,
-        "bidirectional": config.bidirectional,
-        "dropout": config.dropout,
-        "recurrent_dropout": config.recurrent_dropout,
-        "cell": config.cell,
-        "attention_heads": config.attention_heads,
-    }
+    options = asdict(config.model)
+    del options["readout"]  # the classifier's alone
+    return options
 
 
 def make_source(readers, examples, indices, config: TrainConfig) -> SequenceSource:

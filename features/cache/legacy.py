@@ -8,7 +8,7 @@ minimal writer, so tests can make a schema-1 file exactly as vidcache 0.1 did::
     /videos/<key>/timestamps     (T,) float64
     /videos/<key>/frame_indices  (T,) int64
 
-``<key>`` is :func:`~vidcache.features.entry.encode_key` of the video id.
+``<key>`` is :func:`~vidcache.features.cache.entry.encode_key` of the video id.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vidcache.features.entry import CacheEntry, encode_key
+from vidcache.features.cache.entry import CacheEntry, encode_key
+from vidcache.features.cache.store import FORMAT, now
 from vidcache.features.errors import CacheDamaged, CacheFormatError
-from vidcache.features.store import FORMAT, now
 
 
 def _complete(group: h5py.Group) -> bool:

@@ -21,6 +21,9 @@ from vidcache.features.cache import (
     read_settings,
     rewrite_path,
 )
+from vidcache.features.cache import rows as block_rows
+from vidcache.features.cache.h5recover import clear_write_flags
+from vidcache.features.cache.store import fsync_path
 from vidcache.features.errors import (
     CacheDamaged,
     CacheFormatError,
@@ -28,8 +31,6 @@ from vidcache.features.errors import (
     SettingsMismatch,
     VidcacheError,
 )
-from vidcache.features.h5recover import clear_write_flags
-from vidcache.features.store import fsync_path
 
 
 class DuplicateVideo(VidcacheError):
@@ -220,12 +221,12 @@ def _rewrite(
 def _write_copy(temporary: Path, first: CacheReader, readers, entries, owner, progress) -> int:
     """Create ``temporary`` with the settings of ``first`` and copy the videos into it,
     durable once this returns; the bytes of feature rows copied."""
-    from vidcache.features import store
+    from vidcache.features.cache import store
 
     store.create(temporary, first.settings, first.versions)
-    cache = FeatureCache.open(temporary, first.settings, {})
+    # One flush at the end (bulk): the file is not in place yet.
+    cache = FeatureCache.open(temporary, first.settings, {}, bulk=True)
     try:
-        cache._writer.bulk = True  # one flush at the end: the file is not in place yet
         copied = _copy_videos(readers, entries, owner, cache, progress)
         cache.close()  # HDF5 writes what it still holds: the disk can fill here too
         fsync_path(temporary)
@@ -237,8 +238,6 @@ def _write_copy(temporary: Path, first: CacheReader, readers, entries, owner, pr
 def _copy_videos(readers, entries, owner, cache: FeatureCache, progress) -> int:
     """Copy each reader's videos that ``owner`` assigns to it into ``cache``, in batches;
     returns the bytes of feature rows copied."""
-    from vidcache.features import store
-
     done, feature_bytes = 0, 0
     for number, reader in enumerate(readers):
         mine = [v for v in entries[number] if owner[v] == number]
@@ -249,7 +248,7 @@ def _copy_videos(readers, entries, owner, cache: FeatureCache, progress) -> int:
             batch_rows += len(rows.features)
             feature_bytes += rows.features.nbytes
             done += 1
-            if batch_rows >= store.BLOCK_ROWS or len(batch) >= 1024:
+            if batch_rows >= block_rows.BLOCK_ROWS or len(batch) >= 1024:
                 cache.write_batch(batch_entries, batch)
                 batch, batch_entries, batch_rows = [], [], 0
             if progress is not None and (done % 256 == 0 or done == len(owner)):
@@ -338,7 +337,6 @@ def absorb(
         CacheLocked: a run is writing ``target``.
         SettingsMismatch: a source was made with other settings.
     """
-    from vidcache.features import store
 
     target = Path(target)
     done = 0
@@ -366,7 +364,7 @@ def absorb(
                         batch.append(rows)
                         batch_rows += len(rows.features)
                         done += 1
-                        if batch_rows >= store.BLOCK_ROWS or len(batch) >= 1024:
+                        if batch_rows >= block_rows.BLOCK_ROWS or len(batch) >= 1024:
                             cache.write_batch(batch_entries, batch)
                             batch, batch_entries, batch_rows = [], [], 0
                             if progress is not None:

@@ -1,0 +1,104 @@
+"""``extract``'s feature options as one :class:`ExtractConfig`: copied from another cache or
+run (``--like``, refusing explicit options that would contradict it), or checked and put
+together from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+__all__ = ["requested_run", "settings_of"]
+
+_FEATURE_OPTIONS = (
+    "fps", "num_frames", "max_frames", "sampling", "image_size", "resize", "folder_fps", "seed",
+    "precision", "dtype", "backbone",
+)  # fmt: skip
+
+
+def settings_of(like: Path, weights: str):
+    """The feature settings of ``--like`` and the weights to make them with, refusing
+    explicit feature options that would contradict them."""
+    from vidcache.features.backbones import WeightsSpec, backbone_names
+    from vidcache.pipeline.extraction.local import settings_like
+
+    context = click.get_current_context()
+    given = [
+        "--" + name.replace("_", "-")
+        for name in _FEATURE_OPTIONS
+        if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        raise click.ClickException(
+            f"--like {like} sets the feature settings; drop {', '.join(given)}"
+        )
+    settings = settings_like(like)
+    try:
+        recorded = WeightsSpec.from_identity(settings.weights)
+    except ValueError:
+        raise click.ClickException(
+            f"{like} holds features vidcache did not make ({settings.weights}); "
+            "--like copies the settings of vidcache's own caches and runs"
+        ) from None
+    known = backbone_names()
+    if settings.backbone not in known:
+        raise click.ClickException(
+            f"{like} was made with the backbone {settings.backbone}, which this installation "
+            f"does not have ({', '.join(known)})"
+        )
+    if recorded.kind != "file":
+        return settings, recorded
+    source = context.get_parameter_source("weights")
+    if source != click.core.ParameterSource.COMMANDLINE or Path(weights).name != recorded.file_name:
+        raise click.ClickException(
+            f"{like} was made with the weights file {recorded.file_name}; give that "
+            "file with --weights PATH"
+        )
+    return settings, WeightsSpec.parse(weights)
+
+
+def requested_run(
+    spec, fps, num_frames, max_frames, sampling, image_size, resize, folder_fps, backbone,
+    precision, dtype, batch_size,
+):  # fmt: skip
+    """The run the feature options ask for, checked (one line for options that do not go
+    together, or a size below the backbone's smallest input)."""
+    from vidcache.features.backbones import get_backbone
+    from vidcache.features.settings import SamplingSpec
+    from vidcache.pipeline.extraction.config import ExtractConfig
+
+    entry = get_backbone(backbone)
+    if image_size is None:
+        image_size = entry.default_image_size
+    if image_size < entry.min_image_size:
+        raise click.BadParameter(
+            f"{image_size} is not in the range x>={entry.min_image_size} ({backbone}'s "
+            "smallest input).",
+            param_hint="'--image-size'",
+        )
+    if num_frames is not None and fps is not None:
+        raise click.ClickException("--num-frames cannot be used with --fps")
+    if num_frames is not None and max_frames is not None:
+        raise click.ClickException("--num-frames cannot be used with --max-frames")
+    if num_frames is not None and sampling == "keyframes":
+        raise click.ClickException(
+            "--num-frames cannot be used with --sampling keyframes (thin keyframes with --fps)"
+        )
+    if num_frames is None and fps is None:
+        fps = 5.0
+    return ExtractConfig(
+        weights=spec,
+        image_size=image_size,
+        resize=resize,
+        sampling=SamplingSpec(
+            fps=fps or None,
+            num_frames=num_frames,
+            max_frames=max_frames,
+            keyframes=sampling == "keyframes",
+        ),
+        folder_fps=folder_fps,
+        precision=precision,
+        dtype=dtype,
+        batch_size=batch_size,
+        backbone=backbone,
+    )
