@@ -132,3 +132,33 @@ def test_the_skeleton_refuses_what_the_task_refuses(tmp_path, video_length):
         train_rnn([tmp_path / "nothing.h5"], tmp_path / "run", TrainConfig(task="caption"))
     with pytest.raises(ValueError, match="unknown task 'nope'"):
         train_rnn([tmp_path / "nothing.h5"], tmp_path / "run", TrainConfig(task="nope"))
+
+
+def test_task_plugins_load_and_a_broken_one_warns(monkeypatch):
+    """An entry point in the vidcache.tasks group names a Task class; one that fails to
+    load is a warning naming it, and the rest still load."""
+    from vidcache.pipeline.training import tasks
+
+    class Broken:
+        name, value = "broken", "nowhere.module:Task"
+
+        def load(self):
+            raise ImportError("No module named 'nowhere'")
+
+    class Working:
+        name, value = "length", "tests.test_task_plugin:VideoLength"
+
+        def load(self):
+            return VideoLength
+
+    monkeypatch.setattr(tasks, "_plugins_loaded", False)
+    monkeypatch.setattr(
+        "importlib.metadata.entry_points",
+        lambda group: [Broken(), Working()] if group == tasks.ENTRY_POINT_GROUP else [],
+    )
+    try:
+        with pytest.warns(UserWarning, match=r"task plugin broken \(nowhere.module:Task\)"):
+            assert task_names() == ["classify", "caption", "regress", "video-length"]
+        assert get_task("video-length") is VideoLength
+    finally:
+        unregister(VideoLength.name)

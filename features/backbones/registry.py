@@ -12,10 +12,11 @@ are called.
 from __future__ import annotations
 
 import importlib
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from vidcache.features.plugins import load_plugins
 
 #: The backbone of every cache made before the registry existed, and the default.
 DEFAULT_BACKBONE = "InceptionV3"
@@ -162,19 +163,9 @@ def _load_builtins() -> None:
     _builtins_loaded = True
     for module in _BUILTIN_MODULES:
         importlib.import_module(module)
-    from importlib.metadata import entry_points
-
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = point.load()
-            if callable(loaded):
-                loaded()
-        except Exception as exc:  # another package's bug must not stop vidcache's own
-            warnings.warn(
-                f"backbone plugin {point.name} ({point.value}) did not load: "
-                f"{type(exc).__name__}: {exc}",
-                stacklevel=2,
-            )
+    load_plugins(
+        ENTRY_POINT_GROUP, "backbone", lambda loaded: loaded() if callable(loaded) else None
+    )
 
 
 def get_backbone(name: str = DEFAULT_BACKBONE) -> Backbone:

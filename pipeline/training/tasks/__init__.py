@@ -9,8 +9,9 @@ once, the way backbone plug-ins are). A task is one :class:`~.base.Task` subclas
 from __future__ import annotations
 
 import importlib
-import warnings
 from typing import TYPE_CHECKING
+
+from vidcache.features.plugins import load_plugins
 
 if TYPE_CHECKING:  # pragma: no cover
     from vidcache.pipeline.training.tasks.base import Task
@@ -60,21 +61,14 @@ def _load() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    from importlib.metadata import entry_points
+    load_plugins(ENTRY_POINT_GROUP, "task", _use)
 
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            loaded = point.load()
-            if isinstance(loaded, type):
-                register(loaded)
-            elif callable(loaded):
-                loaded()
-        except Exception as exc:  # another package's bug must not stop vidcache's own
-            warnings.warn(
-                f"task plugin {point.name} ({point.value}) did not load: "
-                f"{type(exc).__name__}: {exc}",
-                stacklevel=2,
-            )
+
+def _use(loaded) -> None:
+    if isinstance(loaded, type):
+        register(loaded)
+    elif callable(loaded):
+        loaded()
 
 
 def get_task(name: str) -> type[Task]:
