@@ -2,26 +2,39 @@
 
 Frames are produced lazily, one at a time, so memory never depends on the video's length;
 they stay in decoder format until the sampler keeps them (see ``features.sampling``).
-Every failure is raised as :class:`VideoDecodeError` with a one-line reason.
+Every failure is raised as :class:`VideoDecodeError` with a one-line reason. Folders of
+frames are read by :mod:`.framefolder`; what a video is, by :mod:`.videoinfo`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import av.error
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from vidcache.features.decodeplan import DecodePlan, PacketIndex, index_problem, plan
-from vidcache.features.discover import VideoSource, frame_files
+from vidcache.features.discover import VideoSource
 from vidcache.features.errors import VideoDecodeError
+from vidcache.features.framefolder import FrameFolderReader, LazyImage
 from vidcache.features.sampling import sample
 from vidcache.features.settings import SamplingSpec
+from vidcache.features.videoinfo import DecodeStats, VideoInfo, failure_reason
+
+__all__ = [
+    "DECODE_ENV",
+    "DECODE_MODES",
+    "DecodeStats",
+    "FrameFolderReader",
+    "LazyImage",
+    "VideoInfo",
+    "VideoReader",
+    "decode_mode",
+    "open_source",
+]
 
 #: ``VIDCACHE_DECODE=sequential`` decodes every frame of every file, as vidcache did before
 #: decode plans (an escape hatch and the benchmarks' baseline); ``auto`` (the default) plans.
@@ -50,65 +63,12 @@ class _PlanFailed(Exception):
     """The file did not decode as its packet index said: decode it sequentially."""
 
 
-@dataclass
-class DecodeStats:
-    """What decoding one video took (for benchmarks and ``-v`` reports).
-
-    Attributes:
-        decoded: frames the decoder produced.
-        frames: frames in the file per its packet index (``None`` when not read).
-        planned: the file was decoded by a plan (only the packets kept frames need).
-        fallback: why a plan was not used or was abandoned (``None``: no fallback).
-    """
-
-    decoded: int = 0
-    frames: int | None = None
-    planned: bool = False
-    fallback: str | None = None
-
-
 def decode_mode() -> str:
     """``auto`` or ``sequential``, from ``$VIDCACHE_DECODE``."""
     mode = os.environ.get(DECODE_ENV, "auto").strip().lower() or "auto"
     if mode not in DECODE_MODES:
         raise VideoDecodeError(f"{DECODE_ENV}={mode!r}: expected one of {DECODE_MODES}")
     return mode
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the container declares about the video stream.
-
-    Attributes:
-        fps: frames per second (average rate), or the folder rate for frame folders.
-        duration: seconds, or ``None`` when the container does not say.
-        frame_count: declared number of frames, or ``None`` when unknown.
-        width: frame width in pixels.
-        height: frame height in pixels.
-        codec: codec name (``"h264"``...), or ``"images"`` for a frame folder.
-    """
-
-    fps: float
-    duration: float | None
-    frame_count: int | None
-    width: int
-    height: int
-    codec: str
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, av.error.EOFError):
-        return "no frames: the file ends right after its header"
-    if isinstance(exc, av.error.FFmpegError):
-        text = exc.strerror or str(exc)
-        if isinstance(exc, av.error.InvalidDataError):
-            return f"not a readable video ({text})"
-        return text
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
 
 
 class VideoReader:
@@ -142,7 +102,7 @@ class VideoReader:
         except VideoDecodeError:
             raise
         except (av.error.FFmpegError, OSError) as exc:
-            raise VideoDecodeError(_reason(exc)) from None
+            raise VideoDecodeError(failure_reason(exc)) from None
         if not self._container.streams.video:
             kinds = sorted({s.type for s in self._container.streams}) or ["no streams"]
             self._container.close()
@@ -209,7 +169,7 @@ class VideoReader:
                         count += 1
                         last = max(last, float((packet.pts - origin) * stream.time_base))
         except (av.error.FFmpegError, OSError) as exc:
-            raise VideoDecodeError(_reason(exc)) from None
+            raise VideoDecodeError(failure_reason(exc)) from None
         if count == 0:
             raise VideoDecodeError("no frames in the video stream")
         self._check_length(last, count)
@@ -237,7 +197,7 @@ class VideoReader:
                 yield last, frame
         except (av.error.FFmpegError, OSError) as exc:
             raise VideoDecodeError(
-                f"decoding failed after {count} frames ({_reason(exc)})"
+                f"decoding failed after {count} frames ({failure_reason(exc)})"
             ) from None
         if count == 0:
             raise VideoDecodeError("no frames could be decoded")
@@ -259,7 +219,7 @@ class VideoReader:
                         pts.append(packet.pts)
                         keys.append(bool(packet.is_keyframe))
         except (av.error.FFmpegError, OSError) as exc:
-            raise VideoDecodeError(_reason(exc)) from None
+            raise VideoDecodeError(failure_reason(exc)) from None
         base = stream.time_base
         start = stream.start_time
         origin = float(start * base) if start is not None and base else 0.0
@@ -382,7 +342,7 @@ class VideoReader:
                     if segment is None:
                         break
         except (av.error.FFmpegError, OSError) as exc:
-            raise _PlanFailed(f"decoding by plan failed ({_reason(exc)})") from None
+            raise _PlanFailed(f"decoding by plan failed ({failure_reason(exc)})") from None
         finally:
             if skips:
                 context.skip_frame = "DEFAULT"
@@ -397,67 +357,6 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class FrameFolderReader:
-    """Frames of a folder of numbered images, at a fixed assumed rate.
-
-    Args:
-        path: the folder.
-        fps: the rate the frames were taken at (timestamps are ``index / fps``).
-    """
-
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path = Path(path)
-        try:
-            self._files = frame_files(self.path)
-        except OSError as exc:
-            raise VideoDecodeError(_reason(exc)) from None
-        if not self._files:
-            raise VideoDecodeError("frame folder holds no images")
-        width, height = self._open(self._files[0]).size
-        self.info = VideoInfo(
-            fps, len(self._files) / fps, len(self._files), width, height, "images"
-        )
-
-    def _open(self, file: Path) -> Image.Image:
-        try:
-            image = Image.open(file)
-            image.load()
-            return image
-        except (OSError, UnidentifiedImageError) as exc:
-            raise VideoDecodeError(f"cannot read frame {file.name} ({exc})") from None
-
-    def count_frames(self) -> int:
-        return len(self._files)
-
-    def sampled(self, sampling: SamplingSpec) -> Iterator[tuple[int, float, LazyImage]]:
-        """``(source_index, seconds, image)`` of each image ``sampling`` keeps (every
-        image counts as a keyframe)."""
-        return sample(self.frames(), sampling, len(self._files))
-
-    def frames(self) -> Iterator[tuple[float, Image.Image]]:
-        for index, file in enumerate(self._files):
-            yield index / self.info.fps, LazyImage(self, file)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> FrameFolderReader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class LazyImage:
-    """An image file opened only when the sampler keeps it."""
-
-    def __init__(self, reader: FrameFolderReader, file: Path) -> None:
-        self._reader, self.file = reader, file
-
-    def load(self) -> Image.Image:
-        return self._reader._open(self.file)
 
 
 def open_source(source: VideoSource, folder_fps: float = 25.0) -> VideoReader | FrameFolderReader:

@@ -29,7 +29,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from vidcache.features.cache import CacheEntry, CacheLock, CacheReader, FeatureCache
+from vidcache.features.cache import CacheEntry, CacheReader
+from vidcache.features.cache.session import CacheSession
 from vidcache.features.cache.store import Rows
 from vidcache.features.errors import VidcacheError
 from vidcache.features.settings import IMPORTED, FeatureSettings, SamplingSpec
@@ -196,7 +197,6 @@ def import_npy(
         NpyImportError: nothing to import, or a manifest without its columns.
         SettingsMismatch: ``output`` holds other features.
     """
-    from vidcache.features.cache import read_settings
     from vidcache.features.settings import check_compatible
 
     folder, output = Path(folder), Path(output)
@@ -228,10 +228,10 @@ def import_npy(
         sampling=SamplingSpec(fps=float(fps)), dtype=dtype, backbone=name, pooling="unknown",
         feature_dim=dim, interpolation="unknown", preprocess="unknown", color="unknown",
     )  # fmt: skip
-    with CacheLock(output):
-        if output.exists():
-            check_compatible(read_settings(output), settings, cache_name=str(output))
-        with FeatureCache.open(output, settings, {"imported_from": str(folder.resolve())}) as cache:
+    with CacheSession(output) as session:
+        if session.exists:
+            check_compatible(session.settings(), settings, cache_name=str(output))
+        with session.open(settings, {"imported_from": str(folder.resolve())}) as cache:
             cached = cache.entries()
             entries, batch = [], []
             for video, features in loaded:

@@ -128,6 +128,45 @@ def test_readers_during_a_write_see_committed_videos(tmp_path):
     check_content(path, [])
 
 
+def test_every_writing_command_heals_a_killed_writer_and_refuses_a_live_one(tmp_path):
+    from vidcache.features.cache.session import CacheSession
+    from vidcache.features.errors import CacheLocked
+
+    path = tmp_path / "f.h5"
+    process = start(path)
+    try:
+        process.stdout.readline()  # writing
+        with pytest.raises(CacheLocked, match="being written by another vidcache run"):
+            with CacheSession(path):
+                pass
+        for command in (["compact"], ["migrate"]):
+            refused = CliRunner().invoke(cli, [*command, str(path), "-q"])
+            assert refused.exit_code != 0, (command, refused.output)
+            assert "being written by another vidcache run" in refused.output, command
+    finally:
+        process.kill()
+    committed = process.communicate(timeout=60)[0].split()
+    with h5py.File(path, "r", swmr=True) as f:  # the flags a killed writer leaves
+        assert int(f["commit"][0]) >= len(set(committed))
+    with pytest.raises(OSError):  # a plain HDF5 reader cannot open it yet
+        h5py.File(path, "r").close()
+    with CacheSession(path) as session:  # the session heals it before any read
+        assert session.healed and session.settings().feature_dim == DIM
+    h5py.File(path, "r").close()  # now any HDF5 reader opens it
+    with CacheSession(path) as session:
+        assert not session.healed  # nothing left to heal
+    check_content(path, committed)
+
+    process = start(path, 5000)  # killed again: a maintenance command heals it itself
+    process.stdout.readline()
+    time.sleep(0.2)
+    process.kill()
+    committed += process.communicate(timeout=60)[0].split()
+    compacted = CliRunner().invoke(cli, ["compact", str(path), "-q"])
+    assert compacted.exit_code == 0, compacted.output
+    check_content(path, committed)
+
+
 HOLD = """
 import sys, time, h5py
 f = h5py.File(sys.argv[1], "r")

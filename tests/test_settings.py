@@ -48,3 +48,29 @@ def test_ignored_fields_are_left_out():
 def test_invalid_settings_echo_the_value(changes, message):
     with pytest.raises(ValueError, match=message):
         make(**changes)
+
+
+def test_an_extract_config_holds_the_settings_it_makes():
+    from dataclasses import replace
+
+    from vidcache.features.backbone import WeightsSpec
+    from vidcache.pipeline.extraction.config import ExtractConfig
+
+    spec = WeightsSpec("random", seed=0)
+    by_fields = ExtractConfig(spec, image_size=75, sampling=SamplingSpec(fps=2), batch_size=4)
+    made = by_fields.settings("ab" * 32)
+    assert made == FeatureSettings.for_backbone(
+        "InceptionV3", weights="random:seed=0", weights_sha256="ab" * 32, image_size=75,
+        sampling=SamplingSpec(fps=2.0),
+    )  # fmt: skip
+    assert by_fields.image_size == by_fields.features.image_size == 75
+    # From settings (--like, predict): the same config; the checksum is the loaded weights'.
+    again = ExtractConfig.for_settings(made, spec, 4)
+    assert again == by_fields and again.features.weights_sha256 == ""
+    assert replace(again, overwrite=True).features == again.features
+    with pytest.raises(TypeError, match="not both"):
+        ExtractConfig(spec, made, image_size=75)
+    with pytest.raises(TypeError, match="unexpected"):
+        ExtractConfig(spec, image_sise=75)
+    with pytest.raises(ValueError, match="at least 75"):
+        ExtractConfig(spec, image_size=10)

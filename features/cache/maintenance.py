@@ -1,8 +1,10 @@
 """Whole-file operations on a cache: verify, repair, compact, migrate.
 
-Every operation that rewrites a cache writes a new file beside it and renames it over the
-old one only when complete (after ``fsync``), under the cache's lock: a crash at any moment
-leaves the old file as it was.
+Every operation that writes a cache does so in a
+:class:`~vidcache.features.cache.session.CacheSession` (the cache's lock, a crashed writer
+healed). One that rewrites a cache writes a new file beside it and renames it over the old
+one only when complete (after ``fsync``): a crash at any moment leaves the old file as it
+was.
 """
 
 from __future__ import annotations
@@ -13,16 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidcache.features.cache import (
-    CacheLock,
-    CacheReader,
-    FeatureCache,
-    common_settings,
-    read_settings,
-    rewrite_path,
-)
+from vidcache.features.cache import CacheReader, FeatureCache, common_settings, rewrite_path
 from vidcache.features.cache import rows as block_rows
-from vidcache.features.cache.h5recover import clear_write_flags
+from vidcache.features.cache.session import CacheSession
 from vidcache.features.cache.store import fsync_path
 from vidcache.features.errors import (
     CacheDamaged,
@@ -116,13 +111,11 @@ def repair(path: Path, report) -> int:
     if not isinstance(report, VerifyReport):
         report = VerifyReport(path, 0, 0, damaged={video_id: "" for video_id in report})
     if not report.index_damaged:
-        with CacheLock(path):
-            with CacheReader(path) as reader:
-                settings = reader.settings
-            with FeatureCache.open(path, settings, {}) as cache:
+        with CacheSession(path) as session:
+            with session.open(session.settings()) as cache:
                 return cache.delete_videos(report.damaged)
-    with CacheLock(path) as lock:
-        _rewrite([lock.target], lock.target, tolerant=True, skip=frozenset(report.damaged))
+    with CacheSession(path) as session:
+        _rewrite([session.target], session.target, tolerant=True, skip=frozenset(report.damaged))
     return len(set(report.damaged) | {video_id for _, video_id in report.damaged_records})
 
 
@@ -272,7 +265,7 @@ def merge(sources: list[Path], target: Path, progress=None) -> RewriteReport:
     target = Path(target)
     if target.exists():
         raise CacheFormatError(f"{target} exists; merge into a new file")
-    with CacheLock(target):
+    with CacheSession(target):
         return _rewrite([Path(s) for s in sources], target, progress)
 
 
@@ -290,8 +283,18 @@ def compact(path: Path, progress=None, locked: bool = False) -> RewriteReport:
 def migrate(
     source: Path, target: Path | None = None, progress=None, locked: bool = False
 ) -> RewriteReport:
-    """Upgrade a schema-1 cache to schema 2 (or rewrite a schema-2 one), in place or into
-    ``target``; the old file is untouched until the new one is complete.
+    """Upgrade a schema-1 or -2 cache to schema 3 (or rewrite a schema-3 one), in place or
+    into ``target``; the old file is untouched until the new one is complete.
+
+    Args:
+        source: the cache.
+        target: where the upgraded cache goes. Defaults to ``source`` (in place).
+        progress: called with the number of videos copied so far, now and then.
+        locked: the caller already holds the lock of ``target``. Defaults to False.
+
+    In place, the session of the cache heals a killed writer's file first. Into another
+    file, only ``target`` is locked: ``source`` is only read (it may sit in a read-only
+    place), and reading heals it only when no writer can be alive.
 
     Raises:
         CacheLocked: a run is writing the target.
@@ -299,13 +302,8 @@ def migrate(
     """
     source = Path(os.path.realpath(source))
     target = Path(target) if target is not None else source
-    lock = None if locked else CacheLock(target).acquire()
-    try:
-        clear_write_flags(source)  # a crashed writer's file, now that no writer can be alive
+    with CacheSession(target, locked=locked):
         return _rewrite([source], target, progress)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def absorb(
@@ -340,17 +338,14 @@ def absorb(
 
     target = Path(target)
     done = 0
-    lock = None if locked else CacheLock(target).acquire()
-    try:
+    with CacheSession(target, locked=locked) as session:
         cache = None
         try:
             for source in sources:
                 with CacheReader(source) as reader:
                     if cache is None:
-                        settings = reader.settings
-                        if target.exists():
-                            settings = read_settings(target)
-                        cache = FeatureCache.open(target, settings, versions or reader.versions)
+                        settings = session.settings() or reader.settings
+                        cache = session.open(settings, versions or reader.versions)
                     diffs = settings.differences(reader.settings, folders=reader.holds_folders())
                     if diffs:
                         raise SettingsMismatch(
@@ -376,7 +371,4 @@ def absorb(
         finally:
             if cache is not None:
                 cache.close()
-    finally:
-        if lock is not None:
-            lock.release()
     return done

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from vidcache.features.backbone import WeightsSpec
 from vidcache.features.backbones import DEFAULT_BACKBONE
@@ -16,21 +17,28 @@ from vidcache.features.errors import CacheFormatError
 from vidcache.features.fusion import FusedSettings, settings_of
 from vidcache.features.settings import FeatureSettings, SamplingSpec
 
-__all__ = ["ExtractConfig", "library_versions", "run_settings", "settings_like"]
+__all__ = ["CHOSEN", "ExtractConfig", "library_versions", "run_settings", "settings_like"]
 
 
-@dataclass(frozen=True)
+#: The fields of :class:`FeatureSettings` a run chooses (the rest come from the backbone's
+#: registry entry, the weights and their checksum).
+CHOSEN = ("image_size", "resize", "sampling", "folder_fps", "precision", "dtype", "backbone")
+
+
+@dataclass(frozen=True, init=False)
 class ExtractConfig:
-    """Options of one extraction run.
+    """Options of one extraction run: the :class:`FeatureSettings` it makes (held, not
+    copied), where the weights come from, and how the run goes.
+
+    Built either from settings, ``ExtractConfig(features=settings, weights=spec)``, or from
+    the settings' fields by keyword, ``ExtractConfig(image_size=75, sampling=...)``; not
+    both. The settings are checked when the config is made.
 
     Args:
         weights: where the backbone weights come from. Defaults to ImageNet.
-        image_size: side of the square CNN input. Defaults to 299.
-        resize: ``"center-crop"`` or ``"stretch"``. Defaults to ``"center-crop"``.
-        sampling: which frames are kept. Defaults to up to 5 fps.
-        folder_fps: frame rate of folders of frames. Defaults to 25.0.
-        precision: ``"float32"`` or ``"bfloat16"``. Defaults to ``"float32"``.
-        dtype: storage dtype, ``"float32"`` or ``"float16"``. Defaults to ``"float32"``.
+        features: the settings to make (their ``weights`` and checksum are replaced by
+            ``weights``' identity and the loaded weights' checksum; their pooling,
+            dimension and preprocessing are the registered backbone's).
         batch_size: frames per CNN call. Defaults to 32.
         overwrite: replace an existing cache instead of adding to it. Defaults to False.
         prune: drop cached videos whose source file is gone. Defaults to False.
@@ -44,58 +52,117 @@ class ExtractConfig:
             loss too (a killed process never loses them either way). Defaults to False.
         expect_weights_sha256: the checksum the loaded weights must have (``--like``: the
             same weights as another cache or run). Defaults to "" (any).
-        backbone: the registered backbone (:mod:`vidcache.features.backbones`). Defaults
-            to InceptionV3.
+        **chosen: without ``features``, the settings' fields a run chooses
+            (:data:`CHOSEN`): ``image_size`` (299), ``resize`` ("center-crop"),
+            ``sampling`` (up to 5 fps), ``folder_fps`` (25.0), ``precision`` ("float32"),
+            ``dtype`` ("float32"), ``backbone`` (InceptionV3).
+
+    Raises:
+        TypeError: both ``features`` and its fields, or an unknown keyword.
+        ValueError: a setting out of range, or an unknown backbone.
     """
 
-    weights: WeightsSpec = WeightsSpec("imagenet")
-    image_size: int = 299
-    resize: str = "center-crop"
-    sampling: SamplingSpec = SamplingSpec()
-    folder_fps: float = 25.0
-    precision: str = "float32"
-    dtype: str = "float32"
-    batch_size: int = 32
-    overwrite: bool = False
-    prune: bool = False
-    strict: bool = False
-    queue_batches: int = 4
-    spill_rows: int = DEFAULT_SPILL_ROWS
-    decode_workers: int = 0
-    fsync: bool = False
-    expect_weights_sha256: str = ""
-    backbone: str = DEFAULT_BACKBONE
+    features: FeatureSettings
+    weights: WeightsSpec
+    batch_size: int
+    overwrite: bool
+    prune: bool
+    strict: bool
+    queue_batches: int
+    spill_rows: int
+    decode_workers: int
+    fsync: bool
+    expect_weights_sha256: str
+
+    def __init__(
+        self,
+        weights: WeightsSpec = WeightsSpec("imagenet"),
+        features: FeatureSettings | None = None,
+        *,
+        batch_size: int = 32,
+        overwrite: bool = False,
+        prune: bool = False,
+        strict: bool = False,
+        queue_batches: int = 4,
+        spill_rows: int = DEFAULT_SPILL_ROWS,
+        decode_workers: int = 0,
+        fsync: bool = False,
+        expect_weights_sha256: str = "",
+        **chosen: Any,
+    ) -> None:
+        unknown = sorted(set(chosen) - set(CHOSEN))
+        if unknown:
+            raise TypeError(f"ExtractConfig got unexpected keyword arguments: {unknown}")
+        if features is not None:
+            if chosen:
+                raise TypeError(
+                    f"ExtractConfig takes features or their fields, not both: {sorted(chosen)}"
+                )
+            chosen = {name: getattr(features, name) for name in CHOSEN}
+        backbone = chosen.pop("backbone", DEFAULT_BACKBONE)
+        settings = FeatureSettings.for_backbone(
+            backbone, weights=weights.identity, weights_sha256="", **chosen
+        )
+        for name, value in (
+            ("features", settings),
+            ("weights", weights),
+            ("batch_size", batch_size),
+            ("overwrite", overwrite),
+            ("prune", prune),
+            ("strict", strict),
+            ("queue_batches", queue_batches),
+            ("spill_rows", spill_rows),
+            ("decode_workers", decode_workers),
+            ("fsync", fsync),
+            ("expect_weights_sha256", expect_weights_sha256),
+        ):
+            object.__setattr__(self, name, value)
 
     @classmethod
     def for_settings(
         cls, settings: FeatureSettings, weights: WeightsSpec, batch_size: int = 32
     ) -> ExtractConfig:
         """The config that makes features with ``settings`` (the inverse of :meth:`settings`)."""
-        return cls(
-            weights=weights,
-            image_size=settings.image_size,
-            resize=settings.resize,
-            sampling=settings.sampling,
-            folder_fps=settings.folder_fps,
-            precision=settings.precision,
-            dtype=settings.dtype,
-            batch_size=batch_size,
-            backbone=settings.backbone,
-        )
+        return cls(weights, settings, batch_size=batch_size)
 
     def settings(self, weights_sha256: str = "") -> FeatureSettings:
-        """The feature settings this run requests (validated)."""
-        return FeatureSettings.for_backbone(
-            self.backbone,
-            weights=self.weights.identity,
-            weights_sha256=weights_sha256,
-            image_size=self.image_size,
-            resize=self.resize,
-            sampling=self.sampling,
-            folder_fps=self.folder_fps,
-            precision=self.precision,
-            dtype=self.dtype,
-        )
+        """The feature settings this run makes, with the loaded weights' checksum."""
+        return replace(self.features, weights_sha256=weights_sha256)
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square backbone input (``features.image_size``)."""
+        return self.features.image_size
+
+    @property
+    def resize(self) -> str:
+        """``"center-crop"`` or ``"stretch"`` (``features.resize``)."""
+        return self.features.resize
+
+    @property
+    def sampling(self) -> SamplingSpec:
+        """Which frames are kept (``features.sampling``)."""
+        return self.features.sampling
+
+    @property
+    def folder_fps(self) -> float:
+        """Frame rate of folders of frames (``features.folder_fps``)."""
+        return self.features.folder_fps
+
+    @property
+    def precision(self) -> str:
+        """Backbone compute precision (``features.precision``)."""
+        return self.features.precision
+
+    @property
+    def dtype(self) -> str:
+        """Storage dtype (``features.dtype``)."""
+        return self.features.dtype
+
+    @property
+    def backbone(self) -> str:
+        """The registered backbone's name (``features.backbone``)."""
+        return self.features.backbone
 
 
 def library_versions() -> dict[str, str]:

@@ -1,11 +1,12 @@
 """One cache session for both engines: what an extraction run does to its cache before and
 around the CNN work, written once.
 
-Under the caller's :class:`~vidcache.features.cache.CacheLock`:
+In a :class:`~vidcache.features.cache.session.CacheSession` (the lock taken, a crashed
+writer healed):
 
 1. :func:`read_existing`: the cache's settings checked against the run's, an old schema
    upgraded (schema 1) or named (schema 2), and its index read, through a writer's open,
-   which also heals a crashed writer's flags and refuses an unwritable place up front;
+   which refuses an unwritable place up front;
 2. :func:`plan`: each source is new work, up to date, or up to date but touched, copied or
    moved (its record is updated, not its features);
 3. :func:`maintain`: ``--prune`` and the touched records, in an open cache;
@@ -25,15 +26,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from vidcache.features.cache import (
-    SCHEMA_VERSION,
-    CacheEntry,
-    FeatureCache,
-    cache_schema,
-    read_settings,
-    rewrite_path,
-)
+from vidcache.features.cache import SCHEMA_VERSION, CacheEntry, FeatureCache, rewrite_path
 from vidcache.features.cache.maintenance import migrate
+from vidcache.features.cache.session import CacheSession
 from vidcache.features.discover import VideoSource
 from vidcache.features.fingerprint import SourceStat, fingerprint, stat_source
 from vidcache.features.settings import FeatureSettings, check_compatible
@@ -81,24 +76,25 @@ def has_folders(sources: list[VideoSource]) -> bool:
 
 
 def read_existing(
-    output: Path,
+    session: CacheSession,
     requested: FeatureSettings,
     sources: list[VideoSource],
     overwrite: bool,
     reporter: Reporter,
 ) -> Existing:
-    """The cache at ``output`` as this run finds it (the caller holds its lock).
+    """The cache of ``session`` as this run finds it.
 
     With ``overwrite`` the old file is ignored now and replaced only when the new one is
     made (:func:`replacing`), so a run that fails early (missing weights...) keeps it.
 
     Raises:
-        SettingsMismatch: ``output`` holds features made with other settings (the weights'
+        SettingsMismatch: the cache holds features made with other settings (the weights'
             checksum is checked once the weights are loaded).
-        CacheFormatError: ``output`` is not a vidcache cache, or is damaged.
+        CacheFormatError: the cache is not a vidcache cache, or is damaged.
         CacheUnwritable, DiskFull: it cannot be written.
     """
-    cached = read_settings(output) if output.exists() and not overwrite else None
+    output = session.path
+    cached = None if overwrite else session.settings()
     if cached is None:
         return Existing(None, {})
     check_compatible(
@@ -108,7 +104,7 @@ def read_existing(
         ignore=("weights_sha256",),
         folders=has_folders(sources),
     )
-    schema = cache_schema(output)
+    schema = session.schema()
     if schema == 1:
         report = migrate(output, locked=True)
         reporter.note(
@@ -120,7 +116,7 @@ def read_existing(
             f"{output} is a schema-{schema} cache: its index records carry no "
             f"checksums ('vidcache migrate {output}' adds them)"
         )
-    with FeatureCache.open(output, cached, {}) as cache:
+    with session.open(cached) as cache:
         return Existing(cached, cache.entries())
 
 

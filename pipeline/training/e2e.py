@@ -5,7 +5,7 @@ weights that made its cache (verified by checksum), the same frame sampling, and
 train/validation split, so the comparison with the run is fair. Frames are decoded on the
 fly each epoch (nothing the size of a dataset is held in memory); with ``cache_cut`` the
 activation at the cut is computed once per frame and kept in ``RUN-e2e/cut_cache.h5``, and
-every epoch runs only the unfrozen blocks and the head.
+every epoch runs only the unfrozen blocks and the head (:mod:`.e2e_data`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ import numpy as np
 from vidcache.features.backbone import build_backbone
 from vidcache.features.backbones import backbone_names, get_backbone
 from vidcache.features.cache import CacheReader
-from vidcache.features.decode import open_source
 from vidcache.features.discover import discover
 from vidcache.features.errors import CacheFormatError, SettingsMismatch
-from vidcache.features.frames import frames_as_settings
 from vidcache.features.fusion import FusedSettings
 from vidcache.models.data import DataError
 from vidcache.models.e2e import (
@@ -35,12 +33,18 @@ from vidcache.models.e2e import (
     default_unfreeze,
     fit_batch_size,
     freeze,
-    length_batches,
     split_backbone,
 )
 from vidcache.models.metrics import classification_metrics
 from vidcache.pipeline.extraction.reproduce import weights_for
 from vidcache.pipeline.training.distribute import DistributeError, distribution, on_every_worker
+from vidcache.pipeline.training.e2e_data import (
+    Epochs,
+    cut_cache,
+    cut_shape,
+    decoding,
+    frames_cache,
+)
 from vidcache.pipeline.training.multiworker import fit_multi_worker
 from vidcache.pipeline.training.runs import load_run
 
@@ -82,62 +86,6 @@ class E2EConfig:
     seed: int = 0
     verbose: int = 2
     distribute: str = "none"
-
-
-def _decode_frames(source, settings) -> np.ndarray:
-    """Frames of one video, sampled and fitted exactly as stage one did."""
-    with open_source(source, settings.folder_fps) as reader:
-        return np.stack([image for _, _, image in frames_as_settings(reader, settings)])
-
-
-class _Epochs:
-    """Batches of equal-length videos: frames decoded per batch, or cut activations read
-    from the cut cache."""
-
-    def __init__(self, items, targets, lengths, batch_size, seed, load) -> None:
-        self.items, self.targets, self.batch_size = items, np.asarray(targets), batch_size
-        self.seed, self.load, self.lengths = seed, load, list(lengths)
-        self.epoch = 0
-
-    def batches_of(self, batch_size: int) -> int:
-        """Full batches of one epoch at ``batch_size`` (what a distributed epoch takes)."""
-        return sum(len(b) == batch_size for b in length_batches(self.lengths, batch_size, None))
-
-    def dataset(self, shuffle: bool, batch_size=None, shard=None, repeat: bool = False):
-        """Batches of equal-length videos; ``shard`` and ``repeat`` serve a distributed run
-        (which takes full batches only: its replicas must get equal batches)."""
-        from vidcache.features.backbone import import_tensorflow
-
-        tf = import_tensorflow()
-        batch_size = batch_size or self.batch_size
-        index, pipelines = shard or (0, 1)
-        first = self.load(0)  # once: in frames mode a load is a decode
-        sample_shape = first.shape[1:]
-        dtype = tf.uint8 if first.dtype == np.uint8 else tf.float32
-
-        def generate():
-            while True:
-                seed = self.seed + self.epoch if shuffle else None
-                self.epoch += int(shuffle)
-                batches = length_batches(self.lengths, batch_size, seed)
-                if repeat:
-                    batches = [b for b in batches if len(b) == batch_size]
-                for batch in batches[index::pipelines]:
-                    yield np.stack([self.load(i) for i in batch]), self.targets[batch]
-                if not repeat:
-                    return
-
-        steps = len(length_batches(self.lengths, batch_size, None)[index::pipelines])
-        dataset = tf.data.Dataset.from_generator(
-            generate,
-            output_signature=(
-                tf.TensorSpec((None, None, *sample_shape), dtype),
-                tf.TensorSpec((None,), tf.int32),
-            ),
-        )
-        if repeat:
-            return dataset.prefetch(2)
-        return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
 
 
 def train_e2e(
@@ -205,13 +153,12 @@ def _fine_tunable(settings, run_path):
 
 
 def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, spread) -> dict:
-    import h5py
     import keras
 
     from vidcache.pipeline.training.plots import plot_confusion, plot_learning_curves
 
     run = load_run(run_dir)
-    if run.task != "classify":
+    if not run.task_class.fine_tunable:
         raise DataError(
             f"{run.path} is a {run.task} run; end-to-end training starts from a classification "
             "run (train-rnn without --task)"
@@ -258,43 +205,16 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    preprocess = network.preprocess
     if config.cache_cut and cut is not None:
         bottom, top = split_backbone(backbone, cut)
-        cache_path = out_dir / "cut_cache.h5"
-        with h5py.File(cache_path, "w") as handle:
-            for ids in parts.values():
-                for video_id in ids:
-                    frames = _decode_frames(by_id[video_id], settings)
-                    handle[video_id.replace("/", "%2F")] = bottom.predict(
-                        np.asarray(preprocess(frames.astype(np.float32))), verbose=0
-                    )
-        store = h5py.File(cache_path, "r")
-
-        def loader(ids):
-            return lambda i: store[ids[i].replace("/", "%2F")][()]
-
-        model = build_e2e(
-            head, top, settings.image_size, store[parts["train"][0].replace("/", "%2F")].shape[1:]
+        store, loader = cut_cache(
+            out_dir / "cut_cache.h5", parts, by_id, settings, bottom, network.preprocess
         )
+        model = build_e2e(head, top, settings.image_size, cut_shape(store, parts["train"][0]))
     elif config.frames_cache:
-        # Decoded, fitted uint8 frames kept on disk: epochs after the first skip decoding.
-        store = h5py.File(out_dir / "frames_cache.h5", "a")
-
-        def loader(ids):
-            def load(i):
-                key = ids[i].replace("/", "%2F")
-                if key not in store:
-                    store[key] = _decode_frames(by_id[ids[i]], settings)
-                return store[key][()]
-
-            return load
-
+        store, loader = frames_cache(out_dir / "frames_cache.h5", by_id, settings)
     else:
-        store = None
-
-        def loader(ids):
-            return lambda i: _decode_frames(by_id[ids[i]], settings)
+        store, loader = None, decoding(by_id, settings)
 
     if not (config.cache_cut and cut is not None):
         model = build_e2e(head, backbone, settings.image_size, backbone_name=network.name)
@@ -306,7 +226,7 @@ def _train_e2e(run_dir, videos, out_dir: Path, config: E2EConfig, weights_path, 
 
     model.compile(make_optimizer(), "sparse_categorical_crossentropy", metrics=["accuracy"])
     epochs = {
-        name: _Epochs(
+        name: Epochs(
             ids,
             [index[labels[v]] for v in ids],
             [lengths[v] for v in ids],

@@ -48,6 +48,8 @@ class Task:
             (``--attention and --beam need --task caption``).
         curve: the Keras metric drawn beside the loss in ``learning_curves.png``.
         stream_every: ``predict --stream``'s default ``--every``.
+        fine_tunable: ``train-e2e`` can fine-tune its runs end to end (it trains the run's
+            classifier head: class labels and cross-entropy). Defaults to False.
     """
 
     name: ClassVar[str] = ""
@@ -56,6 +58,7 @@ class Task:
     options: ClassVar[tuple[tuple[str, ...], ...]] = ()
     curve: ClassVar[str] = "accuracy"
     stream_every: ClassVar[int] = 5
+    fine_tunable: ClassVar[bool] = False
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config

@@ -29,6 +29,7 @@ class Classify(Task):
 
     name = "classify"
     summary = "one class per video, from the cache's labels"
+    fine_tunable = True
 
     def collect(self, readers):
         examples = collect_examples(readers, self.config.label_map or None)
