@@ -237,6 +237,7 @@ def damaged_copies(tmp_path) -> dict:
         files[name].write_bytes(bytes(raw))
 
     damaged("truncated", data[: len(data) // 2])
+    damaged("cut-superblock", data[:20])  # the HDF5 signature, then nothing
     raw = bytearray(data)
     raw[index : index + 64] = b"\xff" * 64  # the offsets of the id column
     damaged("scribbled-index", raw)
@@ -292,3 +293,11 @@ def test_every_command_reports_damaged_files_in_one_line(tmp_path):
             errors = [line for line in lines if line.startswith("Error: ")]
             assert len(errors) == 1 and str(path) in errors[0], where
             assert "Traceback" not in result.output, where
+    # --overwrite replaces a damaged cache without reading it (the old one is not healed,
+    # not checked: it is what the user asked to replace)
+    path = files["cut-superblock"]
+    args = ["extract", videos, "-o", path, "--weights", "random", "-q", "--overwrite"]
+    replaced = CliRunner().invoke(cli, [str(a) for a in [*args, "--image-size", 75]])
+    assert replaced.exit_code == 0, replaced.output
+    with CacheReader(path) as reader:
+        assert list(reader.entries()) == ["a.mkv"]

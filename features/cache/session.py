@@ -24,6 +24,7 @@ from vidcache.features.cache.h5recover import clear_write_flags
 from vidcache.features.cache.lock import CacheLock
 from vidcache.features.cache.reader import cache_schema, read_settings
 from vidcache.features.cache.writer import FeatureCache
+from vidcache.features.errors import CacheDamaged
 from vidcache.features.settings import FeatureSettings
 
 __all__ = ["CacheSession"]
@@ -74,13 +75,14 @@ class CacheSession:
             self._lock.release()
 
     def _heal(self) -> bool:
-        """Clear a killed writer's flags; a file that cannot be written or read, or fails
-        its superblock checksum, is left as it is for the open that follows to report."""
+        """Clear a killed writer's flags. A file that cannot be written or read, or whose
+        superblock is damaged, is left as it is: reading it reports that in one line, and
+        ``--overwrite`` replaces it without reading it."""
         if not self.target.is_file() or not os.access(self.target, os.W_OK):
             return False
         try:
             return clear_write_flags(self.target)
-        except OSError:
+        except (OSError, CacheDamaged):
             return False
 
     @property
