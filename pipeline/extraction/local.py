@@ -7,11 +7,12 @@ Data flow::
     main thread:    batch -> compiled CNN call -> rows into each video's FeatureBuffer;
                     a video whose last frame is done is committed to the cache (flushed)
 
-Decoding runs ahead of inference by up to ``queue_batches`` batches, so the model never
-waits while a new video is opened; batches always hold ``batch_size`` frames (from as many
-videos as it takes), except the very last one. A bad video is reported and dropped without
-stopping the rest; Ctrl-C (or SIGTERM) stops after the current batch and keeps every video
-already committed.
+The decode threads are :mod:`.producer`'s; the cache is taken, read and planned in the
+:mod:`.session` shared with the Ray engine. Decoding runs ahead of inference by up to
+``queue_batches`` batches, so the model never waits while a new video is opened; batches
+always hold ``batch_size`` frames (from as many videos as it takes), except the very last
+one. A bad video is reported and dropped without stopping the rest; Ctrl-C (or SIGTERM)
+stops after the current batch and keeps every video already committed.
 """
 
 from __future__ import annotations
