@@ -39,7 +39,7 @@ class Task:
 
     Class attributes:
         name: what ``--task`` and ``config.json``'s ``task`` call it.
-        summary: one line for ``--help`` and ``docs/``.
+        summary: one line saying what the task learns, from what.
         annotations: the ``TrainConfig`` field (and ``--`` option) naming the task's
             annotations file (``captions``, ``targets``), or None when the cache alone
             holds what it learns (class labels, or a target computed from the features).
