@@ -234,20 +234,34 @@ def _copy_videos(readers, entries, owner, cache: FeatureCache, progress) -> int:
     done, feature_bytes = 0, 0
     for number, reader in enumerate(readers):
         mine = [v for v in entries[number] if owner[v] == number]
-        batch, batch_entries, batch_rows = [], [], 0
-        for video_id, rows in reader.rows_many(mine):
-            batch_entries.append(entries[number][video_id])
-            batch.append(rows)
-            batch_rows += len(rows.features)
-            feature_bytes += rows.features.nbytes
-            done += 1
-            if batch_rows >= block_rows.BLOCK_ROWS or len(batch) >= 1024:
-                cache.write_batch(batch_entries, batch)
-                batch, batch_entries, batch_rows = [], [], 0
-            if progress is not None and (done % 256 == 0 or done == len(owner)):
-                progress(done)
-        cache.write_batch(batch_entries, batch)
+        done, copied = _copy_from(reader, entries[number], mine, cache, done, progress)
+        feature_bytes += copied
+    if progress is not None and done % 256:
+        progress(done)
     return feature_bytes
+
+
+def _copy_from(
+    reader: CacheReader, entries: dict, ids: list[str], cache: FeatureCache, done: int, progress
+) -> tuple[int, int]:
+    """Copy the videos ``ids`` of ``reader`` (their records in ``entries``) into ``cache``:
+    rows read in large sequential blocks, committed in batches of about ``BLOCK_ROWS`` rows
+    (or 1024 videos), ``progress(done)`` every 256 videos. ``done`` counts on from the
+    videos copied before. Returns ``done`` and the bytes of feature rows copied."""
+    batch, batch_entries, batch_rows, feature_bytes = [], [], 0, 0
+    for video_id, rows in reader.rows_many(ids):
+        batch_entries.append(entries[video_id])
+        batch.append(rows)
+        batch_rows += len(rows.features)
+        feature_bytes += rows.features.nbytes
+        done += 1
+        if batch_rows >= block_rows.BLOCK_ROWS or len(batch) >= 1024:
+            cache.write_batch(batch_entries, batch)
+            batch, batch_entries, batch_rows = [], [], 0
+        if progress is not None and done % 256 == 0:
+            progress(done)
+    cache.write_batch(batch_entries, batch)  # an empty batch commits nothing
+    return done, feature_bytes
 
 
 def merge(sources: list[Path], target: Path, progress=None) -> RewriteReport:
@@ -353,19 +367,7 @@ def absorb(
                             f"({'; '.join(diffs)})"
                         )
                     entries = reader.entries()
-                    batch, batch_entries, batch_rows = [], [], 0
-                    for video_id, rows in reader.rows_many(list(entries)):
-                        batch_entries.append(entries[video_id])
-                        batch.append(rows)
-                        batch_rows += len(rows.features)
-                        done += 1
-                        if batch_rows >= block_rows.BLOCK_ROWS or len(batch) >= 1024:
-                            cache.write_batch(batch_entries, batch)
-                            batch, batch_entries, batch_rows = [], [], 0
-                            if progress is not None:
-                                progress(done)
-                    if batch:
-                        cache.write_batch(batch_entries, batch)
+                    done, _ = _copy_from(reader, entries, list(entries), cache, done, progress)
                     if progress is not None:
                         progress(done)
         finally:
