@@ -53,6 +53,12 @@ OPEN_OPTIONS = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]
 _TRUNCATED_BELOW = 0.9
 
 
+# Containers that store no presentation timestamps, only the decode order: FFmpeg guesses
+# them, and for a stream with B-frames its guesses can disagree with the order the decoder
+# shows the frames in (Xvid/DivX "packed" B-frames, as all of UCF101 is stored; H.264 in
+# AVI). Only a sequential decode gives those files' frames as vidcache always gave them.
+_GUESSED_PTS_FORMATS = frozenset({"avi"})
+
 # Decoders that read ``skip_frame`` for each packet, so non-reference frames between kept
 # ones can be skipped. Others (libdav1d reads it once, when opened) decode every packet of
 # a segment; the result is the same either way, only the work differs.
@@ -212,18 +218,25 @@ class VideoReader:
         stream = self._stream
         pts: list[int | None] = []
         keys: list[bool] = []
+        reordered = False
         try:
             with av.open(self._location, **OPEN_OPTIONS) as container:
-                for packet in container.demux(container.streams.video[0]):
+                demuxed = container.streams.video[0]
+                for packet in container.demux(demuxed):
                     if packet.size:
                         pts.append(packet.pts)
                         keys.append(bool(packet.is_keyframe))
+                        reordered = reordered or packet.pts != packet.dts
+                reordered = reordered or bool(demuxed.codec_context.has_b_frames)
+                guessed = container.format.name in _GUESSED_PTS_FORMATS and reordered
         except (av.error.FFmpegError, OSError) as exc:
             raise VideoDecodeError(failure_reason(exc)) from None
         base = stream.time_base
         start = stream.start_time
         origin = float(start * base) if start is not None and base else 0.0
         problem = index_problem(pts, keys) if base else "the stream has no time base"
+        if problem is None and guessed:
+            problem = "an AVI with B-frames (its timestamps are guessed, not stored)"
         if problem is not None:
             pts = [0] * len(pts)  # never planned; kept for the frame count only
         return PacketIndex(
@@ -299,7 +312,7 @@ class VideoReader:
         drain.time_base = stream.time_base
         segments = iter(decode_plan.segments)
         segment = next(segments)
-        position, given = -1, 0
+        position, given, shown = -1, 0, None
         skips = context.name in _SKIPS_PER_PACKET
         try:
             for packet in self._container.demux(stream):
@@ -312,6 +325,8 @@ class VideoReader:
                 if skips:
                     context.skip_frame = "DEFAULT" if position in segment.targets else "NONREF"
                 frames = context.decode(packet)
+                if position == segment.start:
+                    shown = None
                 if position == segment.end:
                     if skips:
                         context.skip_frame = "DEFAULT"
@@ -322,6 +337,11 @@ class VideoReader:
                     at = where.get(frame.pts) if frame.pts is not None else None
                     if at is None:
                         raise _PlanFailed("a decoded frame has a timestamp the index lacks")
+                    # The plan takes the index's timestamp order for the order frames are
+                    # shown in; a decoder that shows them in another order disproves it.
+                    if shown is not None and frame.pts <= shown:
+                        raise _PlanFailed("the decoder shows frames out of timestamp order")
+                    shown = frame.pts
                     if at in wanted:
                         ready[at] = frame
                 while given < len(kept) and kept[given].position in ready:

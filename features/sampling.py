@@ -14,6 +14,7 @@ Three policies (see :class:`features.settings.SamplingSpec`):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -24,6 +25,12 @@ T = TypeVar("T")
 # Frames whose timestamp is within this fraction of a slot before it still take the slot,
 # so 30 fps video sampled at 5 fps keeps frames 0, 6, 12... despite rounding in pts.
 _SLOT_TOLERANCE = 1e-3
+
+# A frame more than this many slots after the next one jumps there in one step instead of
+# stepping slot by slot: a file's timestamps are untrusted (two frames 10^9 s apart would
+# otherwise cost 5 * 10^9 steps at 5 fps), so the work per frame stays bounded. Real videos
+# never come near it (13 minutes without a frame at 5 fps), so their slots are unchanged.
+_MAX_SLOT_STEPS = 4096
 
 
 def count_indices(total: int, num_frames: int) -> list[int]:
@@ -58,10 +65,24 @@ def keep_by_rate(
             if time < next_slot - _SLOT_TOLERANCE / fps:
                 continue
             # Advance past every slot this frame covers: a slow video is never upsampled.
-            while next_slot <= time + _SLOT_TOLERANCE / fps:
+            limit = time + _SLOT_TOLERANCE / fps
+            if not (limit - next_slot) * fps < _MAX_SLOT_STEPS:  # a huge gap, or inf
+                next_slot = _jump(next_slot, limit, fps)
+            for _ in range(_MAX_SLOT_STEPS):
+                if next_slot > limit:
+                    break
                 next_slot += 1.0 / fps
+            else:  # times so large that a slot no longer moves them (float precision)
+                next_slot = math.nextafter(limit, math.inf)
         kept += 1
         yield index, time, frame
+
+
+def _jump(next_slot: float, limit: float, fps: float) -> float:
+    """The slot a few steps before ``limit``, reached in one step from ``next_slot``."""
+    if not math.isfinite(limit):
+        return math.inf  # nothing after an infinite time takes a slot
+    return next_slot + (math.floor((limit - next_slot) * fps) - 2) / fps
 
 
 def sample_by_rate(

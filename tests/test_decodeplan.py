@@ -34,6 +34,10 @@ FILES = [
     ("mjpeg.avi", "mjpeg", "yuvj420p", {}),
 ]
 
+# AVI stores no presentation timestamps: with B-frames FFmpeg's guesses cannot be trusted
+# for planning (tests/quirks.py has the files where they are wrong), so these decode fully.
+GUESSED = {"mpeg4-bframes.avi"}
+
 SAMPLINGS = [
     SamplingSpec(fps=3.0),
     SamplingSpec(fps=None),
@@ -85,8 +89,13 @@ def test_planned_frames_equal_sequential_ones_for_every_codec(videos, name, monk
         sequential, old = decode(videos[name], sampling, "sequential", monkeypatch)
         planned, new = decode(videos[name], sampling, "auto", monkeypatch)
         assert_same(planned, sequential)
+        if name in GUESSED:
+            assert not new.planned and "AVI with B-frames" in new.fallback
+            continue
         assert new.planned and new.fallback is None, (sampling, new)
         assert new.decoded <= max(old.decoded, new.frames)
+    if name in GUESSED:
+        return
     # Sparse sampling decodes less than every frame, keyframes nothing but keyframes.
     _, sparse = decode(videos[name], SamplingSpec(fps=None, num_frames=2), "auto", monkeypatch)
     kept, keys = decode(videos[name], SamplingSpec(fps=None, keyframes=True), "auto", monkeypatch)

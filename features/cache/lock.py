@@ -8,6 +8,7 @@ import errno
 import fcntl
 import glob
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -99,10 +100,12 @@ def remove_leftovers(target: Path) -> list[Path]:
     Returns:
         The files removed.
     """
-    name = glob.escape(target.name)
+    # Exactly ``.NAME.rewrite-PID``: the looser ``*.NAME.rewrite-*`` also matched
+    # ``.a.NAME.rewrite-PID``, the live rewrite of the cache ``a.NAME`` beside this one.
+    own = re.compile(rf"\.{re.escape(target.name)}\.(?:rewrite|creating)-\d+")
     removed = []
-    for pattern in (f"*.{name}.rewrite-*", f".{name}.creating-*"):
-        for leftover in target.parent.glob(pattern):
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        if own.fullmatch(leftover.name):
             try:
                 leftover.unlink()
             except OSError:

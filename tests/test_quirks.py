@@ -1,0 +1,126 @@
+"""Real files' quirks (tests/quirks.py): the decode plan gives the same frames and timestamps
+as decoding every frame, and work stays bounded by what a file holds, whatever its
+timestamps claim."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+
+import pytest
+from quirks import h264_avi, offset_start, packed_bframes_avi, restamped
+from test_decodeplan import SAMPLINGS, assert_same, decode
+
+from vidcache.features.settings import SamplingSpec
+
+QUIRKS = {
+    # Xvid/DivX packed B-frames in AVI, as UCF101 ships: FFmpeg's guessed timestamps run
+    # out of order (pts 1, 5, 3, 9, 7...), and the plan used to keep a neighbour frame.
+    "packed-bframes.avi": packed_bframes_avi,
+    # H.264 with B-frames in AVI (a camera's): pts = dts + 1, guessed, never reordered.
+    "h264-bframes.avi": h264_avi,
+    # MP4 with an edit list, a first frame at 1.5 s, a 1/90000 time base at 29.97 fps.
+    "offset-ntsc.mp4": offset_start,
+    # Two frames 10^9 s apart (a 1.8 KB "video" of 31 years): bounded work.
+    "gap.mkv": lambda p: restamped(p, [0, 10**12]),
+    # Timestamps missing on the first frames (Matroska cannot store negative ones).
+    "negative.mkv": lambda p: restamped(
+        p, [-2000, -1960, -1920, 0, 40, 80], options={"avoid_negative_ts": "disabled"}
+    ),
+    "repeated.mkv": lambda p: restamped(p, [0, 40, 40, 80, 80, 120]),
+    # A duration of three years claimed by the last frame's timestamp.
+    "years.mkv": lambda p: restamped(p, [0, 40, 80, 120, 31_536_000_000 * 3]),
+}
+
+# Every sampling mode, with rates that make slot arithmetic meet the absurd gaps.
+EVERY_MODE = SAMPLINGS + [SamplingSpec(fps=5.0), SamplingSpec(fps=0.01, max_frames=9)]
+
+
+@contextmanager
+def bounded(seconds: int):
+    """Fail (instead of hanging the suite) when the block runs past ``seconds``."""
+
+    def alarm(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="module")
+def quirk_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("quirks")
+    return {name: make(folder / name) for name, make in QUIRKS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(QUIRKS))
+def test_planned_equals_sequential_on_real_file_quirks(quirk_files, name, monkeypatch):
+    with bounded(60):
+        for sampling in EVERY_MODE:
+            sequential, _ = decode(quirk_files[name], sampling, "sequential", monkeypatch)
+            planned, stats = decode(quirk_files[name], sampling, "auto", monkeypatch)
+            assert_same(planned, sequential)
+            if name.endswith(".avi"):
+                assert not stats.planned and "AVI with B-frames" in stats.fallback
+
+
+def test_avi_quirk_files_really_have_the_quirks(quirk_files):
+    """The generators make what they say: decoded timestamps out of order in the packed
+    file, and guessed pts one tick past dts in H.264 AVI."""
+    import av
+
+    with av.open(str(quirk_files["packed-bframes.avi"])) as container:
+        shown = [frame.pts for frame in container.decode(video=0)]
+    assert shown != sorted(shown)
+    with av.open(str(quirk_files["h264-bframes.avi"])) as container:
+        stream = container.streams.video[0]
+        packets = [p for p in container.demux(stream) if p.size]
+        assert stream.codec_context.has_b_frames
+    assert all(p.pts == p.dts + 1 for p in packets)
+
+
+def test_the_plan_notices_frames_shown_out_of_timestamp_order(quirk_files, monkeypatch):
+    """Without the AVI rule, the check on each decoded frame still abandons the plan."""
+    from vidcache.features import decode as decode_module
+
+    monkeypatch.setattr(decode_module, "_GUESSED_PTS_FORMATS", frozenset())
+    _, stats = decode(quirk_files["packed-bframes.avi"], SamplingSpec(fps=None), "auto", monkeypatch)
+    assert stats.fallback == "the decoder shows frames out of timestamp order"
+
+
+def test_a_ten_to_the_ninth_second_gap_extracts_at_once(tmp_path, quirk_files, run_extract, small_config):
+    """The issue's file: two frames, the second at 10^9 s, --fps 5, in a folder with a
+    normal video; both are extracted with the timestamps the file holds."""
+    import shutil
+
+    from conftest import lossless, random_frames
+
+    from vidcache.features.cache import CacheReader
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(quirk_files["gap.mkv"], videos / "gap.mkv")
+    lossless(videos / "normal.mkv", random_frames(4))
+    with bounded(60):
+        run_extract([videos], tmp_path / "f.h5", small_config(sampling=SamplingSpec(fps=5.0)))
+    with CacheReader(tmp_path / "f.h5") as reader:
+        assert reader.rows("gap.mkv").timestamps.tolist() == [0.0, 1e9]
+        assert len(reader.rows("normal.mkv").features) == 2
+
+
+def test_a_cache_removes_only_its_own_leftovers(tmp_path):
+    """``b.h5``'s clean-up leaves ``a.b.h5``'s live rewrite (and anything not a PID) alone."""
+    from vidcache.features.cache import remove_leftovers
+
+    names = [".b.h5.rewrite-456", ".b.h5.creating-7", ".a.b.h5.rewrite-123",
+             ".a.b.h5.creating-9", ".b.h5.rewrite-x", ".b.h5.rewrite-1.bak"]  # fmt: skip
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    removed = remove_leftovers(tmp_path / "b.h5")
+    assert sorted(p.name for p in removed) == [".b.h5.creating-7", ".b.h5.rewrite-456"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
