@@ -105,8 +105,13 @@ def _write_avi_chunks(path, chunks, width, height, rate) -> Path:
     return path
 
 
-def restamped(path: Path, stamps_ms: list[int], count: int | None = None, fmt: str = "matroska",
-              options: dict[str, str] | None = None) -> Path:
+def restamped(
+    path: Path,
+    stamps_ms: list[int],
+    count: int | None = None,
+    fmt: str = "matroska",
+    options: dict[str, str] | None = None,
+) -> Path:
     """H.264 without B-frames whose packets carry ``stamps_ms`` (milliseconds, as given:
     huge gaps, negative or repeated values) instead of the encoder's own timestamps."""
     count = count or len(stamps_ms)
@@ -138,9 +143,14 @@ def offset_start(path: Path, count: int = 41, start_ms: int = 1500, time_base: i
     """H.264 with B-frames in MP4 (an edit list for the B-frame delay) whose first frame is
     at ``start_ms``, in a 1/90000 time base at 30000/1001 fps (NTSC)."""
     packets, context = _encode(
-        "libx264", moving(count), Fraction(30000, 1001),
-        {"g": "12", "bf": "3", "sc_threshold": "0"}, time_base=Fraction(1, time_base),
-        pts=[start_ms * time_base // 1000 + round(i * time_base * 1001 / 30000) for i in range(count)],
+        "libx264",
+        moving(count),
+        Fraction(30000, 1001),
+        {"g": "12", "bf": "3", "sc_threshold": "0"},
+        time_base=Fraction(1, time_base),
+        pts=[
+            start_ms * time_base // 1000 + round(i * time_base * 1001 / 30000) for i in range(count)
+        ],
     )
     path = Path(path)
     with av.open(str(path), "w") as container:

@@ -89,11 +89,15 @@ def test_the_plan_notices_frames_shown_out_of_timestamp_order(quirk_files, monke
     from vidcache.features import decode as decode_module
 
     monkeypatch.setattr(decode_module, "_GUESSED_PTS_FORMATS", frozenset())
-    _, stats = decode(quirk_files["packed-bframes.avi"], SamplingSpec(fps=None), "auto", monkeypatch)
+    _, stats = decode(
+        quirk_files["packed-bframes.avi"], SamplingSpec(fps=None), "auto", monkeypatch
+    )
     assert stats.fallback == "the decoder shows frames out of timestamp order"
 
 
-def test_a_ten_to_the_ninth_second_gap_extracts_at_once(tmp_path, quirk_files, run_extract, small_config):
+def test_a_ten_to_the_ninth_second_gap_extracts_at_once(
+    tmp_path, quirk_files, run_extract, small_config
+):
     """The issue's file: two frames, the second at 10^9 s, --fps 5, in a folder with a
     normal video; both are extracted with the timestamps the file holds."""
     import shutil
