@@ -42,6 +42,22 @@ def backbone_option(help_text: str):
     )
 
 
+def os_error_line(exc: OSError) -> str:
+    """An operating-system error as one line naming the place: ``PATH: reason``."""
+    import errno
+
+    place = exc.filename or ""
+    if exc.filename2:
+        place = f"{place} -> {exc.filename2}"
+    reason = exc.strerror or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    advice = {
+        errno.ENOSPC: "; free some space and run the same command again",
+        errno.EROFS: "; write somewhere else",
+        errno.EACCES: "; write somewhere you may write",
+    }.get(exc.errno, "")
+    return f"{place}: {reason}{advice}" if place else f"{reason}{advice}"
+
+
 def core_errors(function):
     """Turn core errors (``VidcacheError``) into ``click.ClickException`` (one line, exit 1)
     and Ctrl-C into one line and exit 130."""
@@ -52,6 +68,8 @@ def core_errors(function):
             return function(*args, **kwargs)
         except VidcacheError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a full disk, a read-only mount, no permission...
+            raise click.ClickException(os_error_line(exc)) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(EXIT_INTERRUPTED)

@@ -51,7 +51,7 @@ def import_command(folder: Path, output: Path, backbone_name: str, fps: float, d
     Example:
         vidcache import video_features_out/ -o clip.h5 --backbone-name clip-vit-b32 --fps 1
     """
-    from vidcache.features.npyio import import_npy
+    from vidcache.features.npyimport import import_npy
 
     report = import_npy(folder, output, backbone_name, fps, dtype)
     for line in report.skipped:

@@ -1,0 +1,222 @@
+"""Hostile inputs (issue: nothing written outside the named folder, every byte of metadata
+checked, no traceback). Each test feeds one class of bad input to every command that reads
+it and asserts the rules of tests/hostile.py; the counts are printed at the end (-s)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from hostile import Cases
+
+from vidcache.features.untrusted import UniqueNames, csv_text, csv_untext, safe_relative
+
+COUNTS: dict[str, dict[str, int]] = {}
+
+
+@pytest.fixture
+def cases(tmp_path, request):
+    made = Cases(tmp_path)
+    yield made
+    COUNTS[request.node.name] = made.counts
+
+
+def teardown_module():
+    total = sum(sum(c.values()) for c in COUNTS.values())
+    print(f"\nhostile cases: {total} commands in {len(COUNTS)} tests: {COUNTS}")
+
+
+HOSTILE_IDS = [
+    "../../../victim/keep.mp4",
+    "/tmp/absolute/abs.mp4",
+    "..\\..\\win\\back.mp4",
+    "a/./b/../../c.mp4",
+    ".hidden.mp4",
+    "nul\x00byte.mp4",
+    "new\nline.mp4",
+    "=cmd|' /C calc'!A0.mp4",
+    "Case.mp4",
+    "case.mp4",
+    "col:on.mp4",
+    "col_on.mp4",
+    "x" * 400 + ".mp4",
+    "",
+]
+
+
+def test_names_from_ids_are_safe_and_unique():
+    names = UniqueNames()
+    made = [names.claim(safe_relative(i)) for i in HOSTILE_IDS]
+    assert len({m.as_posix().casefold() for m in made}) == len(made)
+    for m in made:
+        assert not m.is_absolute() and ".." not in m.parts
+        assert all(p and not p.startswith(".") and len(p) <= 124 for p in m.parts)
+        assert all(ch.isprintable() and ch not in ':\\"' for ch in m.as_posix())
+    assert made[0].as_posix() == "victim/keep.mp4"
+    assert made[9].as_posix() == "case.mp4~2"
+
+
+@pytest.mark.parametrize("text", ["=1+1", "+x", "-2", "@sum", "\tx", "'=x", "'", "plain", ""])
+def test_csv_cells_are_never_formulas_and_read_back_exactly(text):
+    cell = csv_text(text)
+    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    assert csv_untext(cell) == text
+
+
+def hostile_folder(root, ids, backbone="feat"):
+    """A vidcache-export-like folder whose manifest carries ``ids``."""
+    folder = root / "shared"
+    folder.mkdir()
+    rows = []
+    for n, video_id in enumerate(ids):
+        np.save(folder / f"v{n}_{backbone}.npy", np.full((3, 4), n, np.float32))
+        rows.append([video_id, f"=label{n % 2}", f"v{n}_{backbone}.npy"])
+    with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["video_id", "label", "file"])
+        writer.writerows(rows)
+    return folder
+
+
+def test_export_writes_every_hostile_id_inside_its_folder(tmp_path, cases):
+    ids = [i for i in HOSTILE_IDS if i]
+    folder = hostile_folder(tmp_path, ids)
+    cache = tmp_path / "c.h5"
+    args = ["import", folder, "-o", cache, "--backbone-name", "x/../../../bb_escape", "--fps", "5"]
+    cases.run(args, ["c.h5"], expect_ok=True)
+    out = tmp_path / "exp"
+    cases.run(["export", cache, out], ["exp"], expect_ok=True)
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(csv_untext(r["video_id"]) for r in rows) == sorted(ids)
+    files = {csv_untext(r["file"]) for r in rows}
+    assert len(files) == len(ids)
+    for row in rows:  # every file is where the manifest says, with its video's rows
+        n = int(np.load(out / csv_untext(row["file"]))[0, 0])
+        assert ids[n] == csv_untext(row["video_id"])
+        assert not row["label"].startswith("=")
+    # Exported back in: the same ids and labels, nothing written outside either.
+    again = tmp_path / "again.h5"
+    cases.run(["import", out, "-o", again, "--backbone-name", "x", "--fps", "5"], ["again.h5"])
+    from vidcache.features.cache import CacheReader
+
+    with CacheReader(again) as reader:
+        assert sorted(reader.entries()) == sorted(ids)
+        assert {e.label for e in reader.entries().values()} == {"=label0", "=label1"}
+
+
+def test_export_refuses_a_link_planted_in_its_folder(tmp_path, cases):
+    folder = hostile_folder(tmp_path, ["up/a.mp4", "b.mp4"])
+    cache = tmp_path / "c.h5"
+    cases.run(["import", folder, "-o", cache, "--backbone-name", "f", "--fps", "5"], ["c.h5"])
+    out, victim = tmp_path / "exp", tmp_path / "victim"
+    out.mkdir()
+    victim.mkdir()
+    (out / "up").symlink_to(victim)
+    result = cases.run(["export", cache, out], ["exp"], expect_ok=False)
+    assert "outside" in result.output and not any(victim.iterdir())
+
+
+def test_import_refuses_manifest_rows_outside_its_folder(tmp_path, cases):
+    folder = hostile_folder(tmp_path, ["a.mp4", "b.mp4"])
+    np.save(tmp_path / "secret_feat.npy", np.ones((2, 4), np.float32))
+    with open(folder / "manifest.csv", "a", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows([["c.mp4", "x", "../secret_feat.npy"],
+                                   ["d.mp4", "x", str(tmp_path / "secret_feat.npy")]])  # fmt: skip
+    cache = tmp_path / "c.h5"
+    result = cases.run(
+        ["import", folder, "-o", cache, "--backbone-name", "f", "--fps", "5"], ["c.h5"]
+    )
+    assert result.exit_code == 1 and result.output.count("outside") == 2
+    from vidcache.features.cache import CacheReader
+
+    with CacheReader(cache) as reader:
+        assert sorted(reader.entries()) == ["a.mp4", "b.mp4"]
+
+
+def npy_with_header(path, shape, dtype="<f4"):
+    """A .npy whose header claims ``shape`` over 16 bytes of data."""
+    import numpy.lib.format as fmt
+
+    with open(path, "wb") as out:
+        fmt.write_array_header_1_0(out, {"descr": dtype, "fortran_order": False, "shape": shape})
+        out.write(b"\x00" * 16)
+
+
+BAD_FILES = {
+    "huge-header": lambda p: npy_with_header(p, (10**6, 10**6)),
+    "pickled": lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
+    "nan": lambda p: np.save(p, np.array([[np.nan, 1.0]], np.float32)),
+    "inf": lambda p: np.save(p, np.array([[np.inf, 1.0]], np.float32)),
+    "ints": lambda p: np.save(p, np.ones((2, 2), np.int64)),
+    "one-d": lambda p: np.save(p, np.ones(4, np.float32)),
+    "empty": lambda p: np.save(p, np.ones((0, 4), np.float32)),
+    "truncated": lambda p: p.write_bytes(b"\x93NUMPY\x01\x00"),
+    "junk": lambda p: p.write_bytes(b"not numpy at all" * 10),
+}
+
+BAD_SIDES = {
+    "fps-zero": ("_fps.npy", lambda p: np.save(p, np.float64(0))),
+    "fps-negative": ("_fps.npy", lambda p: np.save(p, np.float64(-5))),
+    "fps-nan": ("_fps.npy", lambda p: np.save(p, np.float64(np.nan))),
+    "fps-inf": ("_fps.npy", lambda p: np.save(p, np.float64(np.inf))),
+    "fps-array": ("_fps.npy", lambda p: np.save(p, np.ones(3))),
+    "fps-pickled": ("_fps.npy", lambda p: np.save(p, np.array(["x"], object), allow_pickle=True)),
+    "stamps-nan": ("_timestamps_ms.npy", lambda p: np.save(p, np.array([0.0, np.nan]))),
+    "stamps-short": ("_timestamps_ms.npy", lambda p: np.save(p, np.array([0.0]))),
+}
+
+
+def test_import_checks_every_file_and_imports_the_rest(tmp_path, cases):
+    folder = tmp_path / "vf"
+    folder.mkdir()
+    for name, make in BAD_FILES.items():
+        make(folder / f"{name}_feat.npy")
+    for name, (side, make) in BAD_SIDES.items():
+        np.save(folder / f"{name}_feat.npy", np.ones((2, 4), np.float32))
+        make(folder / f"{name}{side}")
+    np.save(folder / "good_feat.npy", np.ones((2, 4), np.float32))
+    cache = tmp_path / "c.h5"
+    result = cases.run(["import", folder, "-o", cache, "--backbone-name", "feat", "--fps", "5"],
+                       ["c.h5"], expect_ok=False)  # fmt: skip
+    skipped = [line for line in result.output.splitlines() if line.startswith("skipped")]
+    assert len(skipped) == len(BAD_FILES) + len(BAD_SIDES), result.output
+    for name in list(BAD_FILES) + list(BAD_SIDES):
+        assert sum(f"/{name}_" in line for line in skipped) == 1, (name, result.output)
+    from vidcache.features.cache import CacheReader
+
+    with CacheReader(cache) as reader:
+        assert list(reader.entries()) == ["good"]
+    # Nothing good at all: one line, and no cache is made.
+    (folder / "good_feat.npy").unlink()
+    cases.run(["import", folder, "-o", tmp_path / "none.h5", "--backbone-name", "feat",
+               "--fps", "5"], [], expect_ok=False)  # fmt: skip
+    assert not (tmp_path / "none.h5").exists()
+
+
+@pytest.mark.parametrize("fps", ["0", "-1", "nan", "inf", "1e30"])
+def test_import_refuses_an_absurd_frame_rate(tmp_path, cases, fps):
+    folder = tmp_path / "vf"
+    folder.mkdir()
+    np.save(folder / "a_feat.npy", np.ones((2, 4), np.float32))
+    args = ["import", folder, "-o", tmp_path / "c.h5", "--backbone-name", "feat", "--fps", fps]
+    cases.run(args, [], expect_ok=False)
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_an_id_or_label_with_a_nul_character_is_one_line(tmp_path, cases):
+    folder = hostile_folder(tmp_path, ["nul\x00byte.mp4", "fine.mp4"])
+    with open(folder / "manifest.csv", "a", newline="", encoding="utf-8") as out:
+        np.save(folder / "v9_feat.npy", np.ones((2, 4), np.float32))
+        csv.writer(out).writerow(["label.mp4", "bad\x00label", "v9_feat.npy"])
+    cache = tmp_path / "c.h5"
+    args = ["import", folder, "-o", cache, "--backbone-name", "feat", "--fps", "5"]
+    cases.run(args, ["c.h5"], expect_ok=True)
+    from vidcache.features.cache import CacheReader
+
+    with CacheReader(cache) as reader:  # kept as they are: data, not names
+        assert reader.entries()["nul\x00byte.mp4"].label == "=label0"
+        assert reader.entries()["label.mp4"].label == "bad\x00label"
+    cases.run(["export", cache, tmp_path / "exp"], ["exp"], expect_ok=True)
+    assert (tmp_path / "exp" / "nul_byte_feat.npy").is_file()
