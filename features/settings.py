@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,8 +182,19 @@ class FeatureSettings:
 
     @classmethod
     def from_json(cls, text: str) -> FeatureSettings:
-        """Parse what :meth:`to_json` wrote."""
-        data = json.loads(text)
+        """Parse what :meth:`to_json` wrote, checking every field's type and range first.
+
+        Raises:
+            ValueError: not JSON, or fields of the wrong type or out of range (every
+                problem named, ``; ``-separated).
+        """
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ValueError("the settings JSON is nested too deeply") from None
+        problems = record_problems(data)
+        if problems:
+            raise ValueError("; ".join(problems))
         data["sampling"] = SamplingSpec(**data["sampling"])
         return cls(**data)
 
@@ -241,3 +253,60 @@ def check_compatible(
             f"{cache_name} holds features made with other settings ({'; '.join(diffs)}, "
             "cached != requested); use --overwrite to replace it, or write to a new file"
         )
+
+
+# What a settings record read from a file may hold: each field's type and range. Files are
+# untrusted, so a record is checked before anything is built from it.
+_TEXT_FIELDS = ("weights", "weights_sha256", "resize", "precision", "dtype", "backbone",
+                "pooling", "interpolation", "preprocess", "color")  # fmt: skip
+_INT_RANGES = {"image_size": (0, 1 << 16), "feature_dim": (1, 1 << 20)}
+_SAMPLING_INTS = {"num_frames": (1, 1 << 20), "max_frames": (1, 1 << 40)}
+_MAX_FPS = 1e6
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def record_problems(data: Any) -> list[str]:
+    """Every problem of a settings record as read from JSON (empty when it is sound)."""
+    if not isinstance(data, dict):
+        return [f"the settings are a JSON {type(data).__name__}, not an object"]
+    known = {f.name for f in dataclasses.fields(FeatureSettings)}
+    problems = [f"unknown field {key!r}" for key in sorted(data) if key not in known]
+    for key in ("weights", "weights_sha256", "sampling"):
+        if key not in data:
+            problems.append(f"{key} is missing")
+    for key in _TEXT_FIELDS:
+        if key in data and not isinstance(data[key], str):
+            problems.append(f"{key} is {data[key]!r:.40}, not text")
+    for key, (low, high) in _INT_RANGES.items():
+        if key in data and not (_is_int(data[key]) and low <= data[key] <= high):
+            problems.append(f"{key} is {data[key]!r:.40}, not a whole number in {low}..{high}")
+    if "folder_fps" in data and not (
+        _is_number(data["folder_fps"]) and 0 < data["folder_fps"] <= _MAX_FPS
+    ):
+        problems.append(
+            f"folder_fps is {data['folder_fps']!r:.40}, not a rate in (0, {_MAX_FPS:g}]"
+        )
+    sampling = data.get("sampling", {})
+    if not isinstance(sampling, dict):
+        return problems + [f"sampling is {sampling!r:.40}, not an object"]
+    allowed = {"fps", "num_frames", "max_frames", "keyframes"}
+    problems += [
+        f"unknown sampling field {key!r}" for key in sorted(sampling) if key not in allowed
+    ]
+    fps = sampling.get("fps")
+    if fps is not None and not (_is_number(fps) and 0 < fps <= _MAX_FPS):
+        problems.append(f"sampling.fps is {fps!r:.40}, not a rate in (0, {_MAX_FPS:g}]")
+    for key, (low, high) in _SAMPLING_INTS.items():
+        value = sampling.get(key)
+        if value is not None and not (_is_int(value) and low <= value <= high):
+            problems.append(f"sampling.{key} is {value!r:.40}, not a whole number in {low}..{high}")
+    if not isinstance(sampling.get("keyframes", False), bool):
+        problems.append(f"sampling.keyframes is {sampling['keyframes']!r:.40}, not true or false")
+    return problems

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from vidcache.features.errors import VidcacheError
@@ -36,3 +39,30 @@ def prepare_output_dir(path: Path, what: str = "run folder") -> Path:
             f"({exc.strerror or exc})"
         ) from None
     return path
+
+
+@contextmanager
+def output_dir(path: Path, what: str = "run folder") -> Iterator[Path]:
+    """:func:`prepare_output_dir`, and the folder removed again when the work inside fails
+    or is stopped (an error, Ctrl-C, SIGTERM) before it wrote anything in it: a run that
+    did nothing leaves nothing behind. A folder that existed before is never removed."""
+    path = Path(path)
+    existed = path.exists()
+    prepare_output_dir(path, what)
+    try:
+        yield path
+    except BaseException:
+        if not existed:
+            _remove_if_empty(path)
+        raise
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Remove ``path`` when it holds nothing but empty folders."""
+    for folder, dirs, files in os.walk(path, topdown=False):
+        if files:
+            return
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return

@@ -121,10 +121,11 @@ def test_a_cache_removes_only_its_own_leftovers(tmp_path):
     """``b.h5``'s clean-up leaves ``a.b.h5``'s live rewrite (and anything not a PID) alone."""
     from vidcache.features.cache import remove_leftovers
 
-    names = [".b.h5.rewrite-456", ".b.h5.creating-7", ".a.b.h5.rewrite-123",
-             ".a.b.h5.creating-9", ".b.h5.rewrite-x", ".b.h5.rewrite-1.bak"]  # fmt: skip
+    names = [".b.h5.rewrite-456", ".b.h5.creating-7", "..b.h5.rewrite-4.creating-4",
+             ".a.b.h5.rewrite-123", ".a.b.h5.creating-9", ".b.h5.rewrite-x",
+             ".b.h5.rewrite-1.bak"]  # fmt: skip
     for name in names:
         (tmp_path / name).write_bytes(b"")
     removed = remove_leftovers(tmp_path / "b.h5")
-    assert sorted(p.name for p in removed) == [".b.h5.creating-7", ".b.h5.rewrite-456"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
+    assert sorted(p.name for p in removed) == sorted(names[:3])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[3:])

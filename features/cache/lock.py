@@ -102,9 +102,11 @@ def remove_leftovers(target: Path) -> list[Path]:
     """
     # Exactly ``.NAME.rewrite-PID``: the looser ``*.NAME.rewrite-*`` also matched
     # ``.a.NAME.rewrite-PID``, the live rewrite of the cache ``a.NAME`` beside this one.
-    own = re.compile(rf"\.{re.escape(target.name)}\.(?:rewrite|creating)-\d+")
+    # A rewrite's own creation leaves ``..NAME.rewrite-PID.creating-PID``.
+    name = re.escape(target.name)
+    own = re.compile(rf"\.{name}\.(?:rewrite|creating)-\d+|\.\.{name}\.rewrite-\d+\.creating-\d+")
     removed = []
-    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*"):
+    for leftover in target.parent.glob(f"*.{glob.escape(target.name)}.*"):
         if own.fullmatch(leftover.name):
             try:
                 leftover.unlink()

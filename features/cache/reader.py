@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcache.features.cache import store
+from vidcache.features.cache import rootattrs, store
 from vidcache.features.cache.entry import CacheEntry
 from vidcache.features.cache.files import open_read
 from vidcache.features.cache.index import Index
@@ -41,14 +41,18 @@ class CacheReader:
         try:
             self.schema_version = store.check_header(self._file, self.path)
             attrs = store.read_attrs(self._file, self.path)
+            rootattrs.check_record(attrs, self.path)
             try:
                 self.settings = FeatureSettings.from_json(attrs["settings"])
                 self.versions = json.loads(attrs.get("versions", "{}"))
-            except (KeyError, TypeError, ValueError) as exc:
+                if not isinstance(self.versions, dict):
+                    raise ValueError(f"versions is a JSON {type(self.versions).__name__}")
+            except (KeyError, TypeError, ValueError, RecursionError) as exc:
                 raise CacheDamaged(
                     f"{self.path}: damaged cache (its settings cannot be read: "
                     f"{store.first_line(exc)})"
                 ) from None
+            rootattrs.check_rows(attrs, self._file, self.path, self.settings)
             self.created = str(attrs.get("created", ""))
             self._layout = open_layout(self._file, self.path, self.schema_version, tolerant)
             self.updated = self._layout.updated(attrs, self.created)

@@ -3,7 +3,8 @@
 Layout (``docs/cache-format.md`` has the full table)::
 
     /                      attrs: format, schema_version=3, settings, settings_sha256,
-                                  versions, created, feature_dim, dtype
+                                  versions, created, feature_dim, dtype, attrs_sha256
+                                  (checked at every open: ``rootattrs``)
     /rows/features         (R, D) float32|float16, chunked (CHUNK_ROWS, D), unlimited R
     /rows/timestamps       (R,) float64
     /rows/frame_indices    (R,) int64
@@ -51,7 +52,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vidcache.features.cache import integrity
+from vidcache.features.cache import integrity, rootattrs
 from vidcache.features.errors import CacheDamaged, CacheFormatError, DiskFull, unwritable
 from vidcache.features.settings import FeatureSettings
 
@@ -169,6 +170,7 @@ def _create(temporary: Path, settings: FeatureSettings, versions: dict) -> None:
         f.attrs["created"] = now()
         f.attrs["feature_dim"] = dim
         f.attrs["dtype"] = settings.dtype
+        rootattrs.stamp(f)
         rows = f.create_group("rows")
         rows.create_dataset(
             "features",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from vidcache.features.errors import VidcacheError
-from vidcache.pipeline.outputs import prepare_output_dir
+from vidcache.pipeline.outputs import output_dir
 
 T = TypeVar("T")
 
@@ -210,8 +210,8 @@ def on_every_worker(
     ``out_dir`` (checked writable first), the others write into a scratch folder that is
     removed afterwards (their steps are collective, so they must train too)."""
     if spread.chief:
-        prepare_output_dir(out_dir)
-        return work(Path(out_dir))
+        with output_dir(out_dir) as folder:
+            return work(folder)
     scratch = Path(tempfile.mkdtemp(prefix=f"{prefix}-worker{spread.worker_index}-"))
     try:
         return work(scratch / "out")
