@@ -77,7 +77,7 @@ def import_tensorflow():
             import tensorflow as tf
 
             tf.config.list_physical_devices()  # device probing (cuInit...) logs here too
-        except BaseException:
+        except Exception:
             os.dup2(saved, 2)
             sink.seek(0)
             sys.stderr.write(sink.read().decode(errors="replace"))

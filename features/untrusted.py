@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path, PurePosixPath
 
 from vidcache.features.errors import VidcacheError
@@ -83,6 +84,14 @@ def inside(folder: Path, relative: PurePosixPath | str) -> Path:
     if target != root and root not in target.parents:
         raise UnsafePath(f"{Path(folder) / relative}: outside {folder}; nothing written there")
     return Path(folder) / relative
+
+
+def plain_text(text: str) -> str:
+    """``text`` with control characters (NUL, escape sequences...) turned into spaces: a
+    caption or label read from a file is words, never terminal or C-string control."""
+    if text.isprintable():
+        return text
+    return "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
 
 
 def csv_text(text: str) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from vidcache.features.errors import VidcacheError
+from vidcache.features.untrusted import plain_text
 
 TIME_COLUMNS = ("time", "timestamp", "t", "seconds")
 
@@ -48,7 +49,7 @@ def read_captions(path: Path) -> dict[str, list[str]]:
     for line, row in _rows(path, "captions"):
         if [c.strip().lower() for c in row[:2]] == ["path", "caption"]:
             continue
-        key, text = row[0].strip(), ",".join(row[1:]).strip()
+        key, text = row[0].strip(), plain_text(",".join(row[1:])).strip()
         if not key or not text:
             raise AnnotationError(f"{path}:{line}: each row needs 'path,caption' (got {row})")
         captions[key].append(text)

@@ -66,7 +66,7 @@ class CaptionVocabulary:
             max_tokens=max_tokens - 2, standardize="lower_and_strip_punctuation"
         )
         counter.adapt(np.asarray(list(captions), dtype=object))
-        words = [str(w) for w in counter.get_vocabulary()[2:]]
+        words = [w for w in map(str, counter.get_vocabulary()[2:]) if w.strip()]
         if not words:
             raise VocabularyError("the captions contain no words")
         layer = keras.layers.TextVectorization(

@@ -220,3 +220,32 @@ def test_an_id_or_label_with_a_nul_character_is_one_line(tmp_path, cases):
         assert reader.entries()["label.mp4"].label == "bad\x00label"
     cases.run(["export", cache, tmp_path / "exp"], ["exp"], expect_ok=True)
     assert (tmp_path / "exp" / "nul_byte_feat.npy").is_file()
+
+
+def test_hostile_text_trains_and_is_written_as_text(tmp_path, cases):
+    """Captions with NUL and escape characters, labels and captions that a spreadsheet
+    would run, labels with matplotlib's math markers: training works, every CSV cell
+    vidcache writes stays text."""
+    from test_train import ordered_videos, write_cache
+
+    names = {"up": '=HYPERLINK("x")', "down": "$\\alpha$ {down", "peak": "@peak\x1b[31m"}
+    videos = {k.replace(k.split("/")[0], names[k.split("/")[0]], 1): (names[v[0]], v[1])
+              for k, v in ordered_videos(per_class=4).items()}  # fmt: skip
+    cache = write_cache(tmp_path / "f.h5", videos)
+    captions = tmp_path / "captions.csv"
+    with open(captions, "w", newline="", encoding="utf-8") as out:
+        rows = [[v, f"-a square\x00that {'grows' if 'HYPER' in v else 'moves'}"] for v in videos]
+        csv.writer(out).writerows(rows)
+    run = tmp_path / "cap"
+    args = ["train-rnn", cache, "-o", run, "--task", "caption", "--captions", captions,
+            "--units", "4", "--embedding-dim", "4", "--epochs", "1", "-q"]  # fmt: skip
+    cases.run(args, ["cap"], expect_ok=True)
+    with open(run / "val_captions.csv", newline="", encoding="utf-8") as handle:
+        cells = [cell for row in csv.reader(handle) for cell in row]
+    assert cells and not any(c.startswith(("=", "+", "-", "@")) for c in cells)
+    labels = tmp_path / "cls"
+    cases.run(["train-rnn", cache, "-o", labels, "--units", "4", "--epochs", "1", "-q"],
+              ["cls"], expect_ok=True)  # fmt: skip
+    assert (labels / "confusion_matrix.png").is_file()
+    result = cases.run(["evaluate", labels, cache], ["cls"], expect_ok=True)
+    assert "Traceback" not in result.output

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
+import threading
 
 import click
 
@@ -42,6 +45,31 @@ def backbone_option(help_text: str):
     )
 
 
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (a batch scheduler's pre-emption, ``kill``, ``docker stop``) acts as Ctrl-C
+    for the block: it raises ``KeyboardInterrupt`` in the main thread, so every command
+    stops, keeps what it finished and cleans up exactly as after Ctrl-C (exit 130). Code
+    that handles Ctrl-C gracefully (extraction, training) installs its own handler for
+    both signals inside; a handler someone else installed is left alone. An ignored SIGINT
+    is honoured too (``kill -INT`` of a job a script started in the background)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # SIGINT too when it is ignored: a shell starts background jobs with SIGINT ignored,
+    # and training used to honour it only once its first epoch had begun.
+    changed = {}
+    for sig, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.SIG_IGN)):
+        previous = signal.getsignal(sig)
+        if previous == default:
+            changed[sig] = signal.signal(sig, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for sig, previous in changed.items():
+            signal.signal(sig, previous)
+
+
 def os_error_line(exc: OSError) -> str:
     """An operating-system error as one line naming the place: ``PATH: reason``."""
     import errno
@@ -60,12 +88,13 @@ def os_error_line(exc: OSError) -> str:
 
 def core_errors(function):
     """Turn core errors (``VidcacheError``) into ``click.ClickException`` (one line, exit 1)
-    and Ctrl-C into one line and exit 130."""
+    and Ctrl-C or SIGTERM into one line and exit 130."""
 
     @functools.wraps(function)
     def wrapped(*args, **kwargs):
         try:
-            return function(*args, **kwargs)
+            with terminate_as_interrupt():
+                return function(*args, **kwargs)
         except VidcacheError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # a full disk, a read-only mount, no permission...

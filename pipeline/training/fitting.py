@@ -97,7 +97,7 @@ def batch_count(count: int):
 
 
 def stop_on_ctrl_c():
-    """A Keras callback: the first Ctrl-C asks ``fit`` to stop after the current batch
+    """A Keras callback: the first Ctrl-C (or SIGTERM) asks ``fit`` to stop after the current batch
     (``model.stop_training``), so training ends the normal way, between steps: the best
     weights are restored and saved, nothing is cut off inside a checkpoint write or a data
     read. A second Ctrl-C interrupts at once (``KeyboardInterrupt``). ``requested`` says
@@ -108,6 +108,8 @@ def stop_on_ctrl_c():
 
     import keras
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)  # SIGTERM is a scheduler's Ctrl-C
+
     class StopOnCtrlC(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
@@ -116,17 +118,20 @@ def stop_on_ctrl_c():
 
         def on_train_begin(self, logs=None):
             if threading.current_thread() is threading.main_thread():
-                self._previous = signal.signal(signal.SIGINT, self._handle)
+                self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
 
         def _handle(self, signum, frame):
             self.requested = True
             self.model.stop_training = True
-            signal.signal(signal.SIGINT, self._previous)  # the next one interrupts
+            self._restore()  # the next one interrupts
+
+        def _restore(self):
+            for sig, handler in (self._previous or {}).items():
+                signal.signal(sig, handler)
+            self._previous = None
 
         def on_train_end(self, logs=None):
-            if self._previous is not None:
-                signal.signal(signal.SIGINT, self._previous)
-                self._previous = None
+            self._restore()
 
     return StopOnCtrlC()
 

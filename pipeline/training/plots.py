@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from vidcache.features.untrusted import plain_text
+
 
 def _pyplot():
     import matplotlib
@@ -44,10 +46,16 @@ def plot_learning_curves(history_csv: Path, out: Path, metric: str = "accuracy")
     plt.close(fig)
 
 
+def _shown(label: str) -> str:
+    """A label as plain text on a plot: no control characters (no glyph for them), and
+    ``$`` escaped (matplotlib reads ``$...$`` as mathematics and fails on an odd one)."""
+    return plain_text(label).replace("$", r"\$")
+
+
 def plot_confusion(metrics: dict, out: Path, title: str) -> None:
     """The confusion matrix with counts in the cells (rows: true class, columns: predicted)."""
     plt = _pyplot()
-    classes, matrix = metrics["classes"], metrics["confusion"]
+    classes, matrix = [_shown(c) for c in metrics["classes"]], metrics["confusion"]
     size = max(4.0, 0.45 * len(classes) + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(matrix, cmap="Blues")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from vidcache.features.untrusted import csv_text
 from vidcache.models.data import DataError, SequenceSource
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -257,8 +258,10 @@ class Task:
 
 
 def csv_field(text: str) -> str:
-    """``text`` as one CSV field (quoted when it holds a comma, a quote or a newline)."""
-    return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\n') else text
+    """``text`` as one CSV field (quoted when it holds a comma, a quote or a newline),
+    never a spreadsheet formula (:func:`features.untrusted.csv_text`)."""
+    text = csv_text(text)
+    return '"' + text.replace('"', '""') + '"' if any(ch in text for ch in ',"\n\r') else text
 
 
 def values_text(names: list[str], values) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidcache.features.untrusted import csv_text
 from vidcache.models.annotations import (
     VideoMatcher,
     cached_paths,
@@ -101,7 +102,7 @@ def write_captions(path: Path, videos, generated: list[str], references: list[li
         writer = csv.writer(handle)
         writer.writerow(["video_id", "generated", "references"])
         for video, text, refs in zip(videos, generated, references):
-            writer.writerow([video.video_id, text, " | ".join(refs)])
+            writer.writerow([csv_text(video.video_id), csv_text(text), csv_text(" | ".join(refs))])
 
 
 def score_captions(model, vocabulary, source, videos, matched, config, csv_path: Path) -> dict:
