@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -69,6 +70,21 @@ def _row_rate(entry: CacheEntry, settings: FeatureSettings, stamps: np.ndarray) 
     return entry.fps
 
 
+def _save(path: Path, array: np.ndarray) -> None:
+    """``np.save`` through a temporary file renamed into place: a file under its final
+    name is always whole (a full disk or a kill mid-write leaves no half file)."""
+    temporary = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as out:
+            np.save(out, array)
+        os.replace(temporary, path)
+    except OSError as exc:  # name the file: a write into an open file names none
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
 def export_npy(caches: list[Path], folder: Path, dtype: str | None = None) -> NpyReport:
     """Write every live video of ``caches`` as NumPy files in ``folder`` (module doc).
 
@@ -110,10 +126,10 @@ def export_npy(caches: list[Path], folder: Path, dtype: str | None = None) -> Np
                     inside(folder, f"{stem}{side}") for side in (f"_{key}.npy", *SIDE_FILES)
                 )
                 features.parent.mkdir(parents=True, exist_ok=True)
-                np.save(features, stored.features.astype(dtype or stored.features.dtype))
-                np.save(stamps, stored.timestamps * 1000.0)
+                _save(features, stored.features.astype(dtype or stored.features.dtype))
+                _save(stamps, stored.timestamps * 1000.0)
                 row_rate = _row_rate(entry, settings, stored.timestamps)
-                np.save(rate, np.float64(row_rate))
+                _save(rate, np.float64(row_rate))
                 rows.append([csv_text(video_id), csv_text(entry.label), csv_text(entry.path),
                              len(stored.features), row_rate, digest,
                              csv_text(f"{stem}_{key}.npy")])  # fmt: skip

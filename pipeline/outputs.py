@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,26 +45,38 @@ def prepare_output_dir(path: Path, what: str = "run folder") -> Path:
 
 @contextmanager
 def output_dir(path: Path, what: str = "run folder") -> Iterator[Path]:
-    """:func:`prepare_output_dir`, and the folder removed again when the work inside fails
-    or is stopped (an error, Ctrl-C, SIGTERM) before it wrote anything in it: a run that
-    did nothing leaves nothing behind. A folder that existed before is never removed."""
+    """:func:`prepare_output_dir` for work that fills the folder, which is removed again,
+    with whatever the work had put in it, when the work fails or is stopped (an error,
+    Ctrl-C, SIGTERM, a full disk): a run that did not finish leaves no half run behind (no
+    model without its metrics, no model file cut short by a full disk). Work that handles
+    Ctrl-C itself and finishes (training keeps its best model) returns normally and keeps
+    everything. A folder that existed before is never removed.
+
+    Raises:
+        OutputError: the folder cannot be made, or the work inside could not write in it
+            (disk full, read-only, permission, quota): one line naming the folder.
+    """
     path = Path(path)
     existed = path.exists()
     prepare_output_dir(path, what)
     try:
         yield path
-    except BaseException:
+    except BaseException as exc:
         if not existed:
-            _remove_if_empty(path)
+            shutil.rmtree(path, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in _UNWRITABLE and _names_inside(exc, path):
+            raise OutputError(f"{path}: cannot write the {what} ({exc.strerror or exc})") from None
         raise
 
 
-def _remove_if_empty(path: Path) -> None:
-    """Remove ``path`` when it holds nothing but empty folders."""
-    for folder, dirs, files in os.walk(path, topdown=False):
-        if files:
-            return
-        try:
-            os.rmdir(folder)
-        except OSError:
-            return
+#: Errors of a place that cannot take more writes: full, read-only, forbidden, over quota.
+_UNWRITABLE = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT})
+
+
+def _names_inside(exc: OSError, folder: Path) -> bool:
+    """Whether ``exc`` is about ``folder``: it names a file in it, or no file at all (a
+    write into an open file names none)."""
+    if not exc.filename:
+        return True
+    named = Path(os.path.realpath(exc.filename))
+    return Path(os.path.realpath(folder)) in (named, *named.parents)

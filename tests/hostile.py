@@ -23,7 +23,8 @@ def tree(root: Path) -> dict[str, tuple[int, int]]:
             path = Path(folder) / name
             stat = path.lstat()
             key = path.relative_to(root).as_posix()
-            listing[key] = (stat.st_size if not path.is_dir() else 0, stat.st_mtime_ns)
+            # A folder by its presence only: what changes in it shows as its entries.
+            listing[key] = (0, 0) if path.is_dir() else (stat.st_size, stat.st_mtime_ns)
     return listing
 
 

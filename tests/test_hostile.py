@@ -249,3 +249,66 @@ def test_hostile_text_trains_and_is_written_as_text(tmp_path, cases):
     assert (labels / "confusion_matrix.png").is_file()
     result = cases.run(["evaluate", labels, cache], ["cls"], expect_ok=True)
     assert "Traceback" not in result.output
+
+
+def fill(disk) -> None:
+    """Fill ``disk`` to its last byte."""
+    with open(disk / "filler", "wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+
+
+def read_only(tmp_path):
+    """A folder bind-mounted read-only (unmounted by the caller), or skip."""
+    import subprocess
+
+    source, mount = tmp_path / "ro-source", tmp_path / "ro"
+    source.mkdir()
+    mount.mkdir()
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(source), str(mount)]).returncode:
+        pytest.skip("cannot bind-mount read-only here")
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(mount)], check=False)
+    return mount
+
+
+def test_writing_results_to_a_full_read_only_or_forbidden_place_is_one_line(
+    tmp_path, cases, small_disk
+):
+    import subprocess
+
+    from test_train import ordered_videos, write_cache
+
+    cache = write_cache(tmp_path / "f.h5", ordered_videos(per_class=3))
+    run = tmp_path / "run"
+    cases.run(["train-rnn", cache, "-o", run, "--units", "4", "--epochs", "1", "-q"], ["run"])
+    folder = hostile_folder(tmp_path, ["a.mp4", "b.mp4"])
+    fill(small_disk)
+    mount = read_only(tmp_path)
+    forbidden = tmp_path / "forbidden"
+    forbidden.mkdir(mode=0o500)  # root ignores modes: a file where a folder must go
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file")
+    try:
+        for place, why in ((small_disk, "No space left"), (mount, "Read-only"),
+                           (blocked / "x", "Not a directory")):  # fmt: skip
+            for args in (
+                ["export", cache, place / "npy"],
+                ["import", folder, "-o", place / "c.h5", "--backbone-name", "f", "--fps", "5"],
+                ["train-rnn", cache, "-o", place / "r", "--units", "4", "--epochs", "1", "-q"],
+                ["evaluate", run, cache, "-o", place / "e"],
+            ):
+                named = args[-1] if args[0] == "export" else args[args.index("-o") + 1]
+                result = cases.run(args, [named.relative_to(tmp_path).as_posix()], False)
+                errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+                assert len(errors) == 1, (args, result.output)
+                assert str(place) in errors[0] or place.name in errors[0], (args, errors)
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+    # What an export finished stays, whole; nothing else was left on the full disk.
+    assert sorted(p.name for p in small_disk.iterdir()) in (["filler"], ["filler", "npy"])
+    for file in (small_disk / "npy").rglob("*"):
+        assert file.is_dir() or np.load(file) is not None

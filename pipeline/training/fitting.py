@@ -136,6 +136,16 @@ def stop_on_ctrl_c():
     return StopOnCtrlC()
 
 
+def _close_quietly(handle) -> None:
+    """Close a file whose last writes may fail (a full disk), so that it does not fail
+    again, unseen, when it is collected."""
+    if handle is not None:
+        try:
+            handle.close()
+        except OSError:
+            pass
+
+
 def fit_model(
     model,
     train_data,
@@ -208,6 +218,10 @@ def fit_model(
                 validation_steps=steps[1],
             )
         interrupted = ctrl_c is not None and ctrl_c.requested
+    except OSError:  # the run folder filled up, or went read-only: close what is open
+        for callback in callbacks:
+            _close_quietly(getattr(callback, "csv_file", None))
+        raise
     except KeyboardInterrupt:  # a second Ctrl-C, or one where no handler could be installed
         interrupted = True
         for callback in callbacks:  # Keras skips this on an interrupt: close history.csv

@@ -23,7 +23,7 @@ from pathlib import Path
 from vidcache.features.errors import SettingsMismatch
 from vidcache.features.fusion import FusedSettings
 from vidcache.models.data import DataError, open_caches, open_fused, standardization
-from vidcache.pipeline.outputs import prepare_output_dir
+from vidcache.pipeline.outputs import output_dir
 from vidcache.pipeline.training.distribute import distribution, on_every_worker
 from vidcache.pipeline.training.fitting import (
     TrainConfig,
@@ -175,32 +175,32 @@ def evaluate_run(
     run = load_run(run_dir)
     task = run.task_class
     out_dir = Path(out_dir) if out_dir else run.path / f"eval-{paths[0].stem}"
-    prepare_output_dir(out_dir, "evaluation folder")
     if task.annotations and annotations is None:
         raise DataError(
             f"{run.path} is a {run.task} run: give the references with --{task.annotations} CSV"
         )
-    config = run_train_config(run)
-    if scorer is not None:
-        config = replace(config, scorer=scorer)
-    if isinstance(run.settings, FusedSettings):  # one cache per part, matched by settings
-        readers, settings = open_fused(paths, run.settings)
-    else:
-        readers, settings = open_caches(paths)
-    try:
-        folders = any(reader.holds_folders() for reader in readers)
-        diffs = run.settings.differences(settings, folders=folders)
-        if diffs:
-            raise SettingsMismatch(
-                f"{paths[0]} holds features made with other settings than run {run.path} "
-                f"({'; '.join(diffs)}, run != cache)"
-            )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        metrics = task.evaluate(run, readers, annotations, config, out_dir)
-    finally:
-        for reader in readers:
-            reader.close()
-    resolved = [str(p.resolve()) for p in paths]
-    metrics["cache"] = resolved[0] if len(resolved) == 1 else resolved
-    write_json(out_dir / "metrics.json", metrics)
+    with output_dir(out_dir, "evaluation folder"):
+        config = run_train_config(run)
+        if scorer is not None:
+            config = replace(config, scorer=scorer)
+        if isinstance(run.settings, FusedSettings):  # one cache per part, matched by settings
+            readers, settings = open_fused(paths, run.settings)
+        else:
+            readers, settings = open_caches(paths)
+        try:
+            folders = any(reader.holds_folders() for reader in readers)
+            diffs = run.settings.differences(settings, folders=folders)
+            if diffs:
+                raise SettingsMismatch(
+                    f"{paths[0]} holds features made with other settings than run {run.path} "
+                    f"({'; '.join(diffs)}, run != cache)"
+                )
+            out_dir.mkdir(parents=True, exist_ok=True)
+            metrics = task.evaluate(run, readers, annotations, config, out_dir)
+        finally:
+            for reader in readers:
+                reader.close()
+        resolved = [str(p.resolve()) for p in paths]
+        metrics["cache"] = resolved[0] if len(resolved) == 1 else resolved
+        write_json(out_dir / "metrics.json", metrics)
     return metrics, out_dir
