@@ -100,10 +100,11 @@ def export_npy(caches: list[Path], folder: Path, dtype: str | None = None) -> Np
     from vidcache.features.cache import common_settings
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    readers = [CacheReader(path) for path in caches]
+    readers: list[CacheReader] = []
     report = NpyReport()
     try:
+        for path in caches:  # every cache checked before the folder is made
+            readers.append(CacheReader(path))
         base, other, diffs = common_settings(readers)
         if other is not None:
             raise VidcacheError(
@@ -111,6 +112,7 @@ def export_npy(caches: list[Path], folder: Path, dtype: str | None = None) -> Np
                 f"({'; '.join(diffs)}); export caches of one kind together"
             )
         settings = base.settings
+        folder.mkdir(parents=True, exist_ok=True)
         key = safe_part(settings.backbone.lower().replace(" ", "-"))
         digest = settings.digest()
         rows, seen, names = [], set(), UniqueNames()

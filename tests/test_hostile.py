@@ -5,6 +5,7 @@ it and asserts the rules of tests/hostile.py; the counts are printed at the end 
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -312,3 +313,94 @@ def test_writing_results_to_a_full_read_only_or_forbidden_place_is_one_line(
     assert sorted(p.name for p in small_disk.iterdir()) in (["filler"], ["filler", "npy"])
     for file in (small_disk / "npy").rglob("*"):
         assert file.is_dir() or np.load(file) is not None
+
+
+def test_a_damaged_settings_record_is_one_line_in_every_command(tmp_path, cases):
+    """One flipped bit in the settings (a shared cache, a copy gone bad): every command
+    that reads the cache refuses it in one line and writes nothing."""
+    from test_train import ordered_videos, write_cache
+
+    good = write_cache(tmp_path / "good.h5", ordered_videos(per_class=3))
+    run = tmp_path / "run"
+    cases.run(["train-rnn", good, "-o", run, "--units", "4", "--epochs", "1", "-q"], ["run"])
+    bad = tmp_path / "bad.h5"
+    data = bytearray(good.read_bytes())
+    data[data.find(b'"image_size":') + 14] ^= 1  # 75 -> 65: still valid JSON
+    bad.write_bytes(data)
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for args in (
+        ["inspect", bad],
+        ["verify", bad],
+        ["verify", "--repair", bad],
+        ["compact", bad],
+        ["migrate", bad, "-o", tmp_path / "m.h5"],
+        ["merge", bad, good, "-o", tmp_path / "merged.h5"],
+        ["export", bad, tmp_path / "npy"],
+        ["train-rnn", bad, "-o", tmp_path / "r2", "--epochs", "1"],
+        ["evaluate", run, bad],
+        ["extract", videos, "-o", tmp_path / "x.h5", "--like", bad],
+    ):
+        result = cases.run(args, [], expect_ok=False)
+        assert "settings record fails its check" in result.output, (args, result.output)
+    assert bad.read_bytes() == bytes(data)
+
+
+@pytest.mark.slow
+def test_hostile_videos_through_extract_predict_and_stream(tmp_path, cases):
+    """Lying timestamps, AVIs with packed B-frames, empty, junk and cut files beside good
+    ones: extraction (a real process, bounded) keeps the good ones and names each bad one;
+    predict and predict --stream agree on every file they read, bit for bit."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import finish, lossless, random_frames
+    from quirks import QUIRK_FILES
+
+    videos = tmp_path / "videos"
+    (videos / "odd").mkdir(parents=True)
+    for name, make in QUIRK_FILES.items():
+        make(videos / "odd" / name)
+    lossless(videos / "good" / "a.mkv", random_frames(8, seed=1))
+    lossless(videos / "good" / "b.mkv", random_frames(8, seed=2))
+    (videos / "good" / "empty.mp4").write_bytes(b"")
+    (videos / "good" / "junk.mp4").write_bytes(b"\x00\x01junk" * 50)
+    cut = (videos / "odd" / "offset-ntsc.mp4").read_bytes()
+    (videos / "good" / "cut.mp4").write_bytes(cut[: len(cut) // 3])
+    cache = tmp_path / "f.h5"
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    extract = [Path(sys.executable).parent / "vidcache", "extract", videos, "-o", cache,
+               "--weights", "random", "--image-size", "75", "--fps", "5", "-q"]  # fmt: skip
+    process = subprocess.Popen(
+        [str(a) for a in extract],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output = finish(process, 120)  # killed (and failed) past 120 s
+    assert process.returncode == 1 and "Traceback" not in output, output
+    skipped = sorted(line.split(":")[0] for line in output.splitlines() if "skipped" in line)
+    assert len(skipped) == 3 and all(n in " ".join(skipped) for n in ("empty", "junk", "cut"))
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert set(after) - set(before) == {Path("f.h5")}
+    from vidcache.features.cache import CacheReader
+
+    with CacheReader(cache) as reader:
+        kept = reader.entries()
+    assert len(kept) == len(QUIRK_FILES) + 2
+    run = tmp_path / "run"
+    cases.run(["train-rnn", cache, "-o", run, "--units", "4", "--epochs", "1", "-q",
+               "--val-split", "0.5"], ["run"], expect_ok=True)  # fmt: skip
+    shutil.rmtree(videos / "good")
+    result = cases.run(["predict", run, videos / "odd", "--json"], [], expect_ok=True)
+    offline = {Path(p["path"]).name: p for p in json.loads(result.output)}
+    for name in ("gap.mkv", "packed-bframes.avi", "h264-bframes.avi"):
+        streamed = cases.run(["predict", run, videos / "odd" / name, "--stream", "--csv"], [],
+                             expect_ok=True)  # fmt: skip
+        final = streamed.stdout.strip().splitlines()[-1].split(",")
+        top = offline[name]["top"][0]
+        assert final[2] == top["label"], (name, streamed.output)
+        assert abs(float(final[3]) - top["probability"]) < 2e-6, (name, final, top)

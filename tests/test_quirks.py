@@ -8,29 +8,12 @@ import signal
 from contextlib import contextmanager
 
 import pytest
-from quirks import h264_avi, offset_start, packed_bframes_avi, restamped
+from quirks import QUIRK_FILES
 from test_decodeplan import SAMPLINGS, assert_same, decode
 
 from vidcache.features.settings import SamplingSpec
 
-QUIRKS = {
-    # Xvid/DivX packed B-frames in AVI, as UCF101 ships: FFmpeg's guessed timestamps run
-    # out of order (pts 1, 5, 3, 9, 7...), and the plan used to keep a neighbour frame.
-    "packed-bframes.avi": packed_bframes_avi,
-    # H.264 with B-frames in AVI (a camera's): pts = dts + 1, guessed, never reordered.
-    "h264-bframes.avi": h264_avi,
-    # MP4 with an edit list, a first frame at 1.5 s, a 1/90000 time base at 29.97 fps.
-    "offset-ntsc.mp4": offset_start,
-    # Two frames 10^9 s apart (a 1.8 KB "video" of 31 years): bounded work.
-    "gap.mkv": lambda p: restamped(p, [0, 10**12]),
-    # Timestamps missing on the first frames (Matroska cannot store negative ones).
-    "negative.mkv": lambda p: restamped(
-        p, [-2000, -1960, -1920, 0, 40, 80], options={"avoid_negative_ts": "disabled"}
-    ),
-    "repeated.mkv": lambda p: restamped(p, [0, 40, 40, 80, 80, 120]),
-    # A duration of three years claimed by the last frame's timestamp.
-    "years.mkv": lambda p: restamped(p, [0, 40, 80, 120, 31_536_000_000 * 3]),
-}
+QUIRKS = QUIRK_FILES
 
 # Every sampling mode, with rates that make slot arithmetic meet the absurd gaps.
 EVERY_MODE = SAMPLINGS + [SamplingSpec(fps=5.0), SamplingSpec(fps=0.01, max_frames=9)]

@@ -255,8 +255,8 @@ def stream_predict(
         run: the trained run.
         location: path or URL.
         every: call ``on_update(frame_number, timestamp, output)`` every this many sampled
-            frames; ``output`` is the class probabilities, the regression values, or the
-            caption of the frames so far.
+            frames, and after the last one; ``output`` is the class probabilities, the
+            regression values, or the caption of the frames so far.
         top_k: classes reported.
         weights_path: the weights file, if the run used one.
         on_update: progress callback. Defaults to none.
@@ -314,5 +314,8 @@ def _stream(run, location, every, top_k, on_update, input_format, stream, extrac
             if on_update is not None and count % every == 0:
                 # (a caption is decoded only here: not part of the per-frame step time)
                 on_update(count, float(timestamp), task.stream_output(run, stream, output))
+        # The last frame is always reported, so the final output is in what --csv writes.
+        if on_update is not None and output is not None and count % every:
+            on_update(count, float(timestamp), task.stream_output(run, stream, output))
     fields = task.stream_result(run, stream, output, top_k)
     return StreamReport(stream.frames, cnn_seconds=cnn, step_seconds=steps, **fields)
