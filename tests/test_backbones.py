@@ -145,7 +145,7 @@ def test_a_backbone_registered_from_outside_runs_through_the_cli(tmp_path, mean_
     invoke("extract", tmp_path / "v", "-o", copy, "--like", out, "-q")
     assert read_settings(copy) == settings
     refused = invoke("extract", tmp_path / "v", "-o", copy, "--like", out, "--backbone",
-                     "InceptionV3", code=1)  # fmt: skip
+                     "InceptionV3", code=2)  # fmt: skip
     assert "drop --backbone" in refused.output
     # Below the backbone's own minimum input:
     small = invoke("extract", tmp_path / "v", "-o", tmp_path / "s.h5", "--backbone",

@@ -43,14 +43,21 @@ def test_extract_features_script_is_the_extract_command():
         ),
         (
             ["--weights", "missing.h5"],
-            "Error: weights file missing.h5 does not exist "
+            "Error: Invalid value for '--weights': weights file missing.h5 does not exist "
             "(use --weights imagenet, random or a PATH)\n",
+        ),
+        (
+            ["--weights", "randm"],
+            "Error: Invalid value for '--weights': weights file randm does not exist "
+            "(use --weights imagenet, random or a PATH) (did you mean --weights random?)\n",
         ),
     ],
 )
-def test_option_errors_are_one_line(tmp_path, dataset, extra, message):
+def test_option_errors_are_usage_errors_in_one_line(tmp_path, dataset, extra, message):
+    """Found after parsing or not, a usage error exits 2 (README) with one Error: line."""
     result = invoke(["extract", dataset, "-o", tmp_path / "f.h5", *extra])
-    assert result.exit_code == 1 and result.output == message
+    assert result.exit_code == 2 and result.output.endswith(message), result.output
+    assert sum(line.startswith("Error:") for line in result.output.splitlines()) == 1
 
 
 def test_missing_input_and_empty_folder(tmp_path):

@@ -273,7 +273,7 @@ def test_keyframe_sampling_is_recorded_refused_when_mixed_and_followed_by_like(t
     assert "holds features made with other settings (sampling:" in mixed.output
     refused = invoke("extract", clips, "-o", tmp_path / "x.h5", "--sampling", "keyframes",
                      "--num-frames", "4", *FAST)  # fmt: skip
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     assert "--num-frames cannot be used with --sampling keyframes" in refused.output
     like = tmp_path / "like.h5"
     assert invoke("extract", clips, "-o", like, "--like", cache, "-q").exit_code == 0

@@ -55,7 +55,7 @@ def test_the_final_streamed_prediction_equals_the_offline_one(tmp_path, run):
         loaded, str(clip), every=2, top_k=2, on_update=lambda n, t, output: updates.append(n)
     )
     (offline,) = predict_videos(loaded, discover([clip]), top_k=2, batch_size=4)
-    assert report.frames == 5 and updates == [2, 4]
+    assert report.frames == 5 and updates == [2, 4, 5]  # and the last frame, always
     assert [c for c, _ in report.top] == [c for c, _ in offline.top]
     np.testing.assert_allclose([q for _, q in report.top], [q for _, q in offline.top], atol=1e-4)
     assert len(report.cnn_seconds) == 5 and min(report.step_seconds) > 0
@@ -122,7 +122,7 @@ def test_evaluate_and_predict_on_videos_keep_their_features_in_a_cache(tmp_path,
         sources.append(json.loads(result.output[result.output.index("[") :])[0]["source"])
     assert sources == ["extracted", "cache"]
     result = CliRunner().invoke(cli, ["evaluate", str(run), str(kept), "--cache", str(kept)])
-    assert result.exit_code == 1 and "no videos were given" in result.output
+    assert result.exit_code == 2 and "no videos were given" in result.output
 
 
 @pytest.mark.slow

@@ -162,7 +162,7 @@ def test_extract_like_a_cache_or_a_run_copies_its_settings(tmp_path):
     result = CliRunner().invoke(cli, again)
     assert result.exit_code == 1 and "not abababababab as the cache or run to copy" in result.output
     result = CliRunner().invoke(cli, [*like, "--image-size", "99"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.splitlines()[-1].endswith("sets the feature settings; drop --image-size")
     result = CliRunner().invoke(cli, [*like[:4], "-o", str(tmp_path / "x.h5"), "--like", str(new)])
     assert result.exit_code == 1 and "is not a vidcache run" in result.output

@@ -30,6 +30,8 @@ _EXPORTS = {
     "FeatureSettings": "vidcache.features.settings",
     "VidcacheError": "vidcache.features.errors",
     "CacheFormatError": "vidcache.features.errors",
+    "WeightsUnavailable": "vidcache.features.errors",
+    "WeightsSpec": "vidcache.features.backbones",
     "discover": "vidcache.features.discover",
     "ExtractConfig": "vidcache.pipeline.extraction.config",
     "extract_features": "vidcache.pipeline.extraction.local",

@@ -120,6 +120,12 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: The way out when pretrained weights cannot be had, for the command line and Python alike.
+RANDOM_HINT = (
+    "--weights random (WeightsSpec('random') in Python), whose features are NOT pretrained"
+)
+
+
 def pretrained_weights(backbone: str = DEFAULT_BACKBONE, download: bool = True) -> Path:
     """A backbone's pretrained notop weights file, downloading it into the Keras cache if
     missing.
@@ -138,15 +144,16 @@ def pretrained_weights(backbone: str = DEFAULT_BACKBONE, download: bool = True) 
         if entry.real_weights:
             raise WeightsUnavailable(
                 f"{entry.name} has no pretrained weights file in the Keras cache: its real "
-                f"weights are {entry.real_weights} (or --weights random, for tests)"
+                f"weights are {entry.real_weights}; or try vidcache without them: {RANDOM_HINT}"
             )
         raise WeightsUnavailable(
-            f"{entry.name} has no pretrained weights file; pass --weights PATH or random"
+            f"{entry.name} has no pretrained weights file; give one (--weights PATH), or "
+            f"{RANDOM_HINT}"
         )
     path = keras_cache_dir() / source.name
     hint = (
         f"fetch {source.url} on a machine with network access and copy it to {path}, "
-        "or pass --weights PATH"
+        f"or give the file (--weights PATH), or try vidcache without it: {RANDOM_HINT}"
     )
     if path.is_file():
         if _md5(path) != source.md5:

@@ -70,6 +70,22 @@ def terminate_as_interrupt():
             signal.signal(sig, previous)
 
 
+def parse_weights(value: str, seed: int = 0):
+    """``--weights VALUE`` as a ``WeightsSpec``; a value that is neither a keyword nor an
+    existing path is a usage error (exit 2) that suggests the keyword it resembles."""
+    import difflib
+
+    from vidcache.features.backbone import WeightsSpec
+    from vidcache.features.errors import WeightsUnavailable
+
+    try:
+        return WeightsSpec.parse(value, seed)
+    except WeightsUnavailable as exc:
+        close = difflib.get_close_matches(value, ["imagenet", "random"], n=1)
+        hint = f" (did you mean --weights {close[0]}?)" if close else ""
+        raise click.BadParameter(f"{exc}{hint}", param_hint="'--weights'") from None
+
+
 def os_error_line(exc: OSError) -> str:
     """An operating-system error as one line naming the place: ``PATH: reason``."""
     import errno

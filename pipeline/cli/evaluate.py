@@ -67,7 +67,7 @@ def evaluate_command(
     from vidcache.pipeline.training.runs import run_task
 
     if captions is not None and targets is not None:
-        raise click.ClickException("--captions cannot be used with --targets")
+        raise click.UsageError("--captions cannot be used with --targets")
     check_scorer(scorer)
     caches, videos = _caches_and_videos(features)
     if videos:
@@ -75,7 +75,7 @@ def evaluate_command(
         caches.extend(_cache_videos(run_dir, videos, cache or output / "features.h5",
                                     weights_path, quiet))  # fmt: skip
     elif cache is not None:
-        raise click.ClickException("--cache keeps the features of videos; no videos were given")
+        raise click.UsageError("--cache keeps the features of videos; no videos were given")
     metrics, out = evaluate_run(run_dir, caches, output, captions or targets, scorer)
     features = features[0] if len(features) == 1 else f"{len(caches)} caches"
     for note in metrics.get("notes", []):

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from vidcache.features.settings import PRECISIONS, RESIZE_POLICIES, STORAGE_DTYPES
-from vidcache.pipeline.cli.common import CONTEXT, backbone_option, core_errors
+from vidcache.pipeline.cli.common import CONTEXT, backbone_option, core_errors, parse_weights
 
 _EXTRACT_HELP = """Extract per-frame InceptionV3 features of VIDEOS into an HDF5 cache.
 
@@ -237,7 +237,6 @@ def extract(
 ) -> None:
     from dataclasses import replace
 
-    from vidcache.features.backbones import WeightsSpec
     from vidcache.features.discover import apply_labels, discover
     from vidcache.pipeline.cli.extract_settings import requested_run, settings_of
     from vidcache.pipeline.extraction.config import ExtractConfig
@@ -257,13 +256,13 @@ def extract(
             if value != default
         ]
         if given:
-            raise click.ClickException(f"{', '.join(given)} need --engine ray")
+            raise click.UsageError(f"{', '.join(given)} need --engine ray")
         if output.is_dir():
-            raise click.ClickException(
+            raise click.UsageError(
                 f"{output} is a folder; give a cache file (a folder of shards needs --engine ray)"
             )
     elif shard is not None:
-        raise click.ClickException("--shard runs one share here; --engine ray shards by itself")
+        raise click.UsageError("--shard runs one share here; --engine ray shards by itself")
     if like is not None:  # the settings of another cache or run, copied as they are
         settings, spec = settings_of(like, weights)
         requested = replace(
@@ -271,7 +270,7 @@ def extract(
             expect_weights_sha256=settings.weights_sha256,
         )
     else:
-        spec = WeightsSpec.parse(weights, seed)
+        spec = parse_weights(weights, seed)
         requested = requested_run(
             spec, fps, num_frames, max_frames, sampling, image_size, resize, folder_fps,
             backbone, precision, dtype, batch_size,

@@ -29,9 +29,7 @@ def settings_of(like: Path, weights: str):
         if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     ]
     if given:
-        raise click.ClickException(
-            f"--like {like} sets the feature settings; drop {', '.join(given)}"
-        )
+        raise click.UsageError(f"--like {like} sets the feature settings; drop {', '.join(given)}")
     settings = settings_like(like)
     try:
         recorded = WeightsSpec.from_identity(settings.weights)
@@ -77,11 +75,11 @@ def requested_run(
             param_hint="'--image-size'",
         )
     if num_frames is not None and fps is not None:
-        raise click.ClickException("--num-frames cannot be used with --fps")
+        raise click.UsageError("--num-frames cannot be used with --fps")
     if num_frames is not None and max_frames is not None:
-        raise click.ClickException("--num-frames cannot be used with --max-frames")
+        raise click.UsageError("--num-frames cannot be used with --max-frames")
     if num_frames is not None and sampling == "keyframes":
-        raise click.ClickException(
+        raise click.UsageError(
             "--num-frames cannot be used with --sampling keyframes (thin keyframes with --fps)"
         )
     if num_frames is None and fps is None:

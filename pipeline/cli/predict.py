@@ -83,13 +83,13 @@ def predict_command(
     from vidcache.pipeline.training import load_run
 
     if as_json and as_csv:
-        raise click.ClickException("--json cannot be used with --csv")
+        raise click.UsageError("--json cannot be used with --csv")
     run = load_run(run_dir)
     if as_stream:
         if len(videos) != 1:
-            raise click.ClickException("--stream takes exactly one video or source")
+            raise click.UsageError("--stream takes exactly one video or source")
         if as_json:
-            raise click.ClickException("--stream prints text or --csv, not --json")
+            raise click.UsageError("--stream prints text or --csv, not --json")
         _predict_stream(run, videos[0], every, top_k, weights_path, input_format, as_csv, beam)
         return
     from vidcache.features.discover import discover

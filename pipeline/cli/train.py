@@ -262,7 +262,7 @@ def train_rnn_command(features, run_dir, quiet, **options) -> None:
     if options["fuse"]:
         folders = [str(path) for path in features if Path(path).is_dir()]
         if folders:
-            raise click.ClickException(
+            raise click.UsageError(
                 f"--fuse reads one cache file per feature set; {folders[0]} is a folder"
             )
     check_options(options)
@@ -287,32 +287,32 @@ def check_options(options: dict) -> None:
 
     task = options["task"]
     if options["seq_len"] is not None and options["max_len"] is not None:
-        raise click.ClickException("--seq-len cannot be used with --max-len")
+        raise click.UsageError("--seq-len cannot be used with --max-len")
     chosen = get_task(task)
     if chosen.annotations and options[chosen.annotations] is None:
-        raise click.ClickException(f"--task {task} needs --{chosen.annotations} CSV")
+        raise click.UsageError(f"--task {task} needs --{chosen.annotations} CSV")
     for other in map(get_task, task_names()):
         if other.name == task:
             continue
         if other.annotations and options.get(other.annotations) is not None:
-            raise click.ClickException(f"--{other.annotations} needs --task {other.name}")
+            raise click.UsageError(f"--{other.annotations} needs --task {other.name}")
         for group in other.options:  # refused together, named together
             if any(options.get(name) != _DEFAULTS.get(name) for name in group):
                 verb = "needs" if len(group) == 1 else "need"
                 flags = " and ".join(_flag(name) for name in group)
-                raise click.ClickException(f"{flags} {verb} --task {other.name}")
+                raise click.UsageError(f"{flags} {verb} --task {other.name}")
     head, units, heads = options["head"], options["units"], options["attention_heads"]
     if head == "transformer":
         if units % heads:
-            raise click.ClickException(
+            raise click.UsageError(
                 f"--units {units} must be a multiple of --attention-heads {heads}"
             )
         if options["bidirectional"]:
-            raise click.ClickException("--bidirectional: the transformer head is causal only")
+            raise click.UsageError("--bidirectional: the transformer head is causal only")
     elif heads != 4:
-        raise click.ClickException("--attention-heads needs --head transformer")
+        raise click.UsageError("--attention-heads needs --head transformer")
     if options["cell"] != "lstm" and head != "lstm":
-        raise click.ClickException(
+        raise click.UsageError(
             f"--cell {options['cell']} needs the lstm head (--head {head} has none)"
         )
     check_scorer(options["scorer"])
