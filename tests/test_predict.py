@@ -89,6 +89,23 @@ def test_cli_predict_json_csv_and_stream(tmp_path, dataset, run):
     lines = result.output.splitlines()
     assert lines[0].startswith("frame 1: ") and lines[-2].startswith("final after 3 frames: ")
     assert lines[-1].startswith("latency per frame (median after the first): CNN ")
+    # JSON lines (the final one last, after the last frame though --every skips it) and CSV:
+    # stdout holds only the predictions, the summary is on stderr.
+    for form in ("--json", "--csv"):
+        result = runner.invoke(cli, ["predict", str(run), str(video), "--stream", form,
+                                     "--every", "2"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        rows = result.stdout.splitlines()
+        assert "final after 3 frames" in result.stderr and "final" not in result.stdout
+        if form == "--json":
+            frames = [json.loads(row) for row in rows]
+            assert [f["frame"] for f in frames] == [2, 3] and len(frames[-1]["top"]) == 2
+            final = frames[-1]["top"][0]
+        else:
+            assert rows[0] == "frame,time,label,probability" and len(rows) == 3
+            final = dict(zip(("label", "probability"), rows[-1].split(",")[2:]))
+        assert final["label"] == entry["top"][0]["label"]
+        assert abs(float(final["probability"]) - entry["top"][0]["probability"]) < 1e-4
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"junk")
     result = runner.invoke(cli, ["predict", str(run), str(bad)])

@@ -16,7 +16,12 @@ from vidcache.pipeline.cli.options import weights_file_option
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("videos", nargs=-1, required=True)
 @click.option("--top", "top_k", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON document; with --stream, one JSON object per line (JSON lines).",
+)
 @click.option(
     "--csv",
     "as_csv",
@@ -88,9 +93,8 @@ def predict_command(
     if as_stream:
         if len(videos) != 1:
             raise click.UsageError("--stream takes exactly one video or source")
-        if as_json:
-            raise click.UsageError("--stream prints text or --csv, not --json")
-        _predict_stream(run, videos[0], every, top_k, weights_path, input_format, as_csv, beam)
+        form = "json" if as_json else "csv" if as_csv else "text"
+        _predict_stream(run, videos[0], every, top_k, weights_path, input_format, form, beam)
         return
     from vidcache.features.discover import discover
 
@@ -124,18 +128,22 @@ def _prediction_json(task, run, p) -> dict:
     return {**out, **task.prediction_json(run, p)}
 
 
-def _predict_stream(run, location, every, top_k, weights_path, input_format, as_csv, beam):
+def _predict_stream(run, location, every, top_k, weights_path, input_format, form, beam):
     import numpy as np
 
     from vidcache.pipeline.inference.predict import stream_predict
 
     task = run.task_class
     every = every or task.stream_every
-    if as_csv:
+    as_csv = form != "text"  # the summary goes to stderr when stdout is a table or JSON lines
+    if form == "csv":
         click.echo(task.stream_header(run))
 
     def show(frame, timestamp, output):
-        click.echo(task.stream_line(run, frame, timestamp, output, as_csv, top_k))
+        if form == "json":
+            click.echo(json.dumps(task.stream_json(run, frame, timestamp, output, top_k)))
+        else:
+            click.echo(task.stream_line(run, frame, timestamp, output, form == "csv", top_k))
 
     report = stream_predict(run, location, every, top_k, weights_path, show, input_format, beam)
     if report.frames == 0:
@@ -144,7 +152,7 @@ def _predict_stream(run, location, every, top_k, weights_path, input_format, as_
     steady = slice(1, None) if report.frames > 1 else slice(None)
     cnn = np.median(report.cnn_seconds[steady]) * 1e3
     step = np.median(report.step_seconds[steady]) * 1e3
-    # With --csv, stdout is the table; the summary goes to stderr.
+    # With --csv or --json, stdout is the table or the JSON lines; the summary goes to stderr.
     click.echo(f"final after {report.frames} frames: {task.stream_final(run, report)}", err=as_csv)
     click.echo(
         f"latency per frame (median after the first): CNN {cnn:.1f} ms + LSTM step "

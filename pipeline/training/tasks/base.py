@@ -252,6 +252,20 @@ class Task:
         raise NotImplementedError
 
     @classmethod
+    def stream_json(cls, run: Run, frame: int, time: float, output, top_k: int) -> dict:
+        """``predict --stream --json``'s object at an update (one JSON line): the caption,
+        the ``top_k`` classes or the named values of the frames so far."""
+        out: dict[str, Any] = {"frame": frame, "time": round(time, 6)}
+        if isinstance(output, str):
+            out["caption"] = output
+        elif run.classes:
+            top = top_classes(np.asarray(output), run.classes, top_k)
+            out["top"] = [{"label": c, "probability": round(q, 6)} for c, q in top]
+        else:
+            out["values"] = {n: float(v) for n, v in zip(run.target_names, np.ravel(output))}
+        return out
+
+    @classmethod
     def stream_final(cls, run: Run, report) -> str:
         """The output after the last frame, as ``final after N frames: ...`` ends."""
         raise NotImplementedError
