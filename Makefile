@@ -39,16 +39,16 @@ demo: $(STAMP)
 	$(BIN)/extract-features $(DEMO)/videos -o $(DEMO)/features.h5 --weights $$W --seed 0 \
 	  --image-size $(DEMO_IMAGE_SIZE) --folder-fps 5
 	$(BIN)/vidcache inspect $(DEMO)/features.h5
-	$(BIN)/train-rnn $(DEMO)/features.h5 -o $(DEMO)/runs/lstm --units 32 --epochs 80 --patience 15 -q
-	$(BIN)/train-rnn $(DEMO)/features.h5 -o $(DEMO)/runs/mean --head mean --units 32 --epochs 80 --patience 15 -q
+	$(BIN)/train-rnn $(DEMO)/features.h5 -o $(DEMO)/runs/lstm --overwrite --units 32 --epochs 80 --patience 15 -q
+	$(BIN)/train-rnn $(DEMO)/features.h5 -o $(DEMO)/runs/mean --overwrite --head mean --units 32 --epochs 80 --patience 15 -q
 	$(BIN)/vidcache evaluate $(DEMO)/runs/lstm $(DEMO)/features.h5
 	$(BIN)/vidcache predict $(DEMO)/runs/lstm $(DEMO)/heldout
 	$(BIN)/vidcache predict $(DEMO)/runs/lstm $(DEMO)/heldout/shrink/shrink_c01.mp4 --stream --every 5
-	$(BIN)/train-rnn $(DEMO)/features.h5 -o $(DEMO)/runs/caption --task caption \
+	$(BIN)/train-rnn $(DEMO)/features.h5 -o $(DEMO)/runs/caption --overwrite --task caption \
 	  --captions $(DEMO)/videos/captions.csv --units 64 --embedding-dim 32 --epochs 60 --patience 15 -q
 	$(BIN)/vidcache predict $(DEMO)/runs/caption $(DEMO)/heldout
 	$(BIN)/vidcache predict $(DEMO)/runs/caption $(DEMO)/heldout/pulse/pulse_c01.mp4 --stream --every 3
-	$(BIN)/train-rnn $(DEMO)/features.h5 -o $(DEMO)/runs/size --task regress \
+	$(BIN)/train-rnn $(DEMO)/features.h5 -o $(DEMO)/runs/size --overwrite --task regress \
 	  --targets $(DEMO)/videos/targets.csv --units 32 --epochs 80 --patience 15 -q
 	$(BIN)/vidcache predict $(DEMO)/runs/size $(DEMO)/heldout/shrink/shrink_c01.mp4 --stream --every 3
 	@$(BIN)/python -c "$$DEMO_SUMMARY" $(DEMO)/runs

@@ -312,7 +312,7 @@ def test_cli_regression_run_and_evaluate_print_errors_next_to_the_baseline(tmp_p
          str(targets), "--units", "4", "--epochs", "2", "-q"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "regress (lstm) trained 2 epochs; validation MSE" in result.output
+    assert "regress (lstm) trained 2 epochs" in result.output and "validation MSE" in result.output
     assert "on 3 videos (predicting the training mean: MSE" in result.output
     result = runner.invoke(cli, ["evaluate", str(run), str(cache), "--targets", str(targets)])
     assert result.exit_code == 0, result.output

@@ -253,10 +253,17 @@ task_options = compose(
 @task_options
 @scorer_option
 @distribute_option
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the run already in the output folder (the old one is kept until the new "
+    "one is complete).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No per-epoch output.")
 @core_errors
-def train_rnn_command(features, run_dir, quiet, **options) -> None:
+def train_rnn_command(features, run_dir, quiet, overwrite, **options) -> None:
     from vidcache.pipeline.training import train_rnn
+    from vidcache.pipeline.training.runs import replace_run, staging_dir
     from vidcache.pipeline.training.tasks import get_task
 
     if options["fuse"]:
@@ -267,18 +274,41 @@ def train_rnn_command(features, run_dir, quiet, **options) -> None:
             )
     check_options(options)
     config = train_config(options, quiet)
-    result = train_rnn(expand_caches(features), run_dir, config)
+    holds_run = run_dir.is_dir() and any(run_dir.iterdir())
+    if holds_run and not overwrite:
+        raise click.UsageError(
+            f"{run_dir} already holds a run; give another -o, or --overwrite to replace it"
+        )
+    work = staging_dir(run_dir) if holds_run else run_dir
+    result = train_rnn(expand_caches(features), work, config)
+    if work != run_dir:
+        replace_run(work, run_dir)
     for note in result.notes:
         click.echo(f"Note: {note}", err=True)
     if result.interrupted:
         click.echo("Interrupted: the best model so far is kept.")
-    trained = (
-        f"{run_dir}: {config.task} ({config.head}) trained {result.epochs_run} epochs; validation"
-    )
+    trained = f"{run_dir}: {config.task} ({_model_name(config)}) {_epochs_text(result, config)}"
     for line in get_task(config.task).result_lines(result, trained):
         click.echo(line)
     if result.interrupted:
         sys.exit(130)  # like every command stopped by Ctrl-C
+
+
+def _model_name(config) -> str:
+    """``lstm``, ``gru`` (an lstm head with GRU cells), ``mean``, ``transformer``..."""
+    return config.cell if config.head == "lstm" else config.head
+
+
+def _epochs_text(result, config) -> str:
+    """``trained 9 epochs (stopped early; kept epoch 4, the lowest validation loss);
+    validation``: what was trained and which weights were kept."""
+    text = f"trained {result.epochs_run} epochs"
+    notes = []
+    if result.epochs_run < config.epochs and not result.interrupted:
+        notes.append("stopped early")
+    if result.best_epoch is not None and result.best_epoch != result.epochs_run:
+        notes.append(f"kept epoch {result.best_epoch}, the lowest validation loss")
+    return f"{text} ({'; '.join(notes)}); validation" if notes else f"{text}; validation"
 
 
 def check_options(options: dict) -> None:

@@ -29,6 +29,7 @@ class TrainResult:
     interrupted: bool = False
     test_metrics: dict | None = None
     notes: list[str] = field(default_factory=list)
+    best_epoch: int | None = None
 
 
 def split_examples(examples, config: TrainConfig) -> dict[str, list[int]]:
@@ -89,6 +90,7 @@ class Fitted:
     epochs_run: int
     interrupted: bool
     seconds_per_epoch: float | None
+    best_epoch: int | None = None  # 1-based: the epoch whose weights were kept
 
 
 def batch_count(count: int):
@@ -172,10 +174,11 @@ def fit_model(
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    early = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.patience, restore_best_weights=True
+    )
     callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True
-        ),
+        early,
         keras.callbacks.ModelCheckpoint(
             str(run_dir / "model.keras"), monitor="val_loss", save_best_only=True
         ),
@@ -233,11 +236,13 @@ def fit_model(
     if steps[0] is not None:
         model = keras.models.load_model(run_dir / "model.keras")
     finished = [t for t in epoch_seconds if t > 0]
+    best = getattr(early, "best_epoch", None)  # 0-based, set by Keras when val_loss improves
     return Fitted(
         model,
-        len(history.history["loss"]) if history else 0,
+        len(history.history["loss"]) if history else len(finished),
         interrupted,
         round(float(np.median(finished)), 3) if finished else None,
+        best + 1 if isinstance(best, int) else None,
     )
 
 

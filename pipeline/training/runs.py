@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,3 +116,20 @@ def run_train_config(run: Run) -> TrainConfig:
     """The ``TrainConfig`` a run was trained with (fields newer than the run take defaults)."""
     known = set(TrainConfig.__dataclass_fields__)
     return TrainConfig(**{k: v for k, v in run.config.get("train", {}).items() if k in known})
+
+
+def staging_dir(run_dir: Path) -> Path:
+    """Where a run that will replace ``run_dir`` is trained (beside it, hidden), so the
+    old run stays whole until the new one is complete (``train-rnn --overwrite``)."""
+    run_dir = Path(run_dir)
+    return run_dir.with_name(f".{run_dir.name}.new-{os.getpid()}")
+
+
+def replace_run(new: Path, run_dir: Path) -> None:
+    """Put the complete run ``new`` in the place of ``run_dir``: the old run is moved
+    aside, the new one renamed in, then the old one removed."""
+    run_dir = Path(run_dir)
+    old = run_dir.with_name(f".{run_dir.name}.old-{os.getpid()}")
+    os.replace(run_dir, old)
+    os.replace(new, run_dir)
+    shutil.rmtree(old, ignore_errors=True)

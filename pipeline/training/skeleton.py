@@ -128,7 +128,13 @@ def _train(task, cache_paths: list[Path], run_dir: Path) -> TrainResult:
         task.save(run_dir)
         write_json(
             run_dir / "metrics.json",
-            {"split": "val", **metrics, **({"test": test} if test else {})},
+            {
+                "split": "val",
+                **metrics,
+                **({"test": test} if test else {}),
+                "epochs": fitted.epochs_run,
+                "best_epoch": fitted.best_epoch,
+            },  # fmt: skip
         )
         write_json(
             run_dir / "config.json",
@@ -137,8 +143,9 @@ def _train(task, cache_paths: list[Path], run_dir: Path) -> TrainResult:
         plot_learning_curves(run_dir / "history.csv", run_dir / "learning_curves.png", task.curve)
         task.plots(run_dir, metrics)
         return TrainResult(
-            run_dir, metrics, fitted.epochs_run, fitted.interrupted, test, task.notes
-        )
+            run_dir, metrics, fitted.epochs_run, fitted.interrupted, test, task.notes,
+            best_epoch=fitted.best_epoch,
+        )  # fmt: skip
     finally:
         for reader in readers:
             reader.close()
