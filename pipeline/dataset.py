@@ -4,12 +4,14 @@ label encoding, padding and masking convention)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from vidcache.features.errors import VidcacheError
+from vidcache.models.annotations import cached_paths
 from vidcache.models.data import (
     SequenceSource,
     check_classes,
@@ -100,7 +102,10 @@ def dataset(
                 split_file=str(split_file) if split_file else None,
                 seed=seed,
             )
-            rows = split_examples(examples, config)[split]
+            notes: list[str] = []
+            rows = split_examples(examples, config, cached_paths(readers), notes)[split]
+            for note in notes:
+                warnings.warn(note, stacklevel=2)
         if not rows:
             raise VidcacheError(f"the {split!r} split of {paths[0]} holds no videos")
         chosen = [examples[i] for i in rows]

@@ -84,3 +84,90 @@ def test_every_option_a_message_names_exists_on_some_command():
         if name not in options | outside
     }
     assert not unknown, sorted(unknown)
+
+
+def ucf_cache(tmp_path):
+    """A cache of UCF101-named clips, as extracted from ``tmp_path/UCF101``."""
+    videos = {}
+    for clip, (key, (label, x)) in enumerate(ordered_videos(per_class=4).items()):
+        name = {"up": "ApplyEyeMakeup", "down": "Archery", "peak": "Basketball"}[label]
+        group = clip // 3 + 1
+        videos[f"{name}/v_{name}_g{group:02d}_c01.avi"] = (name, x)
+    cache = write_cache(tmp_path / "f.h5", videos)
+    return cache, sorted(videos)
+
+
+def test_official_ucf101_and_hmdb51_split_files_work_as_they_ship(tmp_path):
+    from vidcache.models.split import read_split_file
+    from vidcache.pipeline.training.config import TrainConfig
+    from vidcache.pipeline.training.fitting import split_examples
+
+    cache, ids = ucf_cache(tmp_path)
+    lists = tmp_path / "ucfTrainTestlist"
+    lists.mkdir()
+    test_ids = [i for i in ids if "_g04_" in i]
+    classes = {name: n for n, name in enumerate(sorted({i.split("/")[0] for i in ids}), 1)}
+    (lists / "trainlist01.txt").write_text(
+        "".join(f"{i} {classes[i.split('/')[0]]}\r\n" for i in ids if i not in test_ids)
+    )
+    (lists / "testlist01.txt").write_text("".join(f"{i}\r\n" for i in test_ids))
+    assigned = read_split_file(lists / "testlist01.txt")
+    assert assigned == read_split_file(lists / "trainlist01.txt")
+    assert sorted(k for k, v in assigned.items() if v == "test") == test_ids
+    run = tmp_path / "ucf"
+    result = invoke("train-rnn", cache, "-o", run, "--split-file", lists / "trainlist01.txt",
+                    "--units", "4", "--epochs", "1", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    split = json.loads((run / "config.json").read_text())["split"]
+    assert sorted(split["val"]) == test_ids
+    # HMDB51: one file per class, bare file names, 0 (unused), 1 (train), 2 (test).
+    hmdb = tmp_path / "testTrainMulti_7030_splits"
+    hmdb.mkdir()
+    for name in classes:
+        rows = [f"{i.split('/')[1]} {2 if i in test_ids else 1}" for i in ids if i.startswith(name)]
+        (hmdb / f"{name}_test_split1.txt").write_text("\n".join(rows + ["unused.avi 0"]) + "\n")
+    examples = [type("E", (), {"video_id": i, "label": i.split("/")[0]})() for i in ids]
+    config = TrainConfig(split_file=str(hmdb / "Archery_test_split1.txt"))
+    parts = split_examples(examples, config, {i: str(tmp_path / "videos" / i) for i in ids})
+    assert [ids[i] for i in parts["test"]] == test_ids
+    assert len(parts["train"]) == len(ids) - len(test_ids)
+
+
+def test_a_split_csv_names_videos_as_labels_does(tmp_path):
+    """Ids, paths relative to the CSV, absolute paths and bare file names all match; rows
+    that match nothing are counted in the message, with what an id looks like."""
+    from vidcache.features.cache import CacheReader
+
+    cache, ids = ucf_cache(tmp_path)
+    with CacheReader(cache) as reader:
+        paths = {v: e.path for v, e in reader.entries().items()}
+    rows = ["path,split"]
+    for n, video_id in enumerate(ids):
+        split = "val" if "_g04_" in video_id else "train"
+        form = n % 3
+        name = video_id if form == 0 else paths[video_id] if form == 1 else video_id.split("/")[1]
+        rows.append(f"{name},{split}")
+    split_file = tmp_path / "split.csv"
+    split_file.write_text("\n".join(rows) + "\n")
+    run = tmp_path / "r"
+    result = invoke("train-rnn", cache, "-o", run, "--split-file", split_file,
+                    "--units", "4", "--epochs", "1", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    split = json.loads((run / "config.json").read_text())["split"]
+    assert sorted(split["val"]) == [i for i in ids if "_g04_" in i]
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("path,split\nnothing/here.avi,train\nelse.avi,val\n")
+    result = invoke("train-rnn", cache, "-o", tmp_path / "w", "--split-file", wrong, "-q")
+    assert result.exit_code == 1, result.output
+    assert "matched 0 of its 2 rows" in result.output and "ApplyEyeMakeup/v_" in result.output
+
+
+def test_a_class_in_one_group_trains_with_a_note_and_an_empty_regex_groups_nothing(tmp_path):
+    cache, ids = ucf_cache(tmp_path)
+    result = invoke("train-rnn", cache, "-o", tmp_path / "r", "--group-regex", "_c(01)",
+                    "--units", "4", "--epochs", "1", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Note: class(es)" in result.output and "--split-file" in result.output
+    result = invoke("train-rnn", cache, "-o", tmp_path / "e", "--group-regex", "",
+                    "--units", "4", "--epochs", "1", "-q")  # fmt: skip
+    assert result.exit_code == 0 and "Note: class(es)" not in result.output, result.output

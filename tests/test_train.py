@@ -74,8 +74,14 @@ def test_grouped_stratified_split_never_leaks_and_keeps_every_class_on_both_side
     for label in ("a", "b", "c"):
         assert any(labels[i] == label for i in val) and any(labels[i] == label for i in train)
     assert stratified_group_split(labels, groups, 0.25, seed=3) == (train, val)
-    with pytest.raises(SplitError, match="class 'x' has 2 clip\\(s\\) in one group"):
-        stratified_group_split(["x", "x", "y", "y"], ["g", "g", "1", "2"], 0.5, 0)
+    # A class with all its clips in one group is split clip by clip, with a note; a class
+    # with a single clip cannot be split at all, and says how to get out.
+    notes = []
+    train, val = stratified_group_split(["x", "x", "y", "y"], ["g", "g", "1", "2"], 0.5, 0, notes)
+    assert sorted(train + val) == [0, 1, 2, 3] and len(train) == len(val) == 2
+    assert len(notes) == 1 and "'x' (2 clips)" in notes[0] and "--group-regex" in notes[0]
+    with pytest.raises(SplitError, match="class 'x' has a single clip.*--label-map"):
+        stratified_group_split(["x", "y", "y"], ["g", "1", "2"], 0.5, 0)
 
 
 def test_masking_ignores_padding():

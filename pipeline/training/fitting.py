@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vidcache.models.annotations import VideoMatcher, match_rows
 from vidcache.models.data import DataError, SequenceSource, make_dataset
 from vidcache.models.split import group_of, read_split_file, stratified_group_split
 from vidcache.pipeline.training.config import TrainConfig
@@ -32,22 +33,39 @@ class TrainResult:
     best_epoch: int | None = None
 
 
-def split_examples(examples, config: TrainConfig) -> dict[str, list[int]]:
+def split_examples(
+    examples, config: TrainConfig, videos: dict[str, str] | None = None, notes=None
+) -> dict[str, list[int]]:
+    """Indices of the train, val and test examples: from ``--split-file`` (rows naming
+    videos as ``--labels`` does: the id, a path absolute or relative to the file, or a
+    file name; ``videos`` maps ids to their source paths) or a grouped stratified split
+    (``notes`` receives what the user should know about it)."""
     if config.split_file:
-        assigned = read_split_file(Path(config.split_file))
+        split_file = Path(config.split_file)
+        assigned = read_split_file(split_file)
+        matcher = VideoMatcher(videos or {e.video_id: e.video_id for e in examples})
+        matched, _ = match_rows(assigned, matcher, split_file)
         parts = {"train": [], "val": [], "test": []}
         for i, example in enumerate(examples):
-            split = assigned.get(example.video_id)
+            split = matched.get(example.video_id)
             if split is not None:
                 parts[split].append(i)
         if not parts["val"] and parts["test"]:
             parts["val"] = parts["test"]
+        if not parts["train"] or not parts["val"]:
+            counts = ", ".join(f"{len(v)} {k}" for k, v in parts.items() if v) or "none"
+            example = examples[0].video_id if examples else "?"
+            raise DataError(
+                f"{split_file} matched {len(matched)} of its {len(assigned)} rows to cached "
+                f"videos ({counts}): the split leaves no training or no validation videos. "
+                f"Rows name a video by its id (like {example!r}), its path, or its file name"
+            )
     else:
         labels = [e.label for e in examples]
         if not all(labels):  # caption and regression data need no labels
             labels = [""] * len(examples)
         groups = [group_of(e.video_id, e.label, config.group_regex) for e in examples]
-        train, val = stratified_group_split(labels, groups, config.val_split, config.seed)
+        train, val = stratified_group_split(labels, groups, config.val_split, config.seed, notes)
         parts = {"train": train, "val": val, "test": []}
     if not parts["train"] or not parts["val"]:
         raise DataError("the split leaves no training or no validation videos")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from vidcache.features.errors import SettingsMismatch
 from vidcache.features.fusion import FusedSettings
+from vidcache.models.annotations import cached_paths
 from vidcache.models.data import DataError, open_caches, open_fused, standardization
 from vidcache.pipeline.outputs import output_dir
 from vidcache.pipeline.training.distribute import distribution, on_every_worker
@@ -86,7 +87,7 @@ def _train(task, cache_paths: list[Path], run_dir: Path) -> TrainResult:
     readers, settings = open_caches([Path(p) for p in cache_paths], config.fuse)
     try:
         examples = task.collect(readers)
-        parts = split_examples(examples, config)
+        parts = split_examples(examples, config, cached_paths(readers), task.notes)
         task.check_split(examples, parts)
         sources = {
             name: make_source(readers, examples, parts[name], config) for name in ("train", "val")
