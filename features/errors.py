@@ -25,6 +25,11 @@ class SettingsMismatch(VidcacheError):
     """A run would mix features made with different settings into one cache."""
 
 
+class SettingsDiffer(SettingsMismatch):
+    """A cache to extend holds features made with other settings than the run's. The
+    message names the differences; each command adds what its user can do about it."""
+
+
 class CacheLocked(VidcacheError):
     """Another process is writing the cache."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vidcache.features.backbones.registry import get_backbone
-from vidcache.features.errors import SettingsMismatch
+from vidcache.features.errors import SettingsDiffer
 
 RESIZE_POLICIES = ("center-crop", "stretch")
 PRECISIONS = ("float32", "bfloat16")
@@ -249,9 +249,9 @@ def check_compatible(
     """
     diffs = requested.differences(cached, ignore=ignore, folders=folders)
     if diffs:
-        raise SettingsMismatch(
+        raise SettingsDiffer(
             f"{cache_name} holds features made with other settings ({'; '.join(diffs)}, "
-            "cached != requested); use --overwrite to replace it, or write to a new file"
+            "cached != requested)"
         )
 
 

@@ -151,7 +151,10 @@ def collect_examples(
         names = ", ".join(str(r.path) for r in readers)
         if not labelled_only:
             raise DataError(f"no videos in {names}")
-        raise DataError(f"no labelled videos in {names} (give labels by folder or --labels)")
+        raise DataError(
+            f"no labelled videos in {names} (labels come from the videos' folder names, or "
+            "from a labels CSV given to extract-features --labels)"
+        )
     return examples
 
 

@@ -171,3 +171,25 @@ def test_a_class_in_one_group_trains_with_a_note_and_an_empty_regex_groups_nothi
     result = invoke("train-rnn", cache, "-o", tmp_path / "e", "--group-regex", "",
                     "--units", "4", "--epochs", "1", "-q")  # fmt: skip
     assert result.exit_code == 0 and "Note: class(es)" not in result.output, result.output
+
+
+def test_evaluate_checks_what_the_run_needs_before_any_extraction(tmp_path, dataset):
+    """Unlabelled videos for a classifier, or no references for a caption run: refused
+    before the CNN runs, naming options evaluate has."""
+    cache = write_cache(tmp_path / "f.h5", ordered_videos(per_class=3))
+    run = tmp_path / "run"
+    assert (
+        invoke("train-rnn", cache, "-o", run, "--units", "4", "--epochs", "1", "-q").exit_code == 0
+    )
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for clip in dataset.rglob("*.mkv"):
+        (loose / clip.name).write_bytes(clip.read_bytes())
+    result = invoke("evaluate", run, loose)
+    assert result.exit_code == 1 and "has a label to score against" in result.output
+    assert "--labels" not in result.output and not (run / "eval-loose").exists()
+    config = json.loads((run / "config.json").read_text())
+    config["task"] = "caption"
+    (run / "config.json").write_text(json.dumps(config))
+    result = invoke("evaluate", run, loose)
+    assert result.exit_code == 2 and "give the references with --captions CSV" in result.output

@@ -86,6 +86,16 @@ def parse_weights(value: str, seed: int = 0):
         raise click.BadParameter(f"{exc}{hint}", param_hint="'--weights'") from None
 
 
+@contextlib.contextmanager
+def advice(error: type[VidcacheError], text: str):
+    """Add what this command's user can do to an ``error`` from the library (which does
+    not know the command): ``CACHE holds other settings (...); TEXT``."""
+    try:
+        yield
+    except error as exc:
+        raise error(f"{exc}; {text}") from None
+
+
 def os_error_line(exc: OSError) -> str:
     """An operating-system error as one line naming the place: ``PATH: reason``."""
     import errno

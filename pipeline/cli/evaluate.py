@@ -69,11 +69,17 @@ def evaluate_command(
     if captions is not None and targets is not None:
         raise click.UsageError("--captions cannot be used with --targets")
     check_scorer(scorer)
+    task = run_task(run_dir)  # what the run needs is checked before any work
+    if task.annotations and (captions or targets) is None:
+        raise click.UsageError(
+            f"{run_dir} is a {task.name} run: give the references with --{task.annotations} CSV"
+        )
     caches, videos = _caches_and_videos(features)
     if videos:
         output = output or run_dir / f"eval-{videos[0].resolve().name}"
-        caches.extend(_cache_videos(run_dir, videos, cache or output / "features.h5",
-                                    weights_path, quiet))  # fmt: skip
+        kept = cache or output / "features.h5"
+        labelled = task.annotations is None
+        caches.extend(_cache_videos(run_dir, videos, kept, weights_path, quiet, labelled))
     elif cache is not None:
         raise click.UsageError("--cache keeps the features of videos; no videos were given")
     metrics, out = evaluate_run(run_dir, caches, output, captions or targets, scorer)
@@ -98,10 +104,11 @@ def _caches_and_videos(paths) -> tuple[list[Path], list[Path]]:
 
 
 def _cache_videos(
-    run_dir: Path, videos: list[Path], cache: Path, weights_path, quiet
+    run_dir: Path, videos: list[Path], cache: Path, weights_path, quiet, labelled: bool
 ) -> list[Path]:
     """Bring ``cache`` up to date with the features of ``videos`` as the run made them (a
-    fused run: one cache per feature set beside it)."""
+    fused run: one cache per feature set beside it). ``labelled``: the run scores labels,
+    so videos without one are refused before any extraction."""
     from vidcache.features.discover import discover
     from vidcache.pipeline.extraction.local import run_settings
     from vidcache.pipeline.extraction.report import ProgressReporter, format_summary
@@ -111,6 +118,11 @@ def _cache_videos(
     sources = discover(videos)
     if not sources:
         raise click.ClickException(f"no videos found in {', '.join(map(str, videos))}")
+    if labelled and not any(s.label for s in sources):
+        raise click.ClickException(
+            f"no video in {', '.join(map(str, videos))} has a label to score against: give "
+            "a folder whose sub-folders are the classes (class/clip.mp4), or a cache"
+        )
     parts = feature_parts(run_settings(run_dir))
     made = []
     for number, settings in enumerate(parts, start=1):

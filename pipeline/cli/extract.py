@@ -8,8 +8,17 @@ from pathlib import Path
 
 import click
 
+from vidcache.features.errors import SettingsDiffer
 from vidcache.features.settings import PRECISIONS, RESIZE_POLICIES, STORAGE_DTYPES
-from vidcache.pipeline.cli.common import CONTEXT, backbone_option, core_errors, parse_weights
+from vidcache.pipeline.cli.common import (
+    CONTEXT,
+    advice,
+    backbone_option,
+    core_errors,
+    parse_weights,
+)
+
+OVERWRITE_ADVICE = "use --overwrite to replace it, or write to a new file"
 
 _EXTRACT_HELP = """Extract per-frame InceptionV3 features of VIDEOS into an HDF5 cache.
 
@@ -318,9 +327,11 @@ def extract(
             num_gpus_per_worker=num_gpus_per_worker,
             shards=shards,
         )
-        summary = extract_with_ray(sources, output, config, reporter, options)
+        with advice(SettingsDiffer, OVERWRITE_ADVICE):
+            summary = extract_with_ray(sources, output, config, reporter, options)
     else:
-        summary = extract_features(sources, output, config, reporter)
+        with advice(SettingsDiffer, OVERWRITE_ADVICE):
+            summary = extract_features(sources, output, config, reporter)
     click.echo(format_summary(summary, output))
     if summary.interrupted:
         sys.exit(130)

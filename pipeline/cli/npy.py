@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from vidcache.pipeline.cli.common import CONTEXT, core_errors, expand_caches
+from vidcache.features.errors import SettingsDiffer
+from vidcache.pipeline.cli.common import CONTEXT, advice, core_errors, expand_caches
 
 
 @click.command("export", context_settings=CONTEXT)
@@ -53,7 +54,8 @@ def import_command(folder: Path, output: Path, backbone_name: str, fps: float, d
     """
     from vidcache.features.npyimport import import_npy
 
-    report = import_npy(folder, output, backbone_name, fps, dtype)
+    with advice(SettingsDiffer, "import into a new file (-o)"):
+        report = import_npy(folder, output, backbone_name, fps, dtype)
     for line in report.skipped:
         click.echo(f"skipped {line}", err=True)
     click.echo(f"{output}: imported {report.videos} videos, {report.frames} frames")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from vidcache.pipeline.cli.common import CONTEXT, core_errors
+from vidcache.features.errors import SettingsDiffer
+from vidcache.pipeline.cli.common import CONTEXT, advice, core_errors
 from vidcache.pipeline.cli.options import weights_file_option
 
 
@@ -101,7 +102,8 @@ def predict_command(
     sources = discover([Path(v) for v in videos])
     if not sources:
         raise click.ClickException("no videos found")
-    predictions = predict_videos(run, sources, top_k, weights_path, beam=beam, cache=cache)
+    with advice(SettingsDiffer, "give --cache a new file, or one made for this run"):
+        predictions = predict_videos(run, sources, top_k, weights_path, beam=beam, cache=cache)
     from vidcache.pipeline.training.tasks.base import csv_field
 
     task = run.task_class
