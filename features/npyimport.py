@@ -14,15 +14,22 @@ Every file is untrusted and checked before anything is written (:func:`check_vid
 
 A bad file is one line naming it and why; the others are imported. When no file is good,
 nothing is written (no empty cache).
+
+A folder ``vidcache export`` wrote (:func:`export_record`: a ``settings.json`` that parses
+as vidcache's settings, checked field by field, and hashes to the ``settings_sha256`` of
+every manifest row) comes back as the cache it was: its settings (the files' dtype kept),
+versions, labels, source paths and durations, with no option. A ``settings.json`` that
+does not hash to the manifest's value (edited, damaged) is refused in one line.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +60,46 @@ class _Found:
     video_id: str
     label: str
     file: Path
+    path: str = ""  # the source video, as a vidcache export's manifest gives it
+    duration: float | None = None  # None: not given (then rows / rate); NaN: unknown
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """What a vidcache export says about the cache it came from."""
+
+    settings: FeatureSettings
+    versions: dict
+
+
+def export_record(folder: Path) -> ExportRecord | None:
+    """The settings and versions of a folder ``vidcache export`` wrote, checked; None for
+    a folder another tool wrote (no ``settings.json`` beside a ``manifest.csv``).
+
+    Raises:
+        NpyImportError: a ``settings.json`` that is not vidcache's, or that does not hash
+            to the manifest's ``settings_sha256``.
+    """
+    file, manifest = Path(folder) / "settings.json", Path(folder) / MANIFEST
+    if not (file.is_file() and manifest.is_file()):
+        return None
+    try:
+        settings = FeatureSettings.from_json(file.read_text(encoding="utf-8"))
+        with open(manifest, newline="", encoding="utf-8") as handle:
+            digests = {row.get("settings_sha256") for row in csv.DictReader(handle)}
+        versions = {}
+        if (Path(folder) / "versions.json").is_file():
+            versions = json.loads((Path(folder) / "versions.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, RecursionError, csv.Error) as exc:
+        raise NpyImportError(f"{file}: not the settings of a vidcache export ({exc})") from None
+    if digests != {settings.digest()}:
+        raise NpyImportError(
+            f"{file}: its settings do not hash to the settings_sha256 of {manifest} (edited "
+            "or damaged); restore it, or remove it to import the files as another tool's"
+        )
+    if not (isinstance(versions, dict) and all(isinstance(v, str) for v in versions.values())):
+        versions = {}
+    return ExportRecord(settings, versions)
 
 
 @dataclass
@@ -83,7 +130,8 @@ def _discover(folder: Path, name: str, skipped: list[str]) -> list[_Found]:
             try:
                 found.append(_Found(csv_untext(row["video_id"] or ""),
                                     csv_untext(row.get("label") or ""),
-                                    inside(folder, file)))  # fmt: skip
+                                    inside(folder, file), csv_untext(row.get("path") or ""),
+                                    _seconds(row.get("duration"))))  # fmt: skip
             except UnsafePath:
                 skipped.append(f"{file}: names a file outside {folder} (from {MANIFEST})")
         return found
@@ -97,6 +145,17 @@ def _discover(folder: Path, name: str, skipped: list[str]) -> list[_Found]:
         label = file.parent.name if file.parent != folder else ""
         found.append(_Found(video_id, label, file))
     return found
+
+
+def _seconds(text: str | None) -> float | None:
+    """A manifest's duration: seconds, NaN when unknown, None without the column."""
+    if text is None:
+        return None
+    try:
+        value = float(text or "nan")
+    except ValueError:
+        return math.nan
+    return value if math.isfinite(value) and value >= 0 else math.nan
 
 
 def _side(file: Path, name: str, side: str) -> Path:
@@ -181,8 +240,8 @@ def check_video(video: _Found, name: str, fps: float) -> Checked:
 def import_npy(
     folder: Path,
     output: Path,
-    name: str,
-    fps: float,
+    name: str | None = None,
+    fps: float | None = None,
     dtype: str | None = None,
     labels: dict[str, str] | None = None,
 ) -> NpyReport:
@@ -195,7 +254,9 @@ def import_npy(
         folder: the NumPy files (with or without ``manifest.csv``).
         output: the cache; created, or extended when its settings are these.
         name: the backbone or feature name that made them (recorded in the settings).
+            Defaults to a vidcache export's own; required for other folders.
         fps: rows per second, for videos without their own ``_timestamps_ms`` or ``_fps``.
+            Defaults to a vidcache export's sampling rate (or 25); required for others.
         dtype: storage dtype. Defaults to float16 when the files are, else float32.
         labels: ``{video_id: label}`` over the folder names or the manifest's.
 
@@ -206,6 +267,15 @@ def import_npy(
     from vidcache.features.settings import check_compatible
 
     folder, output = Path(folder), Path(output)
+    record = export_record(folder)
+    if record is None and (name is None or fps is None):
+        raise NpyImportError(
+            f"{folder} is not a vidcache export (no settings.json beside manifest.csv): say "
+            "what made the features and their rate (--backbone-name NAME --fps F)"
+        )
+    if record is not None:
+        name = name or record.settings.backbone.lower().replace(" ", "-")
+        fps = fps or record.settings.sampling.fps or 25.0
     report = NpyReport()
     videos = _discover(folder, name, report.skipped)
     if not videos and not report.skipped:
@@ -225,15 +295,20 @@ def import_npy(
     dim = max(dims, key=lambda d: sum(c.features.shape[1] == d for c in loaded))
     float16 = all(c.features.dtype == np.float16 for c in loaded)
     dtype = dtype or ("float16" if float16 else "float32")
-    settings = FeatureSettings(
-        weights=f"{IMPORTED}{name}", weights_sha256="unknown", image_size=0, resize="unknown",
-        sampling=SamplingSpec(fps=float(fps)), dtype=dtype, backbone=name, pooling="unknown",
-        feature_dim=dim, interpolation="unknown", preprocess="unknown", color="unknown",
-    )  # fmt: skip
+    if record is not None:  # vidcache's own features come back as they were
+        settings = replace(record.settings, dtype=dtype)
+    else:
+        settings = FeatureSettings(
+            weights=f"{IMPORTED}{name}", weights_sha256="unknown", image_size=0,
+            resize="unknown", sampling=SamplingSpec(fps=float(fps)), dtype=dtype,
+            backbone=name, pooling="unknown", feature_dim=dim, interpolation="unknown",
+            preprocess="unknown", color="unknown",
+        )  # fmt: skip
     with CacheSession(output) as session:
         if session.exists:
             check_compatible(session.settings(), settings, cache_name=str(output))
-        with session.open(settings, {"imported_from": str(folder.resolve())}) as cache:
+        versions = {**(record.versions if record else {}), "imported_from": str(folder.resolve())}
+        with session.open(settings, versions) as cache:
             cached = cache.entries()
             entries, batch = [], []
             for checked in loaded:
@@ -249,11 +324,14 @@ def import_npy(
                     continue
                 stat = os.stat(video.file)
                 label = (labels or {}).get(video.video_id, video.label)
+                duration = video.duration
+                if duration is None:
+                    duration = len(features) / checked.rate
                 entries.append(CacheEntry(
-                    video.video_id, str(video.file.resolve()), label, "import", stat.st_size,
-                    stat.st_mtime, fingerprint, len(features), checked.rate,
-                    duration=len(features) / checked.rate,
-                    codec="npy", meta={"imported_from": str(folder.resolve())},
+                    video.video_id, video.path or str(video.file.resolve()), label, "import",
+                    stat.st_size, stat.st_mtime, fingerprint, len(features), checked.rate,
+                    duration=duration, codec="npy",
+                    meta={"imported_from": str(folder.resolve())},
                 ))  # fmt: skip
                 batch.append(Rows(features, checked.stamps, np.arange(len(features))))
                 report.videos += 1

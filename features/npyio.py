@@ -10,14 +10,18 @@ never names a place outside DIR, and the manifest maps each file back to its id)
     DIR/<stem>_<backbone>.npy          (T, D) features, the stored dtype or the one asked
     DIR/<stem>_timestamps_ms.npy       (T,) float64 milliseconds of each row
     DIR/<stem>_fps.npy                 () float64, the rate of the rows
-    DIR/manifest.csv                   video_id, label, path, frames, fps, settings_sha256, file
+    DIR/manifest.csv                   video_id, label, path, frames, fps, settings_sha256, file,
+                                       duration (seconds of source video; since 0.3)
     DIR/settings.json                  the cache's feature settings (provenance)
+    DIR/versions.json                  the libraries that made the cache (since 0.3)
 
 Import reads such a folder (``manifest.csv`` optional: without it every ``*.npy`` that is
 not a ``_timestamps_ms`` or ``_fps`` file is one video, its label the name of its folder)
-into a cache whose settings say the features were imported (``weights="import:<name>"``):
-:mod:`features.npyimport`. Text cells of the manifest are written as
-:func:`features.untrusted.csv_text` says (no spreadsheet formulas) and read back exactly.
+into a cache: :mod:`features.npyimport`. A vidcache export (its ``settings.json`` hashing
+to the manifest's ``settings_sha256``) comes back with its own settings, needing no
+option; anything else is recorded as imported (``weights="import:<name>"``). Text cells of
+the manifest are written as :func:`features.untrusted.csv_text` says (no spreadsheet
+formulas) and read back exactly.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from vidcache.features.untrusted import (
 )
 
 MANIFEST = "manifest.csv"
-COLUMNS = ("video_id", "label", "path", "frames", "fps", "settings_sha256", "file")
+COLUMNS = ("video_id", "label", "path", "frames", "fps", "settings_sha256", "file", "duration")
 SIDE_FILES = ("_timestamps_ms.npy", "_fps.npy")
 
 
@@ -134,7 +138,7 @@ def export_npy(caches: list[Path], folder: Path, dtype: str | None = None) -> Np
                 _save(rate, np.float64(row_rate))
                 rows.append([csv_text(video_id), csv_text(entry.label), csv_text(entry.path),
                              len(stored.features), row_rate, digest,
-                             csv_text(f"{stem}_{key}.npy")])  # fmt: skip
+                             csv_text(f"{stem}_{key}.npy"), entry.duration])  # fmt: skip
                 report.videos += 1
                 report.frames += len(stored.features)
         with open(folder / MANIFEST, "w", newline="", encoding="utf-8") as out:
@@ -143,6 +147,9 @@ def export_npy(caches: list[Path], folder: Path, dtype: str | None = None) -> Np
             writer.writerows(rows)
         (folder / "settings.json").write_text(
             json.dumps(settings.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        (folder / "versions.json").write_text(
+            json.dumps(base.versions, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
     finally:
         for reader in readers:

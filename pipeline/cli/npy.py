@@ -37,20 +37,25 @@ def export_command(caches, folder: Path, fmt: str, dtype: str | None) -> None:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The cache to write (created, or extended with the same settings).")  # fmt: skip
-@click.option("--backbone-name", required=True,
-              help="What made the features (recorded as their backbone).")  # fmt: skip
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), required=True,
-              help="Rows per second, for videos without _timestamps_ms / _fps files.")  # fmt: skip
+@click.option("--backbone-name",
+              help="What made the features (recorded as their backbone).  [default: a "
+              "vidcache export's own; required for other folders]")  # fmt: skip
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True),
+              help="Rows per second, for videos without _timestamps_ms / _fps files.  "
+              "[default: a vidcache export's; required for other folders]")  # fmt: skip
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default=None,
               help="Storage dtype.  [default: float16 if the files are, else float32]")  # fmt: skip
 @core_errors
 def import_command(folder: Path, output: Path, backbone_name: str, fps: float, dtype) -> None:
     """Bring FOLDER's per-video .npy features (another tool's, or 'vidcache export') into
-    a cache that train-rnn trains on; its settings say they were imported.
+    a cache that train-rnn trains on. Another tool's are recorded as imported; a vidcache
+    export comes back as the cache it was (its settings, labels and provenance), with no
+    option needed.
 
     \b
     Example:
         vidcache import video_features_out/ -o clip.h5 --backbone-name clip-vit-b32 --fps 1
+        vidcache import npy/ -o features.h5
     """
     from vidcache.features.npyimport import import_npy
 
