@@ -28,14 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from vidcache.features.backbones.registry import Backbone, register
 from vidcache.features.errors import WeightsUnavailable
 
-#: CLIP's per-channel normalisation of 0..1 RGB (OpenAI's ``clip/clip.py``).
-MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
-STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+#: CLIP's per-channel normalisation of 0..1 RGB (OpenAI's ``clip/clip.py``); plain tuples,
+#: so that listing the backbones (``--help``) imports no NumPy. Both become the same float32
+#: constants inside the model as NumPy float32 arrays did.
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
 _INSTALL = "pip install 'vidcache[hub]'"
 
 

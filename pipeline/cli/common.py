@@ -33,15 +33,20 @@ def _known_backbone(context, parameter, value: str) -> str:
         raise click.BadParameter(f"{value!r} is not a registered backbone ({known})") from None
 
 
-def backbone_option(help_text: str):
-    """The ``--backbone NAME`` option (default InceptionV3), checked against the registry."""
+def backbone_option(help_text):
+    """The ``--backbone NAME`` option (default InceptionV3), checked against the registry;
+    ``help_text`` is the help, or a function that writes it when ``--help`` is shown."""
+    from vidcache.pipeline.cli.registry_help import LazyHelpOption
+
+    lazy = {"help_factory": help_text} if callable(help_text) else {"help": help_text}
     return click.option(
         "--backbone",
+        cls=LazyHelpOption,
         default="InceptionV3",
         show_default=True,
         metavar="NAME",
         callback=_known_backbone,
-        help=help_text,
+        **lazy,
     )
 
 

@@ -17,10 +17,18 @@ from vidcache.pipeline.cli.common import (
     core_errors,
     parse_weights,
 )
+from vidcache.pipeline.cli.registry_help import (  # noqa: E402
+    LazyHelpOption,
+    backbone_help,
+    image_size_default,
+    image_size_help,
+    weights_help,
+)
 
 OVERWRITE_ADVICE = "use --overwrite to replace it, or write to a new file"
 
-_EXTRACT_HELP = """Extract per-frame InceptionV3 features of VIDEOS into an HDF5 cache.
+_EXTRACT_HELP = """Extract per-frame features of VIDEOS (InceptionV3's by default, or another
+--backbone's) into an HDF5 cache.
 
 VIDEOS are files or folders (searched recursively; videos/<label>/<clip>.avi gives labels,
 a folder of numbered images is one video). Re-runs skip videos already cached with the
@@ -80,12 +88,11 @@ Example:
 )
 @click.option(
     "--image-size",
+    cls=LazyHelpOption,
     type=click.IntRange(min=1),
     default=None,
-    show_default="the backbone's own: 299 for InceptionV3, 224 for ResNet50 and "
-    "MobileNetV3Large, 384 for EfficientNetV2S",
-    help="Side of the square CNN input in pixels (75 or more for InceptionV3, 32 or more "
-    "for the others).",
+    help_factory=image_size_help,
+    default_factory=image_size_default,
 )
 @click.option(
     "--resize",
@@ -101,18 +108,14 @@ Example:
     show_default=True,
     help="Frame rate of folders of numbered images.",
 )
-@backbone_option(
-    "The CNN: InceptionV3 (2048-d), ResNet50 (2048-d), EfficientNetV2S (1280-d), "
-    "MobileNetV3Large (960-d, the fast one), or one a plugin registers; any case, "
-    "resnet50/efficientnetv2-s/mobilenetv3-large too (docs/architecture.md)."
-)
+@backbone_option(backbone_help)
 @click.option(
     "--weights",
+    cls=LazyHelpOption,
     default="imagenet",
     show_default=True,
     metavar="imagenet|random|PATH",
-    help="Backbone weights: Keras' ImageNet file, a seeded random init (tests and "
-    "demos only), or a weights file.",
+    help_factory=weights_help,
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --weights random.")
 @click.option(
