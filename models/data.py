@@ -65,9 +65,15 @@ def open_caches(paths: list[Path], fuse: bool = False):
     if other is not None:
         for r in readers:
             r.close()
+        fuse = (
+            " (or, for feature sets of the same videos made by different backbones, train on "
+            "their concatenation with --fuse)"
+            if other.settings.backbone != base.settings.backbone
+            else ""
+        )
         raise SettingsMismatch(
             f"{other.path} and {base.path} hold features made with other settings "
-            f"({'; '.join(diffs)}); train on caches of one kind"
+            f"({'; '.join(diffs)}); train on caches of one kind{fuse}"
         )
     return readers, base.settings
 

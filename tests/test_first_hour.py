@@ -193,3 +193,32 @@ def test_evaluate_checks_what_the_run_needs_before_any_extraction(tmp_path, data
     (run / "config.json").write_text(json.dumps(config))
     result = invoke("evaluate", run, loose)
     assert result.exit_code == 2 and "give the references with --captions CSV" in result.output
+
+
+def test_small_things_a_newcomer_notices(tmp_path, dataset):
+    """No empty cache after a run that extracted nothing; a class folder given alone is
+    said to give no labels; two backbones' caches suggest --fuse; a cache given to
+    predict points to evaluate; top-5 is not reported with three classes."""
+    fast = ["--weights", "random", "--image-size", "75", "-q"]
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.mp4").write_bytes(b"junk" * 10)
+    result = invoke("extract", junk, "-o", tmp_path / "none.h5", *fast)
+    assert result.exit_code == 1 and not (tmp_path / "none.h5").exists()
+    assert "no cache was made" in result.output
+    result = invoke("extract", dataset / "left", "-o", tmp_path / "left.h5", *fast)
+    assert result.exit_code == 0 and "Note: the videos have no labels" in result.output
+    assert "'left'" in result.output
+    cache = write_cache(tmp_path / "f.h5", ordered_videos(per_class=3))
+    from test_train import SETTINGS
+
+    other = write_cache(tmp_path / "g.h5", ordered_videos(per_class=3, seed=1),
+                        settings=SETTINGS.__class__(**{**SETTINGS.__dict__,
+                                                       "backbone": "ResNet50"}))  # fmt: skip
+    result = invoke("train-rnn", cache, other, "-o", tmp_path / "m")
+    assert result.exit_code == 1 and "--fuse" in result.output
+    run = tmp_path / "run"
+    result = invoke("train-rnn", cache, "-o", run, "--units", "4", "--epochs", "1", "-q")
+    assert result.exit_code == 0 and "top-5" not in result.output, result.output
+    result = invoke("predict", run, cache)
+    assert result.exit_code == 2 and f"vidcache evaluate {run} {cache}" in result.output

@@ -298,6 +298,14 @@ def extract(
         raise click.ClickException(
             f"no videos found in {', '.join(str(v) for v in videos)} (see --glob)"
         )
+    folders = [v for v in videos if Path(v).is_dir()]
+    if folders and labels_csv is None and not any(s.label for s in sources):
+        click.echo(
+            f"Note: the videos have no labels: labels are the names of the sub-folders of the "
+            f"folders given (give the folder above {folders[0]} to label its videos "
+            f"{Path(folders[0]).resolve().name!r}), or come from --labels CSV",
+            err=True,
+        )
     if shard is not None:
         from vidcache.features.shard import parse_shard, select_shard
 

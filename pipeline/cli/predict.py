@@ -90,6 +90,12 @@ def predict_command(
 
     if as_json and as_csv:
         raise click.UsageError("--json cannot be used with --csv")
+    caches = [v for v in videos if Path(v).suffix.lower() in (".h5", ".hdf5") and Path(v).is_file()]
+    if caches:
+        raise click.UsageError(
+            f"{caches[0]} is a feature cache; predict takes videos: to score a cache against "
+            f"its labels, run 'vidcache evaluate {run_dir} {caches[0]}'"
+        )
     run = load_run(run_dir)
     if as_stream:
         if len(videos) != 1:

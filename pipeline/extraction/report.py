@@ -97,7 +97,8 @@ class ProgressReporter(Reporter):
 
 
 def format_summary(summary: ExtractSummary, output: Path) -> str:
-    """The end-of-run summary: counts, frames and throughput, and each failure."""
+    """The end-of-run summary: counts, frames and throughput; failures are not repeated
+    (each was reported once, as it happened)."""
     lines = []
     if summary.interrupted:
         lines.append(
@@ -119,6 +120,6 @@ def format_summary(summary: ExtractSummary, output: Path) -> str:
             f"({summary.frames_per_second:.1f} frames/s; "
             f"model built in {summary.model_seconds:.1f} s)"
         )
-    for failure in summary.failures:
-        lines.append(f"  failed: {failure.path}: {failure.reason}")
+    if summary.failures:  # each was one "skipped PATH: reason" line as it happened
+        lines.append(f"  the {len(summary.failures)} failed: the 'skipped' lines above")
     return "\n".join(lines)

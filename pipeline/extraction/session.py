@@ -26,10 +26,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from vidcache.features.cache import SCHEMA_VERSION, CacheEntry, FeatureCache, rewrite_path
+from vidcache.features.cache import (
+    SCHEMA_VERSION,
+    CacheEntry,
+    CacheReader,
+    FeatureCache,
+    rewrite_path,
+)
 from vidcache.features.cache.maintenance import migrate
 from vidcache.features.cache.session import CacheSession
 from vidcache.features.discover import VideoSource
+from vidcache.features.errors import VidcacheError
 from vidcache.features.fingerprint import SourceStat, fingerprint, stat_source
 from vidcache.features.settings import FeatureSettings, check_compatible
 from vidcache.pipeline.extraction.outcomes import (
@@ -207,8 +214,11 @@ def replacing(output: Path, replace_old: bool, reporter: Reporter) -> Iterator[R
     """Write into ``output``, or, with ``replace_old``, into a new file beside it that
     replaces it in one rename when the run :meth:`~Replacement.commit`\\ s data; a run
     that fails, extracts nothing or is killed leaves the old cache whole (a killed run's
-    file is removed by the next run that locks the cache)."""
+    file is removed by the next run that locks the cache). A cache this run created that
+    holds no video when it ends (every video failed, or a stop before the first) is
+    removed: no empty cache is left behind."""
     place = Replacement(output, replace_old)
+    new = not output.exists()
     try:
         yield place
         if replace_old and place.holds_data:
@@ -218,3 +228,15 @@ def replacing(output: Path, replace_old: bool, reporter: Reporter) -> Iterator[R
     finally:
         if replace_old and place.target.exists():
             place.target.unlink()
+        if new and output.exists() and not place.holds_data and _holds_no_video(output):
+            output.unlink()
+            reporter.note(f"no video was extracted: no cache was made at {output}")
+
+
+def _holds_no_video(path: Path) -> bool:
+    """Whether the cache at ``path`` holds no video (a damaged one is not judged empty)."""
+    try:
+        with CacheReader(path) as reader:
+            return not reader.entries()
+    except VidcacheError:
+        return False

@@ -134,9 +134,10 @@ class Classify(Task):
 
     @classmethod
     def scores_text(cls, m):
+        # top-5 says nothing with five classes or fewer (it is 1 by definition)
+        top5 = f", top-5 {m['top5']:.3f}" if len(m.get("classes", [])) > 5 else ""
         return (
-            f"top-1 {m['top1']:.3f}, top-5 {m['top5']:.3f}, macro F1 {m['macro_f1']:.3f} "
-            f"on {m['examples']} videos"
+            f"top-1 {m['top1']:.3f}{top5}, macro F1 {m['macro_f1']:.3f} on {m['examples']} videos"
         )
 
     @classmethod
