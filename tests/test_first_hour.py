@@ -222,3 +222,31 @@ def test_small_things_a_newcomer_notices(tmp_path, dataset):
     assert result.exit_code == 0 and "top-5" not in result.output, result.output
     result = invoke("predict", run, cache)
     assert result.exit_code == 2 and f"vidcache evaluate {run} {cache}" in result.output
+
+
+def test_progress_without_a_terminal_starts_early_and_counts_from_the_model(monkeypatch):
+    """A batch log gets a line when the model is built and a first progress line after a
+    few seconds of work, not only after 30; rates count from the model's end."""
+    import io
+
+    from vidcache.pipeline.extraction import report
+    from vidcache.pipeline.extraction.outcomes import EXTRACTED, VideoOutcome
+
+    clock = [100.0]
+    monkeypatch.setattr(report.time, "monotonic", lambda: clock[0])
+    log = io.StringIO()
+    reporter = report.ProgressReporter(stream=log)  # StringIO: not a terminal
+    reporter.begin(3)
+    clock[0] += 20.0  # the model takes 20 s to build
+    reporter.ready(20.0)
+    assert log.getvalue() == "model built in 20.0 s; extracting 3 video(s)\n"
+    clock[0] += 4.0
+    reporter.frames(40)
+    reporter.video(VideoOutcome("a.mp4", "a.mp4", EXTRACTED, frames=40))
+    assert "progress" not in log.getvalue()
+    clock[0] += 1.5
+    reporter.frames(40)
+    assert log.getvalue().splitlines()[-1] == (
+        "progress: 1/3 videos, 80 frames, 14.5 frames/s"  # 80 frames in 5.5 s of work
+    )
+    reporter.end()

@@ -159,6 +159,7 @@ def extract_features(
             )
             extractor = factory(config)
             summary.model_seconds = time.perf_counter() - started
+            reporter.ready(summary.model_seconds)
             settings = config.settings(extractor.weights_sha256)
             expected = config.expect_weights_sha256
             if expected and extractor.weights_sha256 != expected:

@@ -55,6 +55,9 @@ class Reporter:
 
     def frames(self, count: int) -> None: ...
 
+    def ready(self, model_seconds: float) -> None:
+        """The model is built (it took ``model_seconds``): the videos' work starts now."""
+
     def note(self, text: str) -> None: ...
 
     def end(self) -> None: ...

@@ -21,8 +21,10 @@ from vidcache.pipeline.extraction.outcomes import (
 class ProgressReporter(Reporter):
     """A tqdm bar over videos with frames/s, on stderr; it redraws only on a terminal.
 
-    Without a terminal (a batch job writing a log) a plain progress line is printed every
-    ``log_every`` seconds instead. Failed videos are printed as one
+    Without a terminal (a batch job writing a log) a plain progress line is printed when
+    the model is built, after the first ``first_log`` seconds of work, then every
+    ``log_every`` seconds. Rates and the bar's ETA count from the moment the model is
+    built (its build is not work per video). Failed videos are printed as one
     ``skipped PATH: reason`` line each, always.
 
     Args:
@@ -31,10 +33,13 @@ class ProgressReporter(Reporter):
         log_every: seconds between progress lines when there is no terminal. Defaults to 30.
     """
 
-    def __init__(self, quiet: bool = False, stream=None, log_every: float = 30.0) -> None:
+    def __init__(
+        self, quiet: bool = False, stream=None, log_every: float = 30.0, first_log: float = 5.0
+    ) -> None:
         self.quiet = quiet
         self.stream = stream or sys.stderr
         self.log_every = log_every
+        self.first_log = min(first_log, log_every)
         self._bar = None
         self._frames = 0
         self._videos = 0
@@ -43,7 +48,8 @@ class ProgressReporter(Reporter):
 
     def begin(self, total_videos: int) -> None:
         self._total = total_videos
-        self._started = self._logged = time.monotonic()
+        self._started = time.monotonic()
+        self._logged = self._started - self.log_every + self.first_log  # an early first line
         if not self.quiet:
             self._bar = tqdm(
                 total=total_videos,
@@ -68,6 +74,16 @@ class ProgressReporter(Reporter):
                 f"{self._frames} frames, {self._rate():.1f} frames/s", refresh=False
             )
         self._maybe_log()
+
+    def ready(self, model_seconds: float) -> None:
+        now = time.monotonic()
+        self._started, self._frames = now, 0
+        self._logged = now - self.log_every + self.first_log
+        if self._bar is not None and not self._bar.disable:
+            self._bar.unpause()  # tqdm's own clock: the build is not time per video
+        elif self._bar is not None and not self.quiet:
+            left = self._total - self._videos
+            self.note(f"model built in {model_seconds:.1f} s; extracting {left} video(s)")
 
     def _rate(self) -> float:
         elapsed = time.monotonic() - self._started
