@@ -146,7 +146,7 @@ def test_a_folder_of_shards_is_resumable_and_read_as_one_dataset(tmp_path, clips
 def test_engine_options_are_checked_in_one_line(tmp_path, clips, monkeypatch):
     out = str(tmp_path / "f.h5")
     result = CliRunner().invoke(cli, ["extract", str(clips), "-o", out, "--workers", "2"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error
     assert result.output.splitlines()[-1] == "Error: --workers need --engine ray"
     result = CliRunner().invoke(
         cli, ["extract", str(clips), "-o", out, "--engine", "ray", "--shard", "0/2"]

@@ -111,7 +111,7 @@ def test_a_task_registered_from_outside_runs_through_the_cli(tmp_path, video_len
         assert "frame 10 (0.90 s): seconds" in streamed.stdout
         # A task of another task's options is refused in one line, as for the built-ins.
         refused = invoke("train-rnn", cache, "-o", tmp_path / "r2", "--task", "video-length",
-                         "--beam", 2, code=1)  # fmt: skip
+                         "--beam", 2, code=2)  # fmt: skip
         assert "--attention and --beam need --task caption" in refused.output
 
         # Without the task, its name is no choice, and its runs say what is missing.

@@ -215,7 +215,7 @@ def test_regression_learns_a_synthetic_target(tmp_path, per_frame):
     assert evaluated["videos"] == 36 and evaluated["mse"] < evaluated["baseline_mean"]["mse"]
     runner = CliRunner()
     result = runner.invoke(cli, ["evaluate", str(tmp_path / "run"), str(cache)])
-    assert result.exit_code == 1 and "give the references with --targets CSV" in result.output
+    assert result.exit_code == 2 and "give the references with --targets CSV" in result.output
     result = runner.invoke(
         cli, ["train-e2e", str(tmp_path / "run"), str(tmp_path), "-o", str(tmp_path / "e2e")]
     )

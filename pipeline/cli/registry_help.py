@@ -14,15 +14,25 @@ class LazyHelpOption(click.Option):
 
     def __init__(self, *args, help_factory: Callable[[], str] | None = None,
                  default_factory: Callable[[], str] | None = None, **kwargs) -> None:  # fmt: skip
-        super().__init__(*args, **kwargs)
         self._help_factory, self._default_factory = help_factory, default_factory
+        super().__init__(*args, **kwargs)
 
-    def get_help_record(self, ctx):
-        if self._help_factory is not None:
-            self.help = self._help_factory()
-        if self._default_factory is not None:
-            self.show_default = self._default_factory()
-        return super().get_help_record(ctx)
+    # Read like click's own attributes (``--help``, docs/cli.md), made when read.
+    @property
+    def help(self):
+        return self._help_factory() if self._help_factory else self._help
+
+    @help.setter
+    def help(self, value):
+        self._help = value
+
+    @property
+    def show_default(self):
+        return self._default_factory() if self._default_factory else self._show_default
+
+    @show_default.setter
+    def show_default(self, value):
+        self._show_default = value
 
 
 def _entries():

@@ -61,10 +61,7 @@ def load_run(run_dir: Path) -> Run:
         RunError: the folder is not a complete run.
     """
     run_dir = Path(run_dir)
-    needed = [run_dir / name for name in ("model.keras", "config.json")]
-    missing = [p.name for p in needed if not p.is_file()]
-    if missing:
-        raise RunError(f"{run_dir} is not a vidcache run (missing {', '.join(missing)})")
+    check_run_folder(run_dir)
     from vidcache.features.backbone import import_tensorflow
 
     import_tensorflow()
@@ -88,6 +85,14 @@ def load_run(run_dir: Path) -> Run:
     return Run(run_dir, model, found.get("classes", []), config, settings, found.get("vocabulary"))
 
 
+def check_run_folder(run_dir: Path) -> None:
+    """Raise :class:`RunError` naming what a run folder lacks (model, config)."""
+    needed = [Path(run_dir) / name for name in ("model.keras", "config.json")]
+    missing = [p.name for p in needed if not p.is_file()]
+    if missing:
+        raise RunError(f"{run_dir} is not a vidcache run (missing {', '.join(missing)})")
+
+
 def run_task(run_dir: Path):
     """The :class:`~vidcache.pipeline.training.tasks.base.Task` a run folder was trained
     for, from its ``config.json`` alone (no model is loaded).
@@ -97,6 +102,7 @@ def run_task(run_dir: Path):
     """
     from vidcache.pipeline.training.tasks import get_task
 
+    check_run_folder(run_dir)
     try:
         config = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
