@@ -4,10 +4,13 @@ negative and repeated timestamps, a claimed duration of years, streams that do n
 at 0, odd time bases. Each writer returns the path; nothing here is committed media.
 
 Packed B-frames (how UCF101 ships its clips): DivX/Xvid in AVI store a P-VOP and the
-B-VOP shown before it in one chunk, then an empty placeholder chunk where the P frame's
-slot is, and say so with a ``DivX...p`` user-data string in the stream header. FFmpeg's
-encoder never packs, so :func:`packed_bframes_avi` encodes with B-frames and packs the
-packets itself, byte for byte as those muxers do.
+B-VOP shown before it in one chunk, then an empty placeholder where the P frame's slot is,
+and say so with a ``DivX...p`` user-data string in the stream header. FFmpeg's encoder
+never packs, so :func:`packed_bframes_avi` encodes with B-frames and packs the packets
+itself, adding the user data. The placeholder is left out (through PyAV the AVI muxer
+writes no empty chunk), a gap in the timestamps instead. What matters is reproduced: the
+decoder hands out frames whose timestamps run out of order (1, 5, 3, 9, 7...), as the
+issue found on real files.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def _encode(codec: str, frames, rate, options, pix_fmt="yuv420p", time_base=None
     context.time_base = time_base or Fraction(1, rate)
     context.framerate = Fraction(rate)
     context.options = dict(options)
-    context.bit_rate = 8_000_000  # near lossless, so tests can tell frames apart
+    context.bit_rate = 8_000_000  # generous: decoded frames stay close to the input
     packets = []
     for i, array in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(array, format="rgb24")
