@@ -56,7 +56,9 @@ def test_sigterm_during_compact_keeps_the_cache_and_leaves_nothing(tmp_path):
         expected = {v: reader.features(v) for v in reader.entries()}
     rng = random.Random(0)
     outcomes = []
-    for delay in (0.05, 0.4, rng.uniform(0.6, 1.0)):  # start-up, opening, copying
+    # start-up (imports; the interpreter itself needs ~0.1 s before any handler can
+    # exist), opening, copying
+    for delay in (0.25, 0.5, rng.uniform(0.6, 1.0)):
         process = start([BIN / "vidcache", "compact", path, "-q"])
         time.sleep(delay)
         process.send_signal(signal.SIGTERM)
