@@ -52,9 +52,12 @@ class CacheReader:
                     f"{self.path}: damaged cache (its settings cannot be read: "
                     f"{store.first_line(exc)})"
                 ) from None
-            rootattrs.check_rows(attrs, self._file, self.path, self.settings)
             self.created = str(attrs.get("created", ""))
             self._layout = open_layout(self._file, self.path, self.schema_version, tolerant)
+            # After the index: a SWMR reader sees the rows' extent as of its first look at
+            # them, which must not come before the commit count it reads (a writer appends
+            # rows before the records that point to them).
+            rootattrs.check_rows(attrs, self._file, self.path, self.settings)
             self.updated = self._layout.updated(attrs, self.created)
         except BaseException:
             self._file.close()
