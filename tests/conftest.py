@@ -117,6 +117,17 @@ def finish(process, timeout: float = 300) -> str:
     return output
 
 
+def fill(disk: Path) -> None:
+    """Fill the file system of ``disk`` (a folder) to its last byte: ``disk/filler``."""
+    with open(disk / "filler", "wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """An 8 MiB tmpfs (we are root), unmounted afterwards: a disk that fills for real."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fill
 from hostile import Cases
 
 from vidcache.features.untrusted import UniqueNames, csv_text, csv_untext, safe_relative
@@ -250,17 +251,6 @@ def test_hostile_text_trains_and_is_written_as_text(tmp_path, cases):
     assert (labels / "confusion_matrix.png").is_file()
     result = cases.run(["evaluate", labels, cache], ["cls"], expect_ok=True)
     assert "Traceback" not in result.output
-
-
-def fill(disk) -> None:
-    """Fill ``disk`` to its last byte."""
-    with open(disk / "filler", "wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError:
-            pass
 
 
 def read_only(tmp_path):

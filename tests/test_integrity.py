@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import lossless, random_frames
+from conftest import fill, lossless, random_frames
 
 from vidcache.features.cache import (
     CacheEntry,
@@ -302,14 +302,7 @@ def test_a_disk_with_no_byte_free_gives_one_line_in_every_writing_command(tmp_pa
     link.symlink_to(path)  # the free-space check must look at the target's disk
     videos = tmp_path / "videos"
     lossless(videos / "a.mkv", random_frames(2))
-    filler = small_disk / "filler"
-    with open(filler, "wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError:
-            pass
+    fill(small_disk)
     new_link = tmp_path / "new-link.h5"
     new_link.symlink_to(small_disk / "new.h5")
     before = path.read_bytes()
