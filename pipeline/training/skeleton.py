@@ -203,7 +203,6 @@ def evaluate_run(
                     f"{paths[0]} holds features made with other settings than run {run.path} "
                     f"({'; '.join(diffs)}, run != cache)"
                 )
-            out_dir.mkdir(parents=True, exist_ok=True)
             metrics = task.evaluate(run, readers, annotations, config, out_dir)
         finally:
             for reader in readers:
