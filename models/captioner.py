@@ -21,6 +21,7 @@ search.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -156,7 +157,11 @@ class CaptionDecoder:
             else:
                 out, (h, c) = cell(vectors, [h, c], training=False)
             if attend is not None:
-                context = attend([out[:, None], encoded], mask=[None, mask], training=False)
+                with warnings.catch_warnings():
+                    # A one-frame video: attention over one frame is that frame (weight 1),
+                    # which Keras warns about when tracing with the length known.
+                    warnings.filterwarnings("ignore", "You are using a softmax over axis -1")
+                    context = attend([out[:, None], encoded], mask=[None, mask], training=False)
                 out = attend_out(tf.concat([out, context[:, 0]], axis=-1))
             return tf.nn.log_softmax(words(out) + blocked), h, c
 

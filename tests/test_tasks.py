@@ -92,6 +92,14 @@ def test_beam_search_of_width_one_is_greedy_decoding(attention, encoder):
     assert decoder.captions(videos, 3, 6, batch_size=4) == [decoder.beam(v, 3, 6) for v in videos]
 
 
+def test_one_frame_videos_caption_with_attention():
+    """A short folder of frames can be one frame: attention over it is that frame, with no
+    Keras warning (warnings are errors here; a user saw one per video)."""
+    decoder = CaptionDecoder(_captioner(True, seed=3))
+    one = np.random.default_rng(2).normal(size=(1, DIM)).astype(np.float32)
+    assert decoder.captions([one, one], 2, 4, batch_size=2) == [decoder.beam(one, 2, 4)] * 2
+
+
 @pytest.mark.parametrize("attention, encoder", CAPTIONERS)
 def test_a_streamed_caption_equals_the_offline_caption(attention, encoder):
     model = _captioner(attention, seed=5, encoder=encoder)
