@@ -124,6 +124,21 @@ def square_sizes(kind: str, num_frames: int) -> np.ndarray:
     return _sizes(kind, num_frames, 0.15, 0.8)
 
 
+def motion_segments(kind: str, num_frames: int) -> list[tuple[str, int, int]]:
+    """``(label, first frame, end frame)`` of each phase of a clip (end exclusive):
+    ``grows`` while the square gets bigger, ``shrinks`` while it gets smaller (a pulse
+    grows up to its largest size, at frame ``num_frames // 2``, then shrinks)."""
+    if kind == "grow":
+        return [("grows", 0, num_frames)]
+    if kind == "shrink":
+        return [("shrinks", 0, num_frames)]
+    if kind == "pulse":
+        peak = num_frames // 2  # the first frame of sizes[1::2][::-1] (or the last of [0::2])
+        phases = [("grows", 0, peak + 1), ("shrinks", peak + 1, num_frames)]
+        return [(label, a, b) for label, a, b in phases if b > a]
+    raise ValueError(f"unknown demo class. Received: kind={kind}")
+
+
 def render_clip(
     kind: str, num_frames: int, width: int = 128, height: int = 96, seed: int = 0
 ) -> list[np.ndarray]:
@@ -161,8 +176,10 @@ def make_demo_dataset(
 ) -> list[Path]:
     """Write a UCF101-style tree ``root/<class>/<class>_cNN.<ext>`` of synthetic clips,
     with what was drawn: ``root/captions.csv`` (``path,caption``, three per clip, see
-    :func:`describe_clip`) and ``root/targets.csv`` (``path,time,size``: the square's side
-    at each frame, see :func:`square_sizes`).
+    :func:`describe_clip`), ``root/targets.csv`` (``path,time,size``: the square's side
+    at each frame, see :func:`square_sizes`) and ``root/segments.csv``
+    (``video,start,end,label``: when the square grows and when it shrinks, see
+    :func:`motion_segments`).
 
     Formats rotate over :data:`DEMO_FORMATS`, and the last clip of each class is a folder
     of numbered PNG frames, so the demo exercises every input kind. Deterministic for a
@@ -174,6 +191,7 @@ def make_demo_dataset(
     root = Path(root)
     written = []
     captions, targets = [("path", "caption")], [("path", "time", "size")]
+    segments = [("video", "start", "end", "label")]
     num_frames = max(2, round(fps * seconds))
     for kind in classes:
         for clip in range(clips_per_class):
@@ -191,7 +209,11 @@ def make_demo_dataset(
             captions.extend((video_id, text) for text in describe_clip(kind, clip_seed))
             for index, size in enumerate(square_sizes(kind, num_frames)):
                 targets.append((video_id, f"{index / fps:.6g}", f"{size:.6f}"))
-    for name, rows in (("captions.csv", captions), ("targets.csv", targets)):
+            for label, first, end in motion_segments(kind, num_frames):
+                segments.append((video_id, f"{first / fps:.6g}", f"{end / fps:.6g}", label))
+    for name, rows in (
+        ("captions.csv", captions), ("targets.csv", targets), ("segments.csv", segments)
+    ):  # fmt: skip
         with open(root / name, "w", newline="", encoding="utf-8") as handle:
             csv.writer(handle, lineterminator="\n").writerows(rows)
     return written

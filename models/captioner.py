@@ -157,9 +157,7 @@ class CaptionDecoder:
             else:
                 out, (h, c) = cell(vectors, [h, c], training=False)
             if attend is not None:
-                with warnings.catch_warnings():
-                    # A one-frame video: attention over one frame is that frame (weight 1),
-                    # which Keras warns about when tracing with the length known.
+                with warnings.catch_warnings():  # one frame: Keras warns of a size-1 softmax
                     warnings.filterwarnings("ignore", "You are using a softmax over axis -1")
                     context = attend([out[:, None], encoded], mask=[None, mask], training=False)
                 out = attend_out(tf.concat([out, context[:, 0]], axis=-1))

@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import click
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import SMALL
@@ -181,6 +182,16 @@ def test_make_demo_data_writes_every_kind(tmp_path):
     ]
     sizes = [float(r["size"]) for r in targets if r["path"] == "pulse/pulse_c02.avi"]
     assert sizes == sorted(sizes[:3]) + sorted(sizes[3:], reverse=True)  # up, then down
+    # segments.csv: each frame's label says whether the square grew since the frame before.
+    from vidcache.models.segments import frame_labels, read_segments
+
+    segments = read_segments(tmp_path / "demo" / "segments.csv")
+    assert len(segments) == 18
+    for video, rows in segments.items():
+        sizes = np.array([float(r["size"]) for r in targets if r["path"] == video])
+        labels = frame_labels(np.arange(len(sizes)) / 5, rows, "background")
+        grew = np.diff(sizes) > 0
+        assert labels[1:] == ["grows" if g else "shrinks" for g in grew], video
 
 
 def test_demo_captions_say_what_was_drawn():

@@ -15,7 +15,12 @@ README = (ROOT / "README.md").read_text()
 # README section headers (their text up to the next header) that document each command
 SECTIONS = {
     "vidcache extract": ("`extract-features VIDEOS",),
-    "vidcache train-rnn": ("`train-rnn FEATURES", "Captioning:", "Regression:"),
+    "vidcache train-rnn": (
+        "`train-rnn FEATURES",
+        "Captioning:",
+        "Regression:",
+        "Action segmentation:",
+    ),
     "vidcache evaluate": ("`vidcache evaluate",),
     "vidcache predict": ("`vidcache predict",),
     "vidcache train-e2e": ("`vidcache train-e2e",),

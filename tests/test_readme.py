@@ -172,6 +172,8 @@ def _prepare(root: Path, invoke) -> None:
     _clips(root / "test", ("grow", "shrink"), 1, seed=2)
     invoke(["extract-features", "test", "-o", "test.h5", "--like", "data/msrvtt/features.h5", "-q"])
     _csv(root / "test_captions.csv", _rows(root / "test" / "captions.csv"))
+    # The demo's own segments (when the square grows, when it shrinks).
+    shutil.copy(root / "data" / "videos" / "segments.csv", root / "segments.csv")
     # Drives with a steering value per frame (the demo's square size, renamed).
     drives = _clips(root / "drives", ("grow", "pulse"), 2, seed=4)
     invoke(["extract-features", "drives", "-o", "drives.h5", *small])
@@ -223,6 +225,10 @@ RUN_HERE = {
     ),
     "train-rnn drives.h5 -o runs/steer --task regress --targets steering.csv": None,
     "vidcache predict runs/steer drive_042.mp4 --csv": _steer_csv,
+    "train-rnn data/features.h5 -o runs/seg --task segment --segments segments.csv --head tcn": None,
+    "vidcache predict runs/seg new_clip.mp4": lambda out: re.search(
+        r"new_clip.mp4: \d+ segment\(s\): \w", out
+    ),
     "extract-features videos/ -o inception.h5": None,
     "vidcache predict runs/lstm new_clips/ --top 3": _top3,
     "vidcache predict runs/lstm clip.mp4 --stream --every 5": lambda out: (

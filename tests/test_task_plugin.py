@@ -58,8 +58,8 @@ def invoke(*args, code=0):
 
 
 def test_the_built_in_tasks_come_first():
-    assert task_names()[:3] == ["classify", "caption", "regress"]
-    for name in ("classify", "caption", "regress"):
+    assert task_names()[:4] == ["classify", "caption", "regress", "segment"]
+    for name in ("classify", "caption", "regress", "segment"):
         task = get_task(name)
         assert issubclass(task, Task) and task.name == name
     with pytest.raises(ValueError, match="unknown task 'nope'; known: classify, caption"):
@@ -159,7 +159,7 @@ def test_task_plugins_load_and_a_broken_one_warns(monkeypatch):
     )
     try:
         with pytest.warns(UserWarning, match=r"task plugin broken \(nowhere.module:Task\)"):
-            assert task_names() == ["classify", "caption", "regress", "video-length"]
+            assert task_names() == ["classify", "caption", "regress", "segment", "video-length"]
         assert get_task("video-length") is VideoLength
     finally:
         unregister(VideoLength.name)

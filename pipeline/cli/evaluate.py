@@ -27,6 +27,7 @@ from vidcache.pipeline.cli.options import (
 @annotation_options(
     "The references, for a caption run (CSV path,caption).",
     "The true values, for a regression run (CSV as for train-rnn).",
+    "The true segments, for a segmentation run (CSV as for train-rnn).",
 )
 @scorer_option
 @click.option(
@@ -44,6 +45,7 @@ def evaluate_command(
     output: Path | None,
     captions,
     targets,
+    segments,
     scorer,
     cache: Path | None,
     weights_path: Path | None,
@@ -62,18 +64,28 @@ def evaluate_command(
         vidcache evaluate runs/lstm test_videos/
         vidcache evaluate runs/cap test_features.h5 --captions test_captions.csv
         vidcache evaluate runs/steer test_features.h5 --targets test_steering.csv
+        vidcache evaluate runs/seg test_features.h5 --segments test_segments.csv
     """
     from vidcache.pipeline.training import evaluate_run
     from vidcache.pipeline.training.runs import run_task
 
-    if captions is not None and targets is not None:
-        raise click.UsageError("--captions cannot be used with --targets")
+    given = {
+        name: path
+        for name, path in (("captions", captions), ("targets", targets), ("segments", segments))
+        if path is not None
+    }
+    if len(given) > 1:
+        first, second = list(given)[:2]
+        raise click.UsageError(f"--{first} cannot be used with --{second}")
+    references = next(iter(given.values()), None)
     check_scorer(scorer)
     task = run_task(run_dir)  # what the run needs is checked before any work
-    if task.annotations and (captions or targets) is None:
+    if task.annotations and task.annotations not in given:
         raise click.UsageError(
             f"{run_dir} is a {task.name} run: give the references with --{task.annotations} CSV"
         )
+    if given and task.annotations not in given:
+        raise click.UsageError(f"{run_dir} is a {task.name} run: it takes no --{list(given)[0]}")
     caches, videos = _caches_and_videos(features)
     if videos:
         output = output or run_dir / f"eval-{videos[0].resolve().name}"
@@ -82,7 +94,7 @@ def evaluate_command(
         caches.extend(_cache_videos(run_dir, videos, kept, weights_path, quiet, labelled))
     elif cache is not None:
         raise click.UsageError("--cache keeps the features of videos; no videos were given")
-    metrics, out = evaluate_run(run_dir, caches, output, captions or targets, scorer)
+    metrics, out = evaluate_run(run_dir, caches, output, references, scorer)
     features = features[0] if len(features) == 1 else f"{len(caches)} caches"
     for note in metrics.get("notes", []):
         click.echo(f"Note: {note}", err=True)

@@ -55,9 +55,9 @@ task_option = click.option(
 )
 
 
-def annotation_options(captions_help: str, targets_help: str) -> Callable:
-    """``--captions`` and ``--targets``: the annotation files of the caption and regress
-    tasks (how a command uses them is its help text)."""
+def annotation_options(captions_help: str, targets_help: str, segments_help: str) -> Callable:
+    """``--captions``, ``--targets`` and ``--segments``: the annotation files of the
+    caption, regress and segment tasks (how a command uses them is its help text)."""
     return compose(
         click.option(
             "--captions",
@@ -68,6 +68,11 @@ def annotation_options(captions_help: str, targets_help: str) -> Callable:
             "--targets",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
             help=targets_help,
+        ),
+        click.option(
+            "--segments",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help=segments_help,
         ),
     )
 

@@ -11,24 +11,17 @@ from vidcache.pipeline.cli.common import CONTEXT, core_errors, expand_caches
 from vidcache.pipeline.cli.options import (
     annotation_options,
     check_scorer,
-    compose,
     distribute_option,
     scorer_option,
     seed_option,
     task_option,
 )
-
-
-def _tensorboard_installed(context, parameter, value: bool) -> bool:
-    """Click callback of ``--tensorboard``: one line, before any work, when it is missing."""
-    import importlib.util
-
-    if value and importlib.util.find_spec("tensorboard") is None:
-        raise click.ClickException(
-            "--tensorboard needs TensorBoard, which is not installed; install it with "
-            "pip install 'vidcache[tensorboard]'"
-        )
-    return value
+from vidcache.pipeline.cli.train_options import (
+    data_options,
+    fitting_options,
+    model_options,
+    task_options,
+)
 
 
 def _read_label_map(path: Path | None) -> dict:
@@ -62,6 +55,10 @@ Tasks:
             encoder-decoder, BLEU-1..4 and CIDEr-D against all references
   regress   --targets CSV: path,value[,value...] per video, or (header
             path,time,value...) per frame matched by timestamp; MSE, MAE
+  segment   --segments CSV: video,start,end,label (seconds); a class per
+            frame (background outside every segment); --head tcn (MS-TCN)
+            or lstm/transformer, --head mean the per-frame baseline; frame
+            accuracy, Edit, F1@{10,25,50}
 
 \b
 Example:
@@ -70,160 +67,8 @@ Example:
     train-rnn a.h5 b.h5 -o runs/big --layers 2 --units 256 --class-weight balanced
     train-rnn features.h5 -o runs/cap --task caption --captions captions.csv --attention --beam 3
     train-rnn features.h5 -o runs/steer --task regress --targets steering.csv
+    train-rnn features.h5 -o runs/seg --task segment --segments segments.csv --head tcn
 """
-
-
-#: The sequence model: head, cell, size, regularisation.
-model_options = compose(
-    click.option(
-        "--head",
-        type=click.Choice(["lstm", "mean", "transformer"]),
-        default="lstm",
-        show_default=True,
-        help="LSTM, the mean-of-frames baseline, or a causal transformer (self-attention over "
-        "the frames so far; --units wide, --layers blocks; streams like the LSTM; a caption "
-        "run's encoder).",
-    ),
-    click.option(
-        "--attention-heads",
-        type=click.IntRange(min=1),
-        default=4,
-        show_default=True,
-        help="Attention heads of --head transformer (--units must be a multiple).",
-    ),
-    click.option(
-        "--cell",
-        type=click.Choice(["lstm", "gru"]),
-        default="lstm",
-        show_default=True,
-        help="The recurrent cell of the lstm head (a caption run's encoder and decoder): LSTM, "
-        "or GRU (fewer weights; streams the same way).",
-    ),
-    click.option(
-        "--readout",
-        type=click.Choice(["pooled", "last"]),
-        default="pooled",
-        show_default=True,
-        help="What the classifier reads from the LSTM: its final state and the mean of its "
-        "outputs over time (remembers how a clip began; streams exactly), or the final state "
-        "only (vidcache 0.1).",
-    ),
-    click.option("--units", type=click.IntRange(min=1), default=128, show_default=True),
-    click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True),
-    click.option("--bidirectional", is_flag=True, help="Bidirectional LSTMs (no --stream then)."),
-    click.option(
-        "--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True
-    ),
-    click.option(
-        "--recurrent-dropout",
-        type=click.FloatRange(0, 1, max_open=True),
-        default=0.0,
-        show_default=True,
-    ),
-)
-
-#: Which sequences, split how, shaped how.
-data_options = compose(
-    click.option(
-        "--val-split",
-        type=click.FloatRange(0, 1, min_open=True, max_open=True),
-        default=0.2,
-        show_default=True,
-    ),
-    click.option(
-        "--group-regex",
-        default=r"_g(\d+)_c\d+",
-        show_default=True,
-        help="Clips whose names share its match stay on one side of the split.",
-    ),
-    click.option(
-        "--split-file",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="CSV path,split (train/val/test) instead of --val-split.",
-    ),
-    click.option("--seq-len", type=click.IntRange(min=1), help="Resample sequences to N steps."),
-    click.option("--max-len", type=click.IntRange(min=1), help="Crop sequences to N steps."),
-    click.option(
-        "--stream",
-        "stream_data",
-        is_flag=True,
-        help="Read sequences from HDF5 per batch (data larger than memory).",
-    ),
-    click.option(
-        "--label-map",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="CSV old,new to rename or merge labels (empty new drops a class).",
-    ),
-    click.option(
-        "--fuse",
-        is_flag=True,
-        help="FEATURES are feature sets of the same videos (one cache per backbone, same "
-        "sampling): train on their per-frame concatenation.",
-    ),
-)
-
-#: How long and how fast it learns, and what it logs.
-fitting_options = compose(
-    click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True),
-    click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
-    click.option(
-        "--lr",
-        type=click.FloatRange(min=0, min_open=True),
-        default=1e-3,
-        show_default=True,
-        help="Adam learning rate.",
-    ),
-    click.option(
-        "--patience",
-        type=click.IntRange(min=1),
-        default=8,
-        show_default=True,
-        help="Epochs without a better validation loss before stopping.",
-    ),
-    click.option(
-        "--class-weight", type=click.Choice(["none", "balanced"]), default="none", show_default=True
-    ),
-    click.option(
-        "--tensorboard",
-        is_flag=True,
-        callback=_tensorboard_installed,
-        help="Write TensorBoard logs to RUN/logs (needs pip install 'vidcache[tensorboard]').",
-    ),
-)
-
-#: Options only one task reads (the task is named in each help text).
-task_options = compose(
-    click.option("--attention", is_flag=True, help="caption: the decoder attends over the frames."),
-    click.option(
-        "--beam",
-        type=click.IntRange(min=1),
-        default=1,
-        show_default=True,
-        help="caption: beam width for validation captions (1 = greedy).",
-    ),
-    click.option(
-        "--max-words",
-        type=click.IntRange(min=1),
-        default=20,
-        show_default=True,
-        help="caption: captions are cut to and generated up to N words.",
-    ),
-    click.option(
-        "--vocab-size",
-        type=click.IntRange(min=5),
-        default=5000,
-        show_default=True,
-        help="caption: vocabulary ids (rarer words become [UNK]).",
-    ),
-    click.option("--embedding-dim", type=click.IntRange(min=1), default=128, show_default=True),
-    click.option(
-        "--time-tolerance",
-        type=click.FloatRange(min=0),
-        default=0.05,
-        show_default=True,
-        help="regress: seconds between a frame and its per-frame target row.",
-    ),
-)
 
 
 @click.command("train-rnn", help=_TRAIN_HELP, context_settings=CONTEXT)
@@ -245,6 +90,7 @@ task_options = compose(
 @annotation_options(
     "caption: CSV path,caption (several rows per video allowed).",
     "regress: CSV path,value[,value...] or path,time,value[,value...] (with header).",
+    "segment: CSV video,start,end,label (seconds; frames outside every segment are 'background').",
 )
 @model_options
 @data_options
@@ -332,6 +178,10 @@ def check_options(options: dict) -> None:
                 flags = " and ".join(_flag(name) for name in group)
                 raise click.UsageError(f"{flags} {verb} --task {other.name}")
     head, units, heads = options["head"], options["units"], options["attention_heads"]
+    if head == "tcn" and task != "segment":
+        raise click.UsageError("--head tcn needs --task segment")
+    if task == "segment":
+        _check_segment_options(options)
     if head == "transformer":
         if units % heads:
             raise click.UsageError(
@@ -348,9 +198,29 @@ def check_options(options: dict) -> None:
     check_scorer(options["scorer"])
 
 
+def _check_segment_options(options: dict) -> None:
+    """The TCN's options need its head; a segmentation head looks at the past only."""
+    from vidcache.pipeline.training.tasks.segment import TCN_OPTIONS
+
+    if options["head"] != "tcn":
+        for name, default in TCN_OPTIONS.items():
+            if options[name] != default:
+                raise click.UsageError(f"{_flag(name)} needs --head tcn")
+    if options["bidirectional"]:
+        raise click.UsageError("--bidirectional cannot be used with --task segment")
+
+
 #: What a task-only option is when it was not given (``--scorer``'s None stands for
 #: "fast", so that giving ``--scorer fast`` to another task is refused too).
-_DEFAULTS = {"attention": False, "beam": 1, "scorer": None}
+_DEFAULTS = {
+    "attention": False,
+    "beam": 1,
+    "scorer": None,
+    "stages": 4,
+    "stage_layers": 10,
+    "smoothing": 0.15,
+    "causal": False,
+}
 
 
 def _flag(name: str) -> str:
@@ -367,7 +237,7 @@ def train_config(options: dict, quiet: bool):
     values = dict(options)
     values["stream"] = values.pop("stream_data")
     values["label_map"] = _read_label_map(values["label_map"])
-    for name in ("split_file", "captions", "targets"):
+    for name in ("split_file", "captions", "targets", "segments"):
         values[name] = str(values[name]) if values[name] else None
     values["scorer"] = values["scorer"] or "fast"
     values["verbose"] = 0 if quiet else 2

@@ -51,7 +51,10 @@ class Prediction:
         top: classification: the top-k ``(class, probability)``.
         caption: captioning: the generated caption.
         values: regression: ``[v1..vK]`` per video, or per frame ``[[v1..vK], ...]``.
-        times: per-frame regression: the timestamp (seconds) of each row of ``values``.
+        times: per-frame outputs: the timestamp (seconds) of each row of ``values`` or
+            ``labels``.
+        labels: segmentation: the class of each frame.
+        segments: segmentation: ``(start, end, label)`` in seconds of each run of a class.
     """
 
     video_id: str
@@ -60,6 +63,8 @@ class Prediction:
     caption: str = ""
     values: list = field(default_factory=list)
     times: list[float] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    segments: list[tuple[float, float, str]] = field(default_factory=list)
     source: str = ""  # "cache" or "extracted"
     error: str = ""
 

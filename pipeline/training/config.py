@@ -15,6 +15,7 @@ __all__ = [
     "FitOptions",
     "ModelOptions",
     "RegressOptions",
+    "SegmentOptions",
     "TrainConfig",
 ]
 
@@ -26,8 +27,9 @@ class ModelOptions:
     """The sequence model (:mod:`vidcache.models.heads`, :mod:`vidcache.models.captioner`).
 
     Args:
-        head: ``"lstm"``, ``"mean"`` (the order-blind baseline) or ``"transformer"``
-            (causal self-attention). Defaults to ``"lstm"``.
+        head: ``"lstm"``, ``"mean"`` (the order-blind baseline), ``"transformer"``
+            (causal self-attention) or, for ``segment`` runs, ``"tcn"`` (MS-TCN). Defaults
+            to ``"lstm"``.
         units: LSTM units (MLP units for ``mean``). Defaults to 128.
         layers: stacked LSTM layers (transformer blocks). Defaults to 1.
         bidirectional: bidirectional LSTMs (cannot stream). Defaults to False.
@@ -145,6 +147,27 @@ class RegressOptions:
     time_tolerance: float = 0.05
 
 
+@dataclass(frozen=True)
+class SegmentOptions:
+    """What only a segmentation run reads.
+
+    Args:
+        segments: segments CSV (``video,start,end,label``, seconds). Defaults to None.
+        stages: stages of the ``tcn`` head. Defaults to 4 (MS-TCN's).
+        stage_layers: dilated residual layers per stage of the ``tcn`` head (dilations 1 to
+            2^(N-1)). Defaults to 10 (MS-TCN's).
+        smoothing: weight of the ``tcn`` head's smoothing loss. Defaults to 0.15 (MS-TCN's).
+        causal: the ``tcn`` head looks at past frames only (it can stream). Defaults to
+            False (MS-TCN's acausal network).
+    """
+
+    segments: str | None = None
+    stages: int = 4
+    stage_layers: int = 10
+    smoothing: float = 0.15
+    causal: bool = False
+
+
 #: The option groups of :class:`TrainConfig`, by the name of the property that returns one.
 GROUPS = {
     "model": ModelOptions,
@@ -152,21 +175,24 @@ GROUPS = {
     "fit": FitOptions,
     "caption": CaptionOptions,
     "regress": RegressOptions,
+    "segment": SegmentOptions,
 }
 
 
 @dataclass(frozen=True)
-class TrainConfig(RegressOptions, CaptionOptions, FitOptions, DataOptions, ModelOptions):
+class TrainConfig(
+    SegmentOptions, RegressOptions, CaptionOptions, FitOptions, DataOptions, ModelOptions
+):
     """Options of ``train-rnn``: the task and its option groups, every field recorded in
     ``config.json`` (flat, as ``train``).
 
     A field is reached flat (``config.units``) or through its group (``config.model``, a
     :class:`ModelOptions`; ``config.data``, ``config.fit``, ``config.caption``,
-    ``config.regress``). Each group is documented on its class.
+    ``config.regress``, ``config.segment``). Each group is documented on its class.
 
     Args:
         task: a registered task (:mod:`vidcache.pipeline.training.tasks`): ``"classify"``,
-            ``"caption"``, ``"regress"`` or your own. Defaults to ``"classify"``.
+            ``"caption"``, ``"regress"``, ``"segment"`` or your own. Defaults to ``"classify"``.
     """
 
     task: str = "classify"
@@ -194,3 +220,7 @@ class TrainConfig(RegressOptions, CaptionOptions, FitOptions, DataOptions, Model
     @property
     def regress(self) -> RegressOptions:
         return self.group(RegressOptions)
+
+    @property
+    def segment(self) -> SegmentOptions:
+        return self.group(SegmentOptions)

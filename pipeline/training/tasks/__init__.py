@@ -1,6 +1,6 @@
 """The task table: what ``--task`` can name.
 
-``classify``, ``caption`` and ``regress`` are built in; another package adds one with
+``classify``, ``caption``, ``regress`` and ``segment`` are built in; another package adds one with
 :func:`register` (or an entry point in the ``vidcache.tasks`` group whose object is called
 once, the way backbone plug-ins are). A task is one :class:`~.base.Task` subclass; see
 ``docs/architecture.md``, "Add a task".
@@ -23,6 +23,7 @@ _BUILTIN = (
     ("classify", "vidcache.pipeline.training.tasks.classify:Classify"),
     ("caption", "vidcache.pipeline.training.tasks.caption:Caption"),
     ("regress", "vidcache.pipeline.training.tasks.regress:Regress"),
+    ("segment", "vidcache.pipeline.training.tasks.segment:Segment"),
 )
 #: name -> the Task class, or where a built-in one is (imported when first asked for, so
 #: that ``--help`` lists the tasks without importing numpy).

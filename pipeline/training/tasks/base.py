@@ -271,6 +271,20 @@ class Task:
         raise NotImplementedError
 
 
+def read_class_names(run_dir: Path) -> list[str]:
+    """The class names of a run folder's ``labels.json``.
+
+    Raises:
+        MissingRunFile: there is none.
+    """
+    import json
+
+    labels = Path(run_dir) / "labels.json"
+    if not labels.is_file():
+        raise MissingRunFile("labels.json")
+    return json.loads(labels.read_text(encoding="utf-8"))
+
+
 def csv_field(text: str) -> str:
     """``text`` as one CSV field (quoted when it holds a comma, a quote or a newline),
     never a spreadsheet formula (:func:`features.untrusted.csv_text`)."""

@@ -20,7 +20,7 @@ from vidcache.models.data import (
 from vidcache.models.metrics import classification_metrics
 from vidcache.pipeline.training.distribute import DistributeError
 from vidcache.pipeline.training.fitting import body_options, class_weights, predict_all, write_json
-from vidcache.pipeline.training.tasks.base import MissingRunFile, Task, csv_field, top_classes
+from vidcache.pipeline.training.tasks.base import Task, csv_field, read_class_names, top_classes
 
 
 class Classify(Task):
@@ -95,12 +95,7 @@ class Classify(Task):
 
     @classmethod
     def load(cls, run_dir, config):
-        import json
-
-        labels = Path(run_dir) / "labels.json"
-        if not labels.is_file():
-            raise MissingRunFile("labels.json")
-        return {"classes": json.loads(labels.read_text(encoding="utf-8"))}
+        return {"classes": read_class_names(run_dir)}
 
     @classmethod
     def evaluate(cls, run, readers, annotations, config, out_dir):
