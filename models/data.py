@@ -341,7 +341,8 @@ def make_dataset(
     shard: tuple[int, int] | None = None,
     repeat: bool = False,
 ):
-    """A ``tf.data.Dataset`` of ``(padded_batch (B, T, D), labels (B,))``.
+    """A ``tf.data.Dataset`` of ``(padded_batch (B, T, D), labels (B,))`` (or ``(B, C)``
+    0/1 rows of a multi-label ``targets (N, C)``).
 
     Whole batches are assembled in numpy (zero-padded to the batch's longest sequence; the
     model's ``Masking`` layer ignores the padding) and prefetched on a background thread, so
@@ -352,12 +353,18 @@ def make_dataset(
 
     tf = import_tensorflow()
     dim = source[0].shape[1] if len(source) else 2048
-    targets = np.asarray(targets, np.int32)
+    targets = np.asarray(targets)
+    if targets.ndim == 2:  # multi-label: a 0/1 row per video
+        targets = targets.astype(np.float32)
+        labels = tf.TensorSpec((None, targets.shape[1]), tf.float32)
+    else:
+        targets = targets.astype(np.int32)
+        labels = tf.TensorSpec((None,), tf.int32)
 
     def make_batch(rows):
         return pad_sequences([source[int(i)] for i in rows]), targets[rows]
 
-    signature = (tf.TensorSpec((None, None, dim), tf.float32), tf.TensorSpec((None,), tf.int32))
+    signature = (tf.TensorSpec((None, None, dim), tf.float32), labels)
     return batched_dataset(
         len(source), make_batch, signature, batch_size, shuffle, seed, shard, repeat
     )

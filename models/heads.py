@@ -127,6 +127,7 @@ def build_classifier(
     readout: str = "pooled",
     cell: str = "lstm",
     attention_heads: int = 4,
+    activation: str = "softmax",
 ):
     """Build an uncompiled classifier for ``(batch, time, features)`` zero-padded input.
 
@@ -147,6 +148,8 @@ def build_classifier(
             weights, one state vector). Defaults to ``"lstm"``.
         attention_heads: attention heads of the ``transformer`` head (``units`` must be a
             multiple). Defaults to 4.
+        activation: ``"softmax"`` (one class per video) or ``"sigmoid"`` (an independent
+            probability per class: multi-label). Defaults to ``"softmax"``.
     """
     import keras
 
@@ -166,7 +169,7 @@ def build_classifier(
         cell=cell,
         attention_heads=attention_heads,
     )
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+    outputs = keras.layers.Dense(num_classes, activation=activation, name="classifier")(x)
     return keras.Model(inputs, outputs, name=f"vidcache_{head}")
 
 

@@ -159,7 +159,14 @@ def test_task_plugins_load_and_a_broken_one_warns(monkeypatch):
     )
     try:
         with pytest.warns(UserWarning, match=r"task plugin broken \(nowhere.module:Task\)"):
-            assert task_names() == ["classify", "caption", "regress", "segment", "video-length"]
+            assert task_names() == [
+                "classify",
+                "caption",
+                "regress",
+                "segment",
+                "multilabel",
+                "video-length",
+            ]
         assert get_task("video-length") is VideoLength
     finally:
         unregister(VideoLength.name)

@@ -55,6 +55,8 @@ Tasks:
             encoder-decoder, BLEU-1..4 and CIDEr-D against all references
   regress   --targets CSV: path,value[,value...] per video, or (header
             path,time,value...) per frame matched by timestamp; MSE, MAE
+  multilabel the cache's labels split at ';' (several per video); sigmoid
+            outputs; mAP, GAP@20, hit@1
   segment   --segments CSV: video,start,end,label (seconds); a class per
             frame (background outside every segment); --head tcn (MS-TCN)
             or lstm/transformer, --head mean the per-frame baseline; frame
@@ -220,6 +222,7 @@ _DEFAULTS = {
     "stage_layers": 10,
     "smoothing": 0.15,
     "causal": False,
+    "threshold": 0.5,
 }
 
 

@@ -195,6 +195,13 @@ task_options = compose(
         "offline (MS-TCN itself also looks ahead).",
     ),
     click.option(
+        "--threshold",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=0.5,
+        show_default=True,
+        help="multilabel: a label is predicted at this probability or above.",
+    ),
+    click.option(
         "--time-tolerance",
         type=click.FloatRange(min=0),
         default=0.05,

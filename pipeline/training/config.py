@@ -14,6 +14,7 @@ __all__ = [
     "DataOptions",
     "FitOptions",
     "ModelOptions",
+    "MultilabelOptions",
     "RegressOptions",
     "SegmentOptions",
     "TrainConfig",
@@ -168,6 +169,18 @@ class SegmentOptions:
     causal: bool = False
 
 
+@dataclass(frozen=True)
+class MultilabelOptions:
+    """What only a multi-label run reads.
+
+    Args:
+        threshold: a label is predicted when its probability is at least this (precision,
+            recall and F1 in the metrics; the labels ``predict`` names). Defaults to 0.5.
+    """
+
+    threshold: float = 0.5
+
+
 #: The option groups of :class:`TrainConfig`, by the name of the property that returns one.
 GROUPS = {
     "model": ModelOptions,
@@ -176,23 +189,32 @@ GROUPS = {
     "caption": CaptionOptions,
     "regress": RegressOptions,
     "segment": SegmentOptions,
+    "multilabel": MultilabelOptions,
 }
 
 
 @dataclass(frozen=True)
 class TrainConfig(
-    SegmentOptions, RegressOptions, CaptionOptions, FitOptions, DataOptions, ModelOptions
+    MultilabelOptions,
+    SegmentOptions,
+    RegressOptions,
+    CaptionOptions,
+    FitOptions,
+    DataOptions,
+    ModelOptions,
 ):
     """Options of ``train-rnn``: the task and its option groups, every field recorded in
     ``config.json`` (flat, as ``train``).
 
     A field is reached flat (``config.units``) or through its group (``config.model``, a
     :class:`ModelOptions`; ``config.data``, ``config.fit``, ``config.caption``,
-    ``config.regress``, ``config.segment``). Each group is documented on its class.
+    ``config.regress``, ``config.segment``, ``config.multilabel``). Each group is
+    documented on its class.
 
     Args:
         task: a registered task (:mod:`vidcache.pipeline.training.tasks`): ``"classify"``,
-            ``"caption"``, ``"regress"``, ``"segment"`` or your own. Defaults to ``"classify"``.
+            ``"caption"``, ``"regress"``, ``"segment"``, ``"multilabel"`` or your own.
+            Defaults to ``"classify"``.
     """
 
     task: str = "classify"
@@ -224,3 +246,7 @@ class TrainConfig(
     @property
     def segment(self) -> SegmentOptions:
         return self.group(SegmentOptions)
+
+    @property
+    def multilabel(self) -> MultilabelOptions:
+        return self.group(MultilabelOptions)

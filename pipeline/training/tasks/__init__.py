@@ -1,9 +1,9 @@
 """The task table: what ``--task`` can name.
 
-``classify``, ``caption``, ``regress`` and ``segment`` are built in; another package adds one with
-:func:`register` (or an entry point in the ``vidcache.tasks`` group whose object is called
-once, the way backbone plug-ins are). A task is one :class:`~.base.Task` subclass; see
-``docs/architecture.md``, "Add a task".
+``classify``, ``caption``, ``regress``, ``segment`` and ``multilabel`` are built in; another
+package adds one with :func:`register` (or an entry point in the ``vidcache.tasks`` group
+whose object is called once, the way backbone plug-ins are). A task is one
+:class:`~.base.Task` subclass; see ``docs/architecture.md``, "Add a task".
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ _BUILTIN = (
     ("caption", "vidcache.pipeline.training.tasks.caption:Caption"),
     ("regress", "vidcache.pipeline.training.tasks.regress:Regress"),
     ("segment", "vidcache.pipeline.training.tasks.segment:Segment"),
+    ("multilabel", "vidcache.pipeline.training.tasks.multilabel:Multilabel"),
 )
 #: name -> the Task class, or where a built-in one is (imported when first asked for, so
 #: that ``--help`` lists the tasks without importing numpy).
