@@ -53,11 +53,15 @@ demo: $(STAMP)
 	$(BIN)/vidcache predict $(DEMO)/runs/size $(DEMO)/heldout/shrink/shrink_c01.mp4 --stream --every 3
 	@$(BIN)/python -c "$$DEMO_SUMMARY" $(DEMO)/runs
 
+# One worker per core; a test file's tests stay on one worker (their shared fixtures are
+# built once).
+PYTEST_WORKERS ?= auto
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check vidcache pipeline features models tests bench

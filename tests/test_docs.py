@@ -20,6 +20,7 @@ SECTIONS = {
         "Captioning:",
         "Regression:",
         "Action segmentation:",
+        "Multi-label:",
     ),
     "vidcache evaluate": ("`vidcache evaluate",),
     "vidcache predict": ("`vidcache predict",),

@@ -174,6 +174,11 @@ def _prepare(root: Path, invoke) -> None:
     _csv(root / "test_captions.csv", _rows(root / "test" / "captions.csv"))
     # The demo's own segments (when the square grows, when it shrinks).
     shutil.copy(root / "data" / "videos" / "segments.csv", root / "segments.csv")
+    # Videos with several labels each.
+    from test_multilabel import tagged_videos
+    from test_train import write_cache
+
+    write_cache(root / "tagged.h5", tagged_videos(12, seed=1))
     # Drives with a steering value per frame (the demo's square size, renamed).
     drives = _clips(root / "drives", ("grow", "pulse"), 2, seed=4)
     invoke(["extract-features", "drives", "-o", "drives.h5", *small])
@@ -228,6 +233,9 @@ RUN_HERE = {
     "train-rnn data/features.h5 -o runs/seg --task segment --segments segments.csv --head tcn": None,
     "vidcache predict runs/seg new_clip.mp4": lambda out: re.search(
         r"new_clip.mp4: \d+ segment\(s\): \w", out
+    ),
+    "train-rnn tagged.h5 -o runs/tags --task multilabel --class-weight balanced --threshold 0.4": lambda out: (
+        "GAP@20" in out
     ),
     "extract-features videos/ -o inception.h5": None,
     "vidcache predict runs/lstm new_clips/ --top 3": _top3,
