@@ -132,6 +132,8 @@ def test_tcn_and_lstm_segment_held_out_clips_that_the_per_frame_baseline_cannot(
     validation = json.loads((tcn / "metrics.json").read_text())
     assert {"frame_accuracy", "edit", "f1@10", "f1@25", "f1@50"} <= set(validation)
     assert json.loads((tcn / "labels.json").read_text()) == ["background", "grow", "shrink"]
+    assert (tcn / "segments.png").stat().st_size > 0  # true against predicted, validation
+    assert (tcn / "eval" / "segments.png").stat().st_size > 0
 
     # Streams equal offline at every frame: the causal TCN over its receptive field, the
     # LSTM step by step, the per-frame baseline frame by frame.

@@ -81,3 +81,41 @@ def plot_confusion(metrics: dict, out: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def plot_segments(videos: list[tuple[str, list, list]], classes: list[str], out: Path,
+                  title: str, limit: int = 12) -> None:  # fmt: skip
+    """True against predicted segments of up to ``limit`` videos: two bars a video, each
+    frame coloured by its class (one colour per class, the legend names them).
+    ``videos``: ``(name, true class indices, predicted class indices)`` per video (a true
+    index of -1, a label the run does not know, is drawn grey)."""
+    import numpy as np
+
+    plt = _pyplot()
+    shown = videos[:limit]
+    colours = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(10, 0.9 * len(shown) + 1.2))
+    for row, (_, truth, predicted) in enumerate(shown):
+        for offset, labels in ((0.0, truth), (0.38, predicted)):
+            labels = np.asarray(labels)
+            y = row * 1.0 + offset
+            starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+            ends = np.r_[starts[1:], len(labels)]
+            for a, b in zip(starts, ends):
+                k = int(labels[a])
+                colour = colours(k % 20) if k >= 0 else (0.6, 0.6, 0.6, 1.0)
+                ax.barh(y, b - a, left=a, height=0.34, color=colour)
+    ax.set_yticks(
+        [r + offset for r in range(len(shown)) for offset in (0.0, 0.38)],
+        [f"{_shown(name)[-28:]} {side}" for name, *_ in shown for side in ("true", "predicted")],
+        fontsize=7,
+    )
+    ax.invert_yaxis()
+    ax.set_xlabel("frame (sampled row)")
+    ax.set_title(f"{title}: true and predicted segments of {len(shown)} of {len(videos)} videos")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours(k % 20)) for k in range(len(classes))]
+    ax.legend(handles, [_shown(c) for c in classes], fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

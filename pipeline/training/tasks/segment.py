@@ -164,7 +164,18 @@ class Segment(Task):
 
     def score(self, model, split, source, run_dir):
         truth = [self.targets[i] for i in self.parts[split]]
-        return score_segments(model, source, truth, self.classes, self.config.batch_size)
+        metrics, predicted = score_segments(
+            model, source, truth, self.classes, self.config.batch_size
+        )
+        if split == "val":
+            names = [source.examples[i].video_id for i in range(len(source))]
+            self._shown = list(zip(names, truth, predicted))
+        return metrics
+
+    def plots(self, run_dir, val):
+        from vidcache.pipeline.training.plots import plot_segments
+
+        plot_segments(self._shown, self.classes, run_dir / "segments.png", "validation")
 
     def save(self, run_dir):
         write_json(run_dir / "labels.json", self.classes)
@@ -192,8 +203,14 @@ class Segment(Task):
         index = {name: i for i, name in enumerate(run.classes)}
         truth = [np.array([index.get(n, -1) for n in names], np.int32) for names in labels]
         source = SequenceSource(readers, examples, False, config.seq_len, config.max_len)
-        metrics = score_segments(run.model, source, truth, run.classes, config.batch_size)
+        metrics, predicted = score_segments(
+            run.model, source, truth, run.classes, config.batch_size
+        )
         metrics["notes"] = notes
+        from vidcache.pipeline.training.plots import plot_segments
+
+        shown = list(zip([e.video_id for e in examples], truth, predicted))
+        plot_segments(shown, run.classes, out_dir / "segments.png", Path(readers[0].path).name)
         return metrics
 
     @classmethod
@@ -272,14 +289,16 @@ class Segment(Task):
         return ", ".join(f"{c} {p:.3f}" for c, p in report.top)
 
 
-def score_segments(model, source, truth: list[np.ndarray], classes: list[str], batch_size) -> dict:
+def score_segments(model, source, truth: list[np.ndarray], classes: list[str], batch_size):
     """Segmentation metrics of ``model`` on ``source`` against class indices ``truth``
-    (-1: a label the model does not know)."""
+    (-1: a label the model does not know), and the predicted class indices per video."""
     from vidcache.models.segmetrics import segmentation_metrics
 
     probs = frame_probabilities(model, [source[i] for i in range(len(source))], batch_size)
-    predicted = [[classes[i] for i in p.argmax(1)] for p in probs]
+    predicted = [p.argmax(1) for p in probs]
     named = [[classes[i] if i >= 0 else "?" for i in y] for y in truth]
-    metrics = segmentation_metrics(predicted, named, {BACKGROUND})
+    metrics = segmentation_metrics(
+        [[classes[i] for i in p] for p in predicted], named, {BACKGROUND}
+    )
     metrics["classes"] = classes
-    return metrics
+    return metrics, predicted
