@@ -181,6 +181,9 @@ class FusedReader:
     def timestamps(self, video_id: str) -> np.ndarray:
         return self.parts[0].timestamps(video_id)
 
+    def frame_indices(self, video_id: str) -> np.ndarray:
+        return self.parts[0].frame_indices(video_id)
+
     def holds_folders(self) -> bool:
         return any(r.holds_folders() for r in self.parts)
 

@@ -1,4 +1,5 @@
-"""Per-frame labels from a segments CSV (``--task segment``).
+"""Per-frame labels from a segments CSV, or from per-video frame label files
+(``--task segment``).
 
 The file has one row per segment, ``video,start,end,label`` (seconds; a header row naming
 those columns, or ``path`` for ``video``, is optional; ``#`` starts a comment line). A
@@ -7,6 +8,13 @@ time ``t`` takes the label of the segment with ``start <= t < end``; a frame tha
 covers takes the background label (``background``, as in MS-TCN's datasets). Two segments
 of one video that overlap are refused, naming both lines: which of them a frame in both
 belongs to would be a guess.
+
+``--segments FOLDER`` takes the MS-TCN datasets' ground truth instead: one ``<video>.txt``
+per video (named by the video's file name without its extension), one label per line, line
+``k`` labelling the video's frame ``k`` (0-based, in decode order). A sampled row takes the
+line of its own frame index (the cache records it), so any sampling (``--fps``,
+``--num-frames``) reads the labels of the frames it kept; rows past the file's last line
+are background (and counted in a note).
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcache.features.untrusted import plain_text
+from vidcache.features.errors import VidcacheError
+from vidcache.features.untrusted import inside, plain_text
 from vidcache.models.annotations import AnnotationError, _rows
 
 BACKGROUND = "background"
@@ -97,3 +106,42 @@ def runs_in_seconds(
         (float(stamps[a]), float(ends[b - 1]), label)
         for label, a, b in segments(list(labels), {background})
     ]
+
+
+#: A label file larger than this is refused (a million frames of long labels).
+MAX_LABEL_FILE = 64 << 20
+
+
+def read_frame_label_files(folder: Path) -> dict[str, list[str]]:
+    """``{video name: [label of frame 0, 1, ...]}`` of the ``*.txt`` files in ``folder``.
+
+    Raises:
+        AnnotationError: no file; a file outside the folder (a planted link), too large,
+            not UTF-8 text, or without a label.
+    """
+    folder = Path(folder)
+    found = {}
+    for path in sorted(folder.glob("*.txt")):
+        try:
+            inside(folder, path.name)
+            if not path.is_file() or path.stat().st_size > MAX_LABEL_FILE:
+                raise AnnotationError(f"{path}: not a label file (a regular file up to 64 MiB)")
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError, VidcacheError) as exc:
+            raise AnnotationError(f"{path}: cannot read frame labels ({exc})") from None
+        labels = [plain_text(line).strip() for line in lines]
+        while labels and not labels[-1]:
+            labels.pop()
+        if not labels or not all(labels):
+            raise AnnotationError(f"{path}: one label per line, every frame (an empty line)")
+        found[path.stem] = labels
+    if not found:
+        raise AnnotationError(f"{folder}: no <video>.txt frame label files")
+    return found
+
+
+def labels_of_rows(lines: list[str], frame_indices: np.ndarray, background: str):
+    """Each row's label from its frame's line; and how many rows fell past the last line."""
+    indices = np.asarray(frame_indices, np.int64)
+    past = int((indices >= len(lines)).sum() + (indices < 0).sum())
+    return [lines[i] if 0 <= i < len(lines) else background for i in indices], past

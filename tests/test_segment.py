@@ -216,3 +216,47 @@ def test_tcn_outputs_ignore_padding_and_the_causal_one_only_the_past(tmp_path):
     expected = ce + 0.15 * np.pad(smooth, [[0, 0], [1, 0]])
     got = np.asarray(StagewiseLoss(0.15).call(labels, logits))
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_frame_label_files_label_each_row_by_its_own_frame(tmp_path):
+    from test_train import SETTINGS
+
+    from vidcache.features.cache import CacheEntry, CacheReader, FeatureCache
+    from vidcache.features.cache.buffer import FeatureBuffer
+    from vidcache.pipeline.training import TrainConfig
+    from vidcache.pipeline.training.tasks.segment import labelled_frames
+
+    # Two videos sampled every other frame (frame indices 0, 2, 4, ...), as --fps would.
+    cache = tmp_path / "f.h5"
+    with FeatureCache.open(cache, SETTINGS, {}) as writer:
+        for name, rows in (("a.mp4", 4), ("b.mp4", 3)):
+            entry = CacheEntry(name, f"/v/{name}", "", "file", 1, 0.0, f"sha256:{name}", rows, 5.0)
+            with FeatureBuffer(DIM) as buffer:
+                for t in range(rows):
+                    buffer.append(np.full(DIM, t + 1.0, np.float32), 2 * t / 10, 2 * t)
+                writer.write_video(entry, buffer, "float32")
+    labels = tmp_path / "groundTruth"
+    labels.mkdir()
+    (labels / "a.txt").write_text("\n".join(["pour"] * 3 + ["stir"] * 5) + "\n")
+    (labels / "b.txt").write_text("cut\ncut\nmix\n")  # shorter than b's frames
+    (labels / "notes.md").write_text("not a label file")
+    with CacheReader(cache) as reader:
+        examples, rows, notes = labelled_frames([reader], labels, TrainConfig(task="segment"))
+    got = {e.video_id: list(r) for e, r in zip(examples, rows)}
+    assert got == {"a.mp4": ["pour", "pour", "stir", "stir"], "b.mp4": ["cut", "mix", "background"]}
+    assert notes == ["1 frame(s) lie past the end of their label file: background"]
+
+    from vidcache.models.annotations import AnnotationError
+    from vidcache.models.segments import read_frame_label_files
+
+    bad = {"empty line": b"cut\n\nmix\n", "not UTF-8": b"\xff\xfe\x00"}
+    for name, raw in bad.items():
+        folder = tmp_path / name.replace(" ", "_")
+        folder.mkdir()
+        (folder / "v.txt").write_bytes(raw)
+        with pytest.raises(AnnotationError, match="v.txt"):
+            read_frame_label_files(folder)
+    (tmp_path / "planted").mkdir()  # a link to a file outside the folder named
+    (tmp_path / "planted" / "v.txt").symlink_to(labels / "a.txt")
+    with pytest.raises(AnnotationError, match="outside"):
+        read_frame_label_files(tmp_path / "planted")

@@ -117,6 +117,10 @@ class CacheReader:
         """``(T,)`` seconds of each stored frame."""
         return self.rows(video_id).timestamps
 
+    def frame_indices(self, video_id: str) -> np.ndarray:
+        """``(T,)`` index in the source video (decode order, from 0) of each stored frame."""
+        return self.rows(video_id).frame_indices
+
     def holds_folders(self) -> bool:
         """Whether any video of the cache is a folder of numbered frames."""
         return self._layout.holds_folders()

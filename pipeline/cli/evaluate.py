@@ -27,7 +27,7 @@ from vidcache.pipeline.cli.options import (
 @annotation_options(
     "The references, for a caption run (CSV path,caption).",
     "The true values, for a regression run (CSV as for train-rnn).",
-    "The true segments, for a segmentation run (CSV as for train-rnn).",
+    "The true segments, for a segmentation run (CSV or folder, as for train-rnn).",
 )
 @scorer_option
 @click.option(

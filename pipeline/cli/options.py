@@ -71,7 +71,7 @@ def annotation_options(captions_help: str, targets_help: str, segments_help: str
         ),
         click.option(
             "--segments",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            type=click.Path(exists=True, path_type=Path),
             help=segments_help,
         ),
     )

@@ -92,7 +92,9 @@ Example:
 @annotation_options(
     "caption: CSV path,caption (several rows per video allowed).",
     "regress: CSV path,value[,value...] or path,time,value[,value...] (with header).",
-    "segment: CSV video,start,end,label (seconds; frames outside every segment are 'background').",
+    "segment: CSV video,start,end,label (seconds; frames outside every segment are "
+    "'background'), or a folder of <video>.txt files, one label per frame (MS-TCN's "
+    "ground truth).",
 )
 @model_options
 @data_options

@@ -27,7 +27,14 @@ from vidcache.models.data import (
     pad_sequences,
     shape_sequence,
 )
-from vidcache.models.segments import BACKGROUND, frame_labels, read_segments, runs_in_seconds
+from vidcache.models.segments import (
+    BACKGROUND,
+    frame_labels,
+    labels_of_rows,
+    read_frame_label_files,
+    read_segments,
+    runs_in_seconds,
+)
 from vidcache.pipeline.training.fitting import body_options, write_json
 from vidcache.pipeline.training.tasks.base import Task, csv_field, read_class_names
 
@@ -71,7 +78,8 @@ def frame_probabilities(model, sequences: list[np.ndarray], batch_size: int = 16
 
 
 def labelled_frames(readers, path: Path, config, classes: list[str] | None = None):
-    """The cached videos that the segments CSV at ``path`` covers, with a label per frame.
+    """The cached videos that the segments CSV (or folder of frame label files) at
+    ``path`` covers, with a label per frame.
 
     Returns:
         ``(examples, labels, notes)``: labels per video as names, shaped like the run's
@@ -80,7 +88,8 @@ def labelled_frames(readers, path: Path, config, classes: list[str] | None = Non
     Raises:
         DataError: no cached video has segments.
     """
-    table = read_segments(path)
+    per_frame = Path(path).is_dir()
+    table = read_frame_label_files(path) if per_frame else read_segments(path)
     matched, unmatched = match_rows(table, VideoMatcher(cached_paths(readers)), path)
     videos = collect_examples(readers, config.label_map or None, labelled_only=False)
     examples = [e for e in videos if e.video_id in matched]
@@ -89,12 +98,18 @@ def labelled_frames(readers, path: Path, config, classes: list[str] | None = Non
         notes.append(f"{len(videos) - len(examples)} cached video(s) have no segments")
     if not examples:
         raise DataError(f"no cached video has segments in {path}")
-    labels = []
+    labels, past = [], 0
     for e in examples:
-        segments = sorted(matched[e.video_id])  # two rows' names of one video merge
-        stamps = readers[e.cache].timestamps(e.video_id)
-        names = np.array(frame_labels(stamps, segments, BACKGROUND), object)
-        labels.append(shape_sequence(names, config.seq_len, config.max_len))
+        if per_frame:
+            indices = readers[e.cache].frame_indices(e.video_id)
+            names, beyond = labels_of_rows(matched[e.video_id], indices, BACKGROUND)
+            past += beyond
+        else:
+            segments = sorted(matched[e.video_id])  # two rows' names of one video merge
+            names = frame_labels(readers[e.cache].timestamps(e.video_id), segments, BACKGROUND)
+        labels.append(shape_sequence(np.array(names, object), config.seq_len, config.max_len))
+    if past:
+        notes.append(f"{past} frame(s) lie past the end of their label file: background")
     return examples, labels, notes
 
 
