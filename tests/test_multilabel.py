@@ -67,3 +67,20 @@ def test_a_multilabel_run_ranks_held_out_labels(tmp_path):
     (p,) = Multilabel.predict(loaded, [x], [np.arange(8) / 5], 3, None)
     assert sorted(p["labels"]) == sorted(label.split(";"))
     assert len(p["top"]) >= 3 and p["top"][0][1] >= p["top"][-1][1]
+    loaded.config["threshold"] = 1.0 - 1e-9  # what predict --threshold sets
+    (strict,) = Multilabel.predict(loaded, [x], [np.arange(8) / 5], 3, None)
+    assert len(strict["labels"]) < len(p["labels"]) and len(strict["top"]) == 3
+
+
+def test_predict_threshold_is_for_multilabel_runs_and_checked_before_loading(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"not loaded")  # the check comes first
+    (run / "config.json").write_text('{"task": "classify"}')
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    result = CliRunner().invoke(cli, ["predict", str(run), str(clip), "--threshold", "0.3"])
+    assert result.exit_code == 2
+    assert (
+        "--threshold is for multi-label runs; " in result.output and "classify run" in result.output
+    )

@@ -47,6 +47,12 @@ from vidcache.pipeline.cli.options import weights_file_option
     type=click.IntRange(min=1),
     help="Caption runs: beam width (1 = greedy).  [default: the run's --beam]",
 )
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Multi-label runs: name the labels at this probability or above.  [default: the "
+    "run's --threshold]",
+)
 @weights_file_option
 @click.option(
     "--cache",
@@ -65,6 +71,7 @@ def predict_command(
     every,
     input_format,
     beam,
+    threshold,
     weights_path,
     cache,
 ) -> None:
@@ -96,7 +103,17 @@ def predict_command(
             f"{caches[0]} is a feature cache; predict takes videos: to score a cache against "
             f"its labels, run 'vidcache evaluate {run_dir} {caches[0]}'"
         )
+    if threshold is not None:
+        from vidcache.pipeline.training.runs import run_task
+
+        task = run_task(run_dir).name  # before the model is loaded
+        if task != "multilabel":
+            raise click.UsageError(
+                f"--threshold is for multi-label runs; {run_dir} is a {task} run"
+            )
     run = load_run(run_dir)
+    if threshold is not None:
+        run.config["threshold"] = threshold  # this prediction's, not the run's file
     if as_stream:
         if len(videos) != 1:
             raise click.UsageError("--stream takes exactly one video or source")
