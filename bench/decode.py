@@ -37,10 +37,10 @@ import av
 import numpy as np
 from _table import print_table
 
-from vidcache.features.decode import DECODE_ENV, VideoReader
-from vidcache.features.discover import discover
 from vidcache.features.settings import SamplingSpec
-from vidcache.features.transform import fit_frame
+from vidcache.features.video.decode import DECODE_ENV, VideoReader
+from vidcache.features.video.discover import discover
+from vidcache.features.video.transform import fit_frame
 from vidcache.pipeline.extraction.local import ExtractConfig, extract_features
 
 SIZE = 299

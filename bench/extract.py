@@ -31,8 +31,8 @@ import numpy as np
 from _table import print_table
 
 from vidcache.features.backbone import FeatureExtractor, WeightsSpec, import_tensorflow
-from vidcache.features.discover import discover
 from vidcache.features.synthetic import render_clip, write_video
+from vidcache.features.video.discover import discover
 from vidcache.pipeline.extraction.local import ExtractConfig, extract_features
 
 WIDTH, HEIGHT, FPS = 320, 240, 25
@@ -120,7 +120,7 @@ def peak_memory_mib(clip: Path, out: Path, image_size: int, batch_size: int) -> 
     code = (
         "import re\n"
         "from features.backbone import WeightsSpec\n"
-        "from features.discover import discover\n"
+        "from features.video.discover import discover\n"
         "from vidcache.pipeline.extraction.local import ExtractConfig, extract_features\n"
         f"c = ExtractConfig(weights=WeightsSpec('random'), image_size={image_size}, "
         f"batch_size={batch_size}, overwrite=True)\n"

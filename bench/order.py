@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from vidcache.features.backbone import FeatureExtractor, WeightsSpec
-from vidcache.features.discover import discover
 from vidcache.features.synthetic import write_video
+from vidcache.features.video.discover import discover
 from vidcache.pipeline.extraction.local import ExtractConfig, extract_features
 from vidcache.pipeline.training import TrainConfig, train_rnn
 

@@ -2,11 +2,9 @@
 
 Modules, one job each:
 
-- ``discover``: find videos (files or folders of numbered frames) and their labels.
-- ``decode``: open a video or frame folder and iterate its frames lazily.
-- ``sampling``: decide which frames to keep (``--fps``, ``--num-frames``, ``--max-frames``).
-- ``transform``: fit a frame to the backbone's square input (resize and crop policy).
-- ``frames``: sampled and fitted frames of an open video (sampling + transform together).
+- ``video``: find videos, decode them, choose and fit their frames (``discover``,
+  ``videoinfo``, ``decode``, ``framefolder``, ``decodeplan``, ``sampling``, ``transform``,
+  ``frames``).
 - ``backbone``: build InceptionV3 with the requested weights and run it as a compiled call.
 - ``settings``: the frozen record of everything that determines the features.
 - ``cache``: the HDF5 feature cache (writer with lock, reader), see ``docs/cache-format.md``.

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vidcache.features.discover import VideoSource, frame_files
+from vidcache.features.video.discover import VideoSource, frame_files
 
 _BLOCK = 1 << 20
 

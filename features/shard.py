@@ -12,8 +12,8 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from vidcache.features.discover import VideoSource
 from vidcache.features.errors import VidcacheError
+from vidcache.features.video.discover import VideoSource
 
 
 class ShardError(VidcacheError):

@@ -15,7 +15,7 @@ import numpy as np
 
 from vidcache.features.cache import CacheReader, common_settings
 from vidcache.features.errors import SettingsMismatch, VidcacheError
-from vidcache.features.sampling import count_indices
+from vidcache.features.video.sampling import count_indices
 
 
 class DataError(VidcacheError):

@@ -77,7 +77,7 @@ def small_config():
 @pytest.fixture
 def run_extract(extractor):
     """``extract_features`` with the shared CNN (no model build per test)."""
-    from vidcache.features.discover import discover
+    from vidcache.features.video.discover import discover
     from vidcache.pipeline.extraction.local import extract_features
 
     def run(inputs, output, config, **kwargs):

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import SMALL, lossless, random_frames
 from test_extract import reference_features, stored
 
-from vidcache.features.discover import discover
+from vidcache.features.video.discover import discover
 from vidcache.pipeline.cli import cli
 from vidcache.pipeline.extraction.local import CACHED, EXTRACTED
 

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from conftest import lossless, random_frames, solid_frames
 
-from vidcache.features.decode import FrameFolderReader, VideoReader, open_source
-from vidcache.features.discover import VideoSource
 from vidcache.features.errors import VideoDecodeError
-from vidcache.features.sampling import sample
 from vidcache.features.settings import SamplingSpec
 from vidcache.features.synthetic import render_clip, write_frame_folder, write_video
-from vidcache.features.transform import fit_frame
+from vidcache.features.video.decode import FrameFolderReader, VideoReader, open_source
+from vidcache.features.video.discover import VideoSource
+from vidcache.features.video.sampling import sample
+from vidcache.features.video.transform import fit_frame
 
 
 def test_decoded_frames_are_exact_rgb_with_timestamps(tmp_path):
@@ -176,7 +176,7 @@ def half_rate_avi(path, frames: int = 20):
     ],
 )
 def test_an_avi_declaring_twice_its_frame_rate_is_not_truncated(tmp_path, spec, rows):
-    from vidcache.features.frames import sampled_frames
+    from vidcache.features.video.frames import sampled_frames
 
     path = half_rate_avi(tmp_path / "half.avi")
     with VideoReader(path) as reader:

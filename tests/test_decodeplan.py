@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import SMALL, random_frames
 
-from vidcache.features import decode as decode_module
-from vidcache.features.decode import VideoReader
-from vidcache.features.decodeplan import PacketIndex, index_problem, plan, start_of
 from vidcache.features.errors import VideoDecodeError
 from vidcache.features.settings import SamplingSpec
 from vidcache.features.synthetic import write_video
+from vidcache.features.video import decode as decode_module
+from vidcache.features.video.decode import VideoReader
+from vidcache.features.video.decodeplan import PacketIndex, index_problem, plan, start_of
 from vidcache.pipeline.cli import cli
 
 # (file name, codec, pixel format, encoder options): GOP size and B-frames set explicitly.

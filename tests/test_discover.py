@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 from conftest import lossless, random_frames
 
-from vidcache.features.discover import apply_labels, discover, frame_files
 from vidcache.features.errors import DiscoveryError
 from vidcache.features.synthetic import write_frame_folder
+from vidcache.features.video.discover import apply_labels, discover, frame_files
 
 
 def touch(path: Path) -> Path:

@@ -9,13 +9,13 @@ from conftest import SMALL, lossless, random_frames
 from test_decode import bad_file
 
 from vidcache.features.cache import CacheReader
-from vidcache.features.decode import open_source
-from vidcache.features.discover import discover
 from vidcache.features.errors import SettingsMismatch
-from vidcache.features.sampling import sample
 from vidcache.features.settings import SamplingSpec
 from vidcache.features.synthetic import write_frame_folder
-from vidcache.features.transform import fit_frame
+from vidcache.features.video.decode import open_source
+from vidcache.features.video.discover import discover
+from vidcache.features.video.sampling import sample
+from vidcache.features.video.transform import fit_frame
 from vidcache.pipeline.extraction.local import CACHED, EXTRACTED, FAILED, Reporter
 
 
@@ -213,7 +213,7 @@ def test_ctrl_c_stops_after_the_current_batch_and_keeps_committed_videos(
 def test_an_unexpected_error_in_one_video_does_not_end_the_run(
     tmp_path, dataset, small_config, run_extract, monkeypatch
 ):
-    import vidcache.features.frames as module  # where extraction fits its frames
+    import vidcache.features.video.frames as module  # where extraction fits its frames
 
     real = module.fit_frame
 

@@ -161,7 +161,7 @@ def test_predict_and_stream_run_both_backbones(tmp_path, dataset):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / "clip.mkv").write_bytes((dataset / clip).read_bytes())
-    from vidcache.features.discover import discover
+    from vidcache.features.video.discover import discover
 
     predicted = predict_videos(run, discover([fresh]), top_k=2, cache=tmp_path / "k.h5")[0]
     assert predicted.source == "extracted" and not predicted.error

@@ -37,6 +37,11 @@ def test_the_wheel_holds_only_vidcache_and_imports_from_a_plain_install(tmp_path
         assert f"vidcache/{package}/__init__.py" in names
     assert "vidcache/features/cache/__init__.py" in names
     assert "vidcache/pipeline/training/tasks/classify.py" in names
+    # Every sub-package of the source tree is in it (setup.cfg lists them one by one).
+    for package in ("pipeline", "features", "models"):
+        for init in (ROOT / package).rglob("__init__.py"):
+            if "build" not in init.relative_to(ROOT).parts:
+                assert f"vidcache/{init.relative_to(ROOT).as_posix()}" in names, init
 
     target = tmp_path / "site"
     subprocess.run(

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import lossless, random_frames
 
-from vidcache.features.discover import discover
 from vidcache.features.errors import SettingsMismatch, WeightsUnavailable
 from vidcache.features.settings import FeatureSettings
+from vidcache.features.video.discover import discover
 from vidcache.pipeline.cli import cli
 from vidcache.pipeline.extraction.reproduce import weights_for
 from vidcache.pipeline.inference.predict import predict_videos, stream_predict

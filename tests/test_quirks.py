@@ -69,7 +69,7 @@ def test_avi_quirk_files_really_have_the_quirks(quirk_files):
 
 def test_the_plan_notices_frames_shown_out_of_timestamp_order(quirk_files, monkeypatch):
     """Without the AVI rule, the check on each decoded frame still abandons the plan."""
-    from vidcache.features import decode as decode_module
+    from vidcache.features.video import decode as decode_module
 
     monkeypatch.setattr(decode_module, "_GUESSED_PTS_FORMATS", frozenset())
     _, stats = decode(

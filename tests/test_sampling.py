@@ -1,7 +1,7 @@
 import pytest
 
-from vidcache.features.sampling import count_indices, sample, sample_by_count, sample_by_rate
 from vidcache.features.settings import SamplingSpec
+from vidcache.features.video.sampling import count_indices, sample, sample_by_count, sample_by_rate
 
 
 def frames_at(fps, count):

@@ -8,10 +8,10 @@ from test_train import SETTINGS, write_cache
 
 from vidcache.features.cache import CacheReader
 from vidcache.features.cache.maintenance import DuplicateVideo, merge
-from vidcache.features.discover import VideoSource
 from vidcache.features.errors import SettingsMismatch
 from vidcache.features.settings import FeatureSettings
 from vidcache.features.shard import ShardError, parse_shard, select_shard, shard_of
+from vidcache.features.video.discover import VideoSource
 from vidcache.pipeline.cli import cli
 
 FAST = ["--weights", "random", "--image-size", str(SMALL), "--batch-size", "4", "-q"]

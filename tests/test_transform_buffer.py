@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from vidcache.features.cache.buffer import FeatureBuffer
-from vidcache.features.transform import fit_frame, scaled_size
+from vidcache.features.video.transform import fit_frame, scaled_size
 
 
 @pytest.mark.parametrize(

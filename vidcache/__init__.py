@@ -32,7 +32,7 @@ _EXPORTS = {
     "CacheFormatError": "vidcache.features.errors",
     "WeightsUnavailable": "vidcache.features.errors",
     "WeightsSpec": "vidcache.features.backbones",
-    "discover": "vidcache.features.discover",
+    "discover": "vidcache.features.video.discover",
     "ExtractConfig": "vidcache.pipeline.extraction.config",
     "extract_features": "vidcache.pipeline.extraction.local",
     "TrainConfig": "vidcache.pipeline.training",

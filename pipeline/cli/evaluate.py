@@ -121,7 +121,7 @@ def _cache_videos(
     """Bring ``cache`` up to date with the features of ``videos`` as the run made them (a
     fused run: one cache per feature set beside it). ``labelled``: the run scores labels,
     so videos without one are refused before any extraction."""
-    from vidcache.features.discover import discover
+    from vidcache.features.video.discover import discover
     from vidcache.pipeline.extraction.local import run_settings
     from vidcache.pipeline.extraction.report import ProgressReporter, format_summary
     from vidcache.pipeline.extraction.reproduce import feature_parts, part_cache

@@ -249,7 +249,7 @@ def extract(
 ) -> None:
     from dataclasses import replace
 
-    from vidcache.features.discover import apply_labels, discover
+    from vidcache.features.video.discover import apply_labels, discover
     from vidcache.pipeline.cli.extract_settings import requested_run, settings_of
     from vidcache.pipeline.extraction.config import ExtractConfig
     from vidcache.pipeline.extraction.local import extract_features

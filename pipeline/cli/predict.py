@@ -120,7 +120,7 @@ def predict_command(
         form = "json" if as_json else "csv" if as_csv else "text"
         _predict_stream(run, videos[0], every, top_k, weights_path, input_format, form, beam)
         return
-    from vidcache.features.discover import discover
+    from vidcache.features.video.discover import discover
 
     sources = discover([Path(v) for v in videos])
     if not sources:

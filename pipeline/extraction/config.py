@@ -141,7 +141,7 @@ class ExtractConfig:
 
     @property
     def sampling(self) -> SamplingSpec:
-        """Which frames are kept (``features.sampling``)."""
+        """Which frames are kept (``features.video.sampling``)."""
         return self.features.sampling
 
     @property

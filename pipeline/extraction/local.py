@@ -31,9 +31,9 @@ from vidcache.features.cache import CacheEntry, FeatureCache
 from vidcache.features.cache.buffer import FeatureBuffer
 from vidcache.features.cache.session import CacheSession
 from vidcache.features.cache.store import check_free_space
-from vidcache.features.discover import VideoSource
 from vidcache.features.errors import DiskFull, SettingsMismatch
 from vidcache.features.settings import check_compatible
+from vidcache.features.video.discover import VideoSource
 from vidcache.pipeline.extraction.config import (
     ExtractConfig,
     library_versions,
@@ -112,7 +112,7 @@ def extract_features(
     """Extract features of ``sources`` into the cache at ``output``, incrementally.
 
     Args:
-        sources: the videos (from :func:`features.discover.discover`).
+        sources: the videos (from :func:`features.video.discover.discover`).
         output: the HDF5 cache; created if missing.
         config: run options.
         reporter: progress callbacks. Defaults to none.

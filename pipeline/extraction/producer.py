@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vidcache.features.decode import open_source
 from vidcache.features.errors import VideoDecodeError
 from vidcache.features.fingerprint import fingerprint
-from vidcache.features.frames import sampled_frames
+from vidcache.features.video.decode import open_source
+from vidcache.features.video.frames import sampled_frames
 from vidcache.pipeline.extraction.config import ExtractConfig
 from vidcache.pipeline.extraction.session import Job
 

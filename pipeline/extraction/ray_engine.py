@@ -30,9 +30,9 @@ from pathlib import Path
 
 from vidcache.features.cache.maintenance import absorb, migrate
 from vidcache.features.cache.session import CacheSession
-from vidcache.features.discover import VideoSource
 from vidcache.features.errors import VidcacheError
 from vidcache.features.shard import shard_of
+from vidcache.features.video.discover import VideoSource
 from vidcache.pipeline.extraction.config import ExtractConfig, library_versions
 from vidcache.pipeline.extraction.outcomes import ExtractSummary, Reporter
 from vidcache.pipeline.extraction.ray_pool import (
@@ -108,7 +108,7 @@ def extract_with_ray(
     """Extract ``sources`` on Ray into one cache (``*.h5``) or a folder of shard caches.
 
     Args:
-        sources: the videos (from :func:`vidcache.features.discover.discover`).
+        sources: the videos (from :func:`vidcache.features.video.discover.discover`).
         output: a ``.h5`` file (one cache) or a folder (shard caches).
         config: the run's options, as for :func:`extract_features`.
         reporter: progress callbacks. Defaults to none.

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vidcache.features.cache import CacheReader
-from vidcache.features.discover import VideoSource
 from vidcache.features.errors import VidcacheError
+from vidcache.features.video.discover import VideoSource
 from vidcache.pipeline.extraction.config import ExtractConfig
 from vidcache.pipeline.extraction.local import extract_features
 from vidcache.pipeline.extraction.outcomes import (

@@ -35,10 +35,10 @@ from vidcache.features.cache import (
 )
 from vidcache.features.cache.maintenance import migrate
 from vidcache.features.cache.session import CacheSession
-from vidcache.features.discover import VideoSource
 from vidcache.features.errors import VidcacheError
 from vidcache.features.fingerprint import SourceStat, fingerprint, stat_source
 from vidcache.features.settings import FeatureSettings, check_compatible
+from vidcache.features.video.discover import VideoSource
 from vidcache.pipeline.extraction.outcomes import (
     CACHED,
     FAILED,

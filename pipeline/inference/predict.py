@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from vidcache.features.cache import CacheReader
-from vidcache.features.decode import VideoReader, open_source
-from vidcache.features.discover import VideoSource
 from vidcache.features.errors import (
     CacheFormatError,
     SettingsMismatch,
     VideoDecodeError,
 )
 from vidcache.features.fingerprint import fingerprint
-from vidcache.features.sampling import sample
 from vidcache.features.settings import FeatureSettings
-from vidcache.features.transform import fit_frame
+from vidcache.features.video.decode import VideoReader, open_source
+from vidcache.features.video.discover import VideoSource
+from vidcache.features.video.sampling import sample
+from vidcache.features.video.transform import fit_frame
 from vidcache.models.data import shape_sequence
 from vidcache.pipeline.extraction.local import (
     CACHED,

@@ -21,9 +21,9 @@ import numpy as np
 from vidcache.features.backbone import build_backbone
 from vidcache.features.backbones import backbone_names, get_backbone
 from vidcache.features.cache import CacheReader
-from vidcache.features.discover import discover
 from vidcache.features.errors import CacheFormatError, SettingsMismatch
 from vidcache.features.fusion import FusedSettings
+from vidcache.features.video.discover import discover
 from vidcache.models.data import DataError
 from vidcache.models.e2e import (
     available_memory,

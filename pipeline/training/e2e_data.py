@@ -10,10 +10,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from vidcache.features.decode import open_source
-from vidcache.features.discover import VideoSource
-from vidcache.features.frames import frames_as_settings
 from vidcache.features.settings import FeatureSettings
+from vidcache.features.video.decode import open_source
+from vidcache.features.video.discover import VideoSource
+from vidcache.features.video.frames import frames_as_settings
 from vidcache.models.e2e import length_batches
 
 __all__ = ["Epochs", "cut_cache", "cut_shape", "decode_frames", "decoding", "frames_cache"]

@@ -1,7 +1,7 @@
 """Open a video (any container PyAV reads) or a folder of frames, and iterate its frames.
 
 Frames are produced lazily, one at a time, so memory never depends on the video's length;
-they stay in decoder format until the sampler keeps them (see ``features.sampling``).
+they stay in decoder format until the sampler keeps them (see ``features.video.sampling``).
 Every failure is raised as :class:`VideoDecodeError` with a one-line reason. Folders of
 frames are read by :mod:`.framefolder`; what a video is, by :mod:`.videoinfo`.
 """
@@ -16,13 +16,13 @@ import av
 import av.error
 import numpy as np
 
-from vidcache.features.decodeplan import DecodePlan, PacketIndex, index_problem, plan
-from vidcache.features.discover import VideoSource
 from vidcache.features.errors import VideoDecodeError
-from vidcache.features.framefolder import FrameFolderReader, LazyImage
-from vidcache.features.sampling import sample
 from vidcache.features.settings import SamplingSpec
-from vidcache.features.videoinfo import DecodeStats, VideoInfo, failure_reason
+from vidcache.features.video.decodeplan import DecodePlan, PacketIndex, index_problem, plan
+from vidcache.features.video.discover import VideoSource
+from vidcache.features.video.framefolder import FrameFolderReader, LazyImage
+from vidcache.features.video.sampling import sample
+from vidcache.features.video.videoinfo import DecodeStats, VideoInfo, failure_reason
 
 __all__ = [
     "DECODE_ENV",
@@ -250,7 +250,7 @@ class VideoReader:
     def sampled(self, sampling: SamplingSpec) -> Iterator[tuple[int, float, av.VideoFrame]]:
         """``(source_index, seconds, frame)`` of each frame ``sampling`` keeps: the same
         frames, bit for bit, as sampling a sequential decode, decoding only the packets
-        they need (see :mod:`features.decodeplan`). Files whose index cannot be trusted,
+        they need (see :mod:`features.video.decodeplan`). Files whose index cannot be trusted,
         or that do not decode as it says, are decoded sequentially (``stats.fallback``
         says why); ``$VIDCACHE_DECODE=sequential`` does that for every file.
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from vidcache.features.discover import frame_files
 from vidcache.features.errors import VideoDecodeError
-from vidcache.features.sampling import sample
 from vidcache.features.settings import SamplingSpec
-from vidcache.features.videoinfo import VideoInfo, failure_reason
+from vidcache.features.video.discover import frame_files
+from vidcache.features.video.sampling import sample
+from vidcache.features.video.videoinfo import VideoInfo, failure_reason
 
 __all__ = ["FrameFolderReader", "LazyImage"]
 

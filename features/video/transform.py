@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from vidcache.features.framefolder import LazyImage
+from vidcache.features.video.framefolder import LazyImage
 
 
 def scaled_size(width: int, height: int, size: int, policy: str) -> tuple[int, int]:
@@ -45,7 +45,7 @@ def fit_frame(frame, size: int, policy: str = "center-crop") -> np.ndarray:
 
     Args:
         frame: an ``av.VideoFrame``, a ``PIL.Image.Image`` or a not yet loaded
-            :class:`features.framefolder.LazyImage`.
+            :class:`features.video.framefolder.LazyImage`.
         size: side of the square output.
         policy: ``"center-crop"`` or ``"stretch"``. Defaults to ``"center-crop"``.
     """

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from vidcache.features.settings import FeatureSettings, SamplingSpec
-from vidcache.features.transform import fit_frame
+from vidcache.features.video.transform import fit_frame
 
 
 def sampled_frames(
@@ -21,9 +21,9 @@ def sampled_frames(
     """``(source_index, seconds, uint8 (S, S, 3) RGB)`` for each kept frame of ``reader``.
 
     Args:
-        reader: an open :class:`features.decode.VideoReader` or ``FrameFolderReader``.
+        reader: an open :class:`features.video.decode.VideoReader` or ``FrameFolderReader``.
         sampling: which frames to keep; only the packets they need are decoded (see
-            :meth:`features.decode.VideoReader.sampled`).
+            :meth:`features.video.decode.VideoReader.sampled`).
         image_size: side of the square output.
         resize: ``"center-crop"`` or ``"stretch"``.
     """

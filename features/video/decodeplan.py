@@ -3,7 +3,7 @@ exactly as a sequential decode would give them, and as few others as the file al
 
 The container lists every frame's packet (presentation timestamp, keyframe flag, size)
 without decoding anything: the :class:`PacketIndex`. Sampling picks frames from that list
-exactly as it picks them from decoded frames (:mod:`features.sampling`), so the plan knows
+exactly as it picks them from decoded frames (:mod:`features.video.sampling`), so the plan knows
 the kept frames before any decoding. Each kept frame needs decoding from a keyframe before
 it; kept frames whose ranges meet share one run of decoding (a *segment*), and the packets
 between segments are never decoded. Pure logic, no PyAV: tested on made-up indexes.
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vidcache.features.sampling import count_indices, keep_by_rate
 from vidcache.features.settings import SamplingSpec
+from vidcache.features.video.sampling import count_indices, keep_by_rate
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class DecodePlan:
 
 def kept_frames(index: PacketIndex, sampling: SamplingSpec) -> tuple[list[Target], bool]:
     """The frames ``sampling`` keeps, chosen from the index exactly as
-    :func:`features.sampling.sample` chooses them from decoded frames.
+    :func:`features.video.sampling.sample` chooses them from decoded frames.
 
     Returns:
         ``(kept, exhausted)``; ``exhausted`` is True when the sampling looked at the
