@@ -139,6 +139,14 @@ def motion_segments(kind: str, num_frames: int) -> list[tuple[str, int, int]]:
     raise ValueError(f"unknown demo class. Received: kind={kind}")
 
 
+def clip_tags(kind: str, num_frames: int, seed: int = 0) -> list[str]:
+    """A clip's labels for multi-label runs: its motions (``grows``, ``shrinks``: a pulse
+    has both), ``<colour> square`` and ``<colour> background``."""
+    background, square = COLOUR_NAMES[_palette_index(seed)]
+    motions = [label for label, *_ in motion_segments(kind, num_frames)]
+    return [*motions, f"{square} square", f"{background} background"]
+
+
 def render_clip(
     kind: str, num_frames: int, width: int = 128, height: int = 96, seed: int = 0
 ) -> list[np.ndarray]:
@@ -177,9 +185,11 @@ def make_demo_dataset(
     """Write a UCF101-style tree ``root/<class>/<class>_cNN.<ext>`` of synthetic clips,
     with what was drawn: ``root/captions.csv`` (``path,caption``, three per clip, see
     :func:`describe_clip`), ``root/targets.csv`` (``path,time,size``: the square's side
-    at each frame, see :func:`square_sizes`) and ``root/segments.csv``
+    at each frame, see :func:`square_sizes`), ``root/segments.csv``
     (``video,start,end,label``: when the square grows and when it shrinks, see
-    :func:`motion_segments`).
+    :func:`motion_segments`) and ``root/tags.csv`` (``path,label``, several labels joined
+    by ``;``, see :func:`clip_tags`: ``extract-features --labels tags.csv`` makes a
+    multi-label cache).
 
     Formats rotate over :data:`DEMO_FORMATS`, and the last clip of each class is a folder
     of numbered PNG frames, so the demo exercises every input kind. Deterministic for a
@@ -192,6 +202,7 @@ def make_demo_dataset(
     written = []
     captions, targets = [("path", "caption")], [("path", "time", "size")]
     segments = [("video", "start", "end", "label")]
+    tags = [("path", "label")]
     num_frames = max(2, round(fps * seconds))
     for kind in classes:
         for clip in range(clips_per_class):
@@ -211,8 +222,10 @@ def make_demo_dataset(
                 targets.append((video_id, f"{index / fps:.6g}", f"{size:.6f}"))
             for label, first, end in motion_segments(kind, num_frames):
                 segments.append((video_id, f"{first / fps:.6g}", f"{end / fps:.6g}", label))
+            tags.append((video_id, ";".join(clip_tags(kind, num_frames, clip_seed))))
     for name, rows in (
-        ("captions.csv", captions), ("targets.csv", targets), ("segments.csv", segments)
+        ("captions.csv", captions), ("targets.csv", targets), ("segments.csv", segments),
+        ("tags.csv", tags),
     ):  # fmt: skip
         with open(root / name, "w", newline="", encoding="utf-8") as handle:
             csv.writer(handle, lineterminator="\n").writerows(rows)

@@ -192,6 +192,12 @@ def test_make_demo_data_writes_every_kind(tmp_path):
         labels = frame_labels(np.arange(len(sizes)) / 5, rows, "background")
         grew = np.diff(sizes) > 0
         assert labels[1:] == ["grows" if g else "shrinks" for g in grew], video
+    # tags.csv: several labels a clip, from what was drawn (a pulse grows and shrinks).
+    with open(tmp_path / "demo" / "tags.csv", newline="") as handle:
+        tags = {r["path"]: r["label"].split(";") for r in csv.DictReader(handle)}
+    assert len(tags) == 18
+    assert tags["pulse/pulse_c02.avi"][:2] == ["grows", "shrinks"]
+    assert tags["shrink/shrink_c06"] == ["shrinks", "red square", "grey background"]
 
 
 def test_demo_captions_say_what_was_drawn():

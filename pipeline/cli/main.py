@@ -82,8 +82,9 @@ def make_demo_data(
     written = make_demo_dataset(directory, clips_per_class, fps=fps, seconds=seconds, seed=seed)
     click.echo(
         f"wrote {len(written)} clips of {len(DEMO_CLASSES)} classes ({', '.join(DEMO_CLASSES)}) "
-        f"to {directory}, with captions.csv (3 per clip), targets.csv (square size per frame) and "
-        "segments.csv (when it grows, when it shrinks)"
+        f"to {directory}, with captions.csv (3 per clip), targets.csv (square size per frame), "
+        "segments.csv (when it grows, when it shrinks) and tags.csv (labels for --task "
+        "multilabel)"
     )
 
 
