@@ -1,5 +1,6 @@
 """The wheel installs one top-level package, ``vidcache``, and works outside the repository."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,9 +25,15 @@ def test_the_public_api_is_lazy_and_complete():
 @pytest.mark.slow
 def test_the_wheel_holds_only_vidcache_and_imports_from_a_plain_install(tmp_path):
     wheels = tmp_path / "wheels"
+    # Built from a copy without build outputs: an in-tree build copies a stale build/lib
+    # into the wheel, which hid a package missing from setup.cfg.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        "build", "dist", ".venv", ".git", ".tox", "*.egg-info", "__pycache__", "demo", "runs",
+    ))  # fmt: skip
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheels), str(ROOT)],
+         "-w", str(wheels), str(source)],
         check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     (wheel,) = wheels.glob("vidcache-*.whl")
