@@ -332,6 +332,44 @@ def batched_dataset(
     return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(4)
 
 
+def per_frame_dataset(
+    source: SequenceSource,
+    targets: list[np.ndarray],
+    weights: list[np.ndarray],
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    shard: tuple[int, int] | None = None,
+    repeat: bool = False,
+):
+    """A ``tf.data.Dataset`` of ``(frames (B, T, D), targets (B, T[, K]), weights (B, T))``
+    with a target per frame (float values ``(T, K)``, or class indices ``(T,)``), all
+    zero-padded at the end, so padded frames weigh 0 (see :func:`batched_dataset`)."""
+    from vidcache.features.backbone import import_tensorflow
+
+    tf = import_tensorflow()
+    dim = source[0].shape[1]
+    kind = np.asarray(targets[0]).dtype
+    dtype = np.int32 if np.issubdtype(kind, np.integer) else np.float32
+
+    def make_batch(rows):
+        frames = pad_sequences([source[int(i)] for i in rows])
+        return (
+            frames,
+            pad_sequences([targets[i] for i in rows], dtype),
+            pad_sequences([weights[i] for i in rows]),
+        )
+
+    signature = (
+        tf.TensorSpec((None, None, dim), tf.float32),
+        tf.TensorSpec((None, None, *np.shape(targets[0])[1:]), tf.as_dtype(dtype)),
+        tf.TensorSpec((None, None), tf.float32),
+    )
+    return batched_dataset(
+        len(source), make_batch, signature, batch_size, shuffle, seed, shard, repeat
+    )
+
+
 def make_dataset(
     source: SequenceSource,
     targets: np.ndarray,

@@ -237,17 +237,13 @@ def build_segmenter(
     variance: np.ndarray,
     head: str = "lstm",
     units: int = 128,
-    layers: int = 1,
-    bidirectional: bool = False,
     dropout: float = 0.2,
-    recurrent_dropout: float = 0.0,
-    cell: str = "lstm",
-    attention_heads: int = 4,
+    **body,
 ):
     """Build an uncompiled per-frame classifier ``(B, T, num_classes)``: the ``lstm`` or
     ``transformer`` body with an output per frame (causal: it streams), or for ``mean``
     the per-frame baseline, an MLP on each frame's own features (no temporal context).
-    Arguments as in :func:`build_classifier`."""
+    ``body``: the other keywords of :func:`build_classifier` (``layers``, ``cell``...)."""
     import keras
 
     dim = int(np.asarray(mean).shape[-1])
@@ -257,9 +253,8 @@ def build_segmenter(
         x = keras.layers.Dense(units, activation="relu", name="hidden")(x)
         x = keras.layers.Dropout(dropout, name="hidden_dropout")(x)
     else:
-        x = _sequence_body(
-            inputs, mean, variance, head, units, layers, bidirectional, dropout,
-            recurrent_dropout, per_step=True, cell=cell, attention_heads=attention_heads,
-        )  # fmt: skip
+        body = {"layers": 1, "bidirectional": False, "recurrent_dropout": 0.0, **body}
+        x = _sequence_body(inputs, mean, variance, head, units, dropout=dropout, per_step=True,
+                           **body)  # fmt: skip
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs, name=f"vidcache_{head}_segment")

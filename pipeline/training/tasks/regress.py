@@ -32,6 +32,7 @@ from vidcache.models.data import (
     batched_dataset,
     collect_examples,
     pad_sequences,
+    per_frame_dataset,
     shape_sequence,
 )
 from vidcache.models.metrics import regression_metrics
@@ -44,28 +45,22 @@ def regression_dataset(
 ):
     """``(frames, targets, weights)`` batches: targets ``(B, K)`` with weights ``(B,)``,
     or per frame ``(B, T, K)`` with ``(B, T)`` weights that are 0 on padding."""
+    if targets[0].ndim == 2:
+        return per_frame_dataset(source, targets, weights, batch_size, shuffle, seed, shard, repeat)
     from vidcache.features.backbone import import_tensorflow
 
     tf = import_tensorflow()
     dim = source[0].shape[1]
-    per_frame = targets[0].ndim == 2
     width = targets[0].shape[-1]
 
     def make_batch(rows):
         frames = pad_sequences([source[int(i)] for i in rows])
-        if per_frame:
-            return (
-                frames,
-                pad_sequences([targets[i] for i in rows]),
-                pad_sequences([weights[i] for i in rows]),
-            )
         return frames, np.stack([targets[i] for i in rows]), np.ones(len(rows), np.float32)
 
-    shape = (None, None, width) if per_frame else (None, width)
     signature = (
         tf.TensorSpec((None, None, dim), tf.float32),
-        tf.TensorSpec(shape, tf.float32),
-        tf.TensorSpec((None, None) if per_frame else (None,), tf.float32),
+        tf.TensorSpec((None, width), tf.float32),
+        tf.TensorSpec((None,), tf.float32),
     )
     return batched_dataset(
         len(source), make_batch, signature, batch_size, shuffle, seed, shard, repeat

@@ -22,9 +22,9 @@ from vidcache.models.annotations import VideoMatcher, cached_paths, match_rows, 
 from vidcache.models.data import (
     DataError,
     SequenceSource,
-    batched_dataset,
     collect_examples,
     pad_sequences,
+    per_frame_dataset,
     shape_sequence,
 )
 from vidcache.models.segments import (
@@ -40,29 +40,6 @@ from vidcache.pipeline.training.tasks.base import Task, csv_field, read_class_na
 
 #: What ``--head tcn`` alone reads (refused with another head, named).
 TCN_OPTIONS = {"stages": 4, "stage_layers": 10, "smoothing": 0.15, "causal": False}
-
-
-def segment_dataset(source, targets, batch_size, shuffle=False, seed=0, shard=None, repeat=False):
-    """``(frames (B, T, D), labels (B, T), weights (B, T))`` batches; weights 0 on padding."""
-    from vidcache.features.backbone import import_tensorflow
-
-    tf = import_tensorflow()
-    dim = source[0].shape[1]
-
-    def make_batch(rows):
-        frames = pad_sequences([source[int(i)] for i in rows])
-        labels = pad_sequences([targets[i] for i in rows], np.int32)
-        weights = pad_sequences([np.ones(len(targets[i]), np.float32) for i in rows])
-        return frames, labels, weights
-
-    signature = (
-        tf.TensorSpec((None, None, dim), tf.float32),
-        tf.TensorSpec((None, None), tf.int32),
-        tf.TensorSpec((None, None), tf.float32),
-    )
-    return batched_dataset(
-        len(source), make_batch, signature, batch_size, shuffle, seed, shard, repeat
-    )
 
 
 def frame_probabilities(model, sequences: list[np.ndarray], batch_size: int = 16) -> list:
@@ -175,7 +152,8 @@ class Segment(Task):
 
     def dataset(self, split, source, batch_size, shuffle=False, seed=0, shard=None, repeat=False):
         targets = [self.targets[i] for i in self.parts[split]]
-        return segment_dataset(source, targets, batch_size, shuffle, seed, shard, repeat)
+        weights = [np.ones(len(t), np.float32) for t in targets]
+        return per_frame_dataset(source, targets, weights, batch_size, shuffle, seed, shard, repeat)
 
     def score(self, model, split, source, run_dir):
         truth = [self.targets[i] for i in self.parts[split]]
