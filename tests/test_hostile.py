@@ -385,3 +385,65 @@ def test_hostile_videos_through_extract_predict_and_stream(tmp_path, cases):
         top = offline[name]["top"][0]
         assert final[2] == top["label"], (name, streamed.output)
         assert abs(float(final[3]) - top["probability"]) < 2e-6, (name, final, top)
+
+
+def test_youtube8m_records_are_data_never_paths(tmp_path, cases):
+    """Hostile ids, absurd label indices and broken records in YouTube-8M TFRecords: each
+    bad record one line, ids stored as data (an export writes them inside its folder)."""
+    from vidcache.features.yt8m import write_records
+
+    rng = np.random.default_rng(0)
+
+    def rows(t, width):
+        return rng.integers(0, 256, size=(t, width), dtype=np.uint8)
+
+    ids = [i for i in HOSTILE_IDS if i and "\x00" not in i]
+    videos = [(v, [2**62, -5, 3], rows(2, 1024), rows(2, 128)) for v in ids]
+    videos += [
+        ("nul\x00id", [1], rows(2, 1024), rows(2, 128)),  # kept as data, as npy import does
+        ("no-frames", [1], rows(0, 1024), rows(0, 128)),
+        ("lengths", [1], rows(3, 1024), rows(2, 128)),
+    ]
+    write_records(tmp_path / "a.tfrecord", videos)
+    out = tmp_path / "yt"
+    result = cases.run(["import", "--format", "yt8m", tmp_path / "a.tfrecord", "-o", out], ["yt"])
+    skipped = [line for line in result.output.splitlines() if line.startswith("skipped ")]
+    assert any("no 'rgb' frames" in s for s in skipped), result.output
+    assert any("3 rgb frames but 2 audio frames" in s for s in skipped), result.output
+    from vidcache.features.cache import CacheReader
+
+    with CacheReader(out / "rgb.h5") as reader:
+        stored = reader.entries()
+    assert set(stored) == {*ids, "nul\x00id"}
+    assert stored[ids[0]].label == f"{2**62};-5;3"
+    cases.run(["export", out / "rgb.h5", tmp_path / "exp"], ["exp"], expect_ok=True)
+
+
+def test_segment_annotations_are_data_never_paths(tmp_path, cases):
+    """Segments naming videos that climb out of folders, absurd and non-finite times,
+    formula labels; frame label folders with a planted link or an oversized file."""
+    from test_segment import phased_videos, write_segments
+    from test_train import write_cache
+
+    videos, rows = phased_videos(6, seed=1)
+    cache = write_cache(tmp_path / "f.h5", videos)
+    rows += [("../../../victim/keep.mp4", 0, 1, "x"), ("/etc/passwd", 0, 1, "y")]
+    rows += [(next(iter(videos)), 1e300, 1e301, "=cmd|' /C calc'!A0")]  # past the end
+    good = write_segments(tmp_path / "s.csv", rows)
+    train = ["train-rnn", cache, "--task", "segment", "--head", "mean", "--units", "4",
+             "--epochs", "1", "-q"]  # fmt: skip
+    result = cases.run([*train, "-o", tmp_path / "run", "--segments", good], ["run"], True)
+    assert "name no cached video" in result.output
+    labels = (tmp_path / "run" / "labels.json").read_text()
+    assert "=cmd" not in labels  # no frame lies at 1e300 s: the label labels nothing
+    for name, bad in {"inf": [("a", "inf", 1, "x")], "nan": [("a", 0, "nan", "x")]}.items():
+        path = write_segments(tmp_path / f"{name}.csv", bad)
+        cases.run([*train, "-o", tmp_path / name, "--segments", path], [], expect_ok=False)
+    folder = tmp_path / "gt"
+    folder.mkdir()
+    (folder / "clip1_00.txt").symlink_to(good)  # a link out of the folder
+    cases.run([*train, "-o", tmp_path / "r1", "--segments", folder], [], expect_ok=False)
+    (folder / "clip1_00.txt").unlink()
+    with open(folder / "clip1_00.txt", "wb") as handle:
+        handle.truncate(65 << 20)  # claims 65 MiB (sparse): refused by its size
+    cases.run([*train, "-o", tmp_path / "r2", "--segments", folder], [], expect_ok=False)

@@ -85,6 +85,22 @@ def test_import_is_exact_refuses_bad_records_and_resumes(tmp_path):
     refused = CliRunner().invoke(cli, ["import", "--format", "yt8m", str(tmp_path / "d.tfrecord"),
                                        "-o", str(tmp_path / "none")])  # fmt: skip
     assert refused.exit_code == 1 and "no frame-level record could be imported" in refused.output
+    # -o keeps its meaning per format: a cache file for npy (as before), a folder for yt8m.
+    usage = {
+        ("--format", "yt8m", files[0], "-o", vocabulary): "--format yt8m writes a folder",
+        (str(tmp_path), "-o", str(tmp_path / "out"), "--fps", "1"): "npy writes a cache file",
+        (files[0], "-o", str(tmp_path / "x.h5")): "--format npy imports one folder",
+        (
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "x.h5"),
+            "--shard",
+            "0/2",
+        ): "--shard needs --format yt8m",
+    }
+    for extra, message in usage.items():
+        result = CliRunner().invoke(cli, ["import", *extra])
+        assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "none").exists()
 
 

@@ -75,10 +75,14 @@ def import_command(sources, output: Path, fmt: str, backbone_name, fps, dtype, v
         vidcache import --format yt8m train*.tfrecord -o yt8m/ --vocabulary vocabulary.csv
     """
     if fmt == "yt8m":
+        if output.exists() and not output.is_dir():
+            raise click.UsageError(f"-o {output} is a file; --format yt8m writes a folder")
         _import_yt8m(sources, output, dtype or "float32", vocabulary, shard)
         return
     if len(sources) != 1 or not sources[0].is_dir():
         raise click.UsageError("--format npy imports one folder of .npy files")
+    if output.is_dir():  # as before --format existed: -o names the cache file
+        raise click.UsageError(f"-o {output} is a folder; --format npy writes a cache file")
     for name, value in (("--vocabulary", vocabulary), ("--shard", shard)):
         if value is not None:
             raise click.UsageError(f"{name} needs --format yt8m")
