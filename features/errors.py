@@ -62,3 +62,16 @@ def unwritable(exc: OSError, name, what: str) -> VidcacheError:
     if exc.errno in (errno.EACCES, errno.EPERM):
         return CacheUnwritable(f"{name}: cannot write ({what}): permission denied ({exc.strerror})")
     return CacheUnwritable(f"{name}: cannot write ({what}): {exc.strerror or exc}")
+
+
+def interrupted(exc: BaseException | None) -> bool:
+    """Whether ``exc`` comes of Ctrl-C or SIGTERM: a ``KeyboardInterrupt`` raised while a
+    compiled module initialises (TensorFlow's, at start-up) reaches Python as
+    ``ImportError: initialization failed`` caused by it."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -110,3 +110,38 @@ def test_train_rnn_stops_on_sigterm_and_ctrl_c_at_any_moment(tmp_path, sig, dela
         assert output.strip().splitlines()[-1] == "Interrupted."
         assert not run.exists()  # nothing was written: no empty run folder
     assert leftovers(tmp_path) == []
+
+
+def test_a_signal_during_a_compiled_modules_initialisation_is_an_interruption(monkeypatch):
+    """Ctrl-C or SIGTERM while a compiled module initialises (TensorFlow's, at start-up)
+    reaches Python as ``ImportError: initialization failed`` caused by the
+    KeyboardInterrupt: it is "Interrupted." and exit 130 too, not a traceback (seen once
+    in a CI run of the test above, the signal landing inside TensorFlow's import)."""
+    from vidcache import _entry
+    from vidcache.features.errors import interrupted
+    from vidcache.pipeline import cli as commands
+
+    def failing_import(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    assert interrupted(ImportError("x").with_traceback(None)) is False
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        monkeypatch.setattr(commands, "train_rnn_script", failing_import)
+        with pytest.raises(SystemExit) as stopped:
+            _entry.train_rnn()
+        assert stopped.value.code == 130
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    # The same inside a command (the in-process path every command wraps).
+    from vidcache.pipeline.cli.common import core_errors
+
+    with pytest.raises(SystemExit) as stopped:
+        core_errors(failing_import)()
+    assert stopped.value.code == 130
+    with pytest.raises(ImportError, match="a real one"):
+        core_errors(lambda: (_ for _ in ()).throw(ImportError("a real one")))()

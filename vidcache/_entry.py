@@ -23,6 +23,13 @@ def _run(name: str) -> None:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         sys.exit(_INTERRUPTED)
+    except ImportError as exc:
+        from vidcache.features.errors import interrupted
+
+        if not interrupted(exc):
+            raise
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(_INTERRUPTED)
 
 
 def vidcache() -> None:

@@ -133,5 +133,12 @@ def core_errors(function):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except ImportError as exc:  # a signal during a compiled module's initialisation
+            from vidcache.features.errors import interrupted
+
+            if not interrupted(exc):
+                raise
+            click.echo("Interrupted.", err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapped
