@@ -75,6 +75,8 @@ class StoreWriter:
         self._text_end = {name: int(self._text[name][1][count]) for name in TEXT}
         rows = rows_group(handle, self.path)
         self._rows = (rows["features"], rows["timestamps"], rows["frame_indices"])
+        #: ``rows/span_frames`` and ``rows/span_times`` of a schema-4 file, else ``None``.
+        self._spans = (rows["span_frames"], rows["span_times"]) if "span_frames" in rows else None
         self._commit = lookup(handle, "commit", self.path)
 
     bulk = False  # set by whole-file rewrites: no flush per commit, the file is renamed in
@@ -112,25 +114,45 @@ class StoreWriter:
         frame_indices=(),
         deleted: bool = False,
         reuse_from: int | None = None,
+        spans: tuple | None = None,
     ) -> None:
         """Commit one record: new rows from ``blocks`` (with their timestamps and frame
-        indices), the rows of record ``reuse_from`` (a moved video), or none (a tombstone).
+        indices, and in a schema-4 file their ``spans``: ``(span_frames, span_times)``,
+        each ``(n, 2)``), the rows of record ``reuse_from`` (a moved video), or none (a
+        tombstone).
 
         Raises:
             DiskFull: not enough space; nothing of this record is committed.
+            ValueError: spans for a file without them, or none for a file with them.
         """
         with self._disk_full(repr(entry.video_id)):
-            self._append(entry, blocks, timestamps, frame_indices, deleted, reuse_from)
+            self._append(entry, blocks, timestamps, frame_indices, deleted, reuse_from, spans)
 
-    def _append(self, entry, blocks, timestamps, frame_indices, deleted, reuse_from) -> None:
+    def _check_spans(self, spans, count: int) -> tuple | None:
+        """``spans`` as two ``(count, 2)`` arrays, checked against what the file holds."""
+        if (spans is None) != (self._spans is None):
+            held, came = ("holds", "without") if spans is None else ("holds no", "with")
+            raise ValueError(f"{self.name} {held} row spans; rows came {came} them")
+        if spans is None:
+            return None
+        frames = np.ascontiguousarray(spans[0], np.int64).reshape(-1, 2)
+        times = np.ascontiguousarray(spans[1], np.float64).reshape(-1, 2)
+        if len(frames) != count or len(times) != count:
+            raise ValueError(f"{len(frames)} row spans for {count} rows")
+        return frames, times
+
+    def _append(
+        self, entry, blocks, timestamps, frame_indices, deleted, reuse_from, spans=None
+    ) -> None:
         numbers = {"deleted": int(deleted)}
         if reuse_from is not None:
             for name in ("row_start", "num_frames", "crc32"):
                 numbers[name] = int(self.index.numbers[name][reuse_from])
         elif blocks is None:
-            numbers.update(row_start=0, num_frames=0, crc32=rows_crc(np.empty(0), (), ()))
+            empty = (np.empty((0, 2)), np.empty((0, 2))) if self._spans is not None else (None,) * 2
+            numbers.update(row_start=0, num_frames=0, crc32=rows_crc(np.empty(0), (), (), *empty))
         else:
-            numbers.update(self._write_rows(blocks, timestamps, frame_indices))
+            numbers.update(self._write_rows(blocks, timestamps, frame_indices, spans))
         entry.num_frames = numbers["num_frames"]
         values = entry.to_attrs()
         for name in NUMERIC:
@@ -138,14 +160,15 @@ class StoreWriter:
                 numbers[name] = values[name]
         self._write_records([numbers], [values])
 
-    def _write_rows(self, blocks, timestamps, frame_indices) -> dict:
+    def _write_rows(self, blocks, timestamps, frame_indices, spans=None) -> dict:
         timestamps = np.ascontiguousarray(timestamps, np.float64)
         frame_indices = np.ascontiguousarray(frame_indices, np.int64)
         count = len(timestamps)
+        spans = self._check_spans(spans, count)
         self._check_space(count)
         features, stamps, indices = self._rows
         start = self._rows_end
-        for dataset in self._rows:
+        for dataset in (*self._rows, *(self._spans or ())):
             grow(dataset, start + count, CHUNK_ROWS)
         crc = 0
         row = start
@@ -165,6 +188,11 @@ class StoreWriter:
         write(indices, start, frame_indices)
         crc = zlib.crc32(timestamps.astype("<f8", copy=False), crc)
         crc = zlib.crc32(frame_indices.astype("<i8", copy=False), crc)
+        if spans is not None:
+            for dataset, values in zip(self._spans, spans):
+                write(dataset, start, values)
+            crc = zlib.crc32(spans[0].astype("<i8", copy=False), crc)
+            crc = zlib.crc32(spans[1].astype("<f8", copy=False), crc)
         return {"row_start": start, "num_frames": count, "crc32": crc}
 
     def append_batch(self, entries: list[CacheEntry], batch: list[Rows]) -> None:
@@ -194,12 +222,22 @@ class StoreWriter:
         start = self._rows_end
         stamps = [np.ascontiguousarray(rows.timestamps, np.float64) for rows in batch]
         indices = [np.ascontiguousarray(rows.frame_indices, np.int64) for rows in batch]
+        spans = [
+            self._check_spans(
+                None if rows.span_frames is None else (rows.span_frames, rows.span_times),
+                len(part),
+            )
+            for rows, part in zip(batch, parts)
+        ]
         if total:
-            for dataset in self._rows:
+            for dataset in (*self._rows, *(self._spans or ())):
                 grow(dataset, start + total, CHUNK_ROWS)
             write(features_ds, start, np.concatenate(parts))
             write(stamps_ds, start, np.concatenate(stamps))
             write(indices_ds, start, np.concatenate(indices))
+            if self._spans is not None:
+                for k, dataset in enumerate(self._spans):
+                    write(dataset, start, np.concatenate([pair[k] for pair in spans]))
         row_starts = start + np.concatenate([[0], np.cumsum(lengths)[:-1]])
         values, numbers = [], []
         for i, entry in enumerate(entries):
@@ -209,7 +247,7 @@ class StoreWriter:
             record.update(
                 row_start=int(row_starts[i]),
                 num_frames=int(lengths[i]),
-                crc32=rows_crc(parts[i], stamps[i], indices[i]),
+                crc32=rows_crc(parts[i], stamps[i], indices[i], *(spans[i] or (None, None))),
                 deleted=0,
             )
             values.append(attrs)

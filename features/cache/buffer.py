@@ -34,12 +34,27 @@ class FeatureBuffer:
         self._spilled = 0
         self.timestamps: list[float] = []
         self.frame_indices: list[int] = []
+        self._span_frames: list[tuple[int, int]] = []
+        self._span_times: list[tuple[float, float]] = []
 
     def __len__(self) -> int:
         return len(self.timestamps)
 
-    def append(self, features: np.ndarray, timestamp: float, frame_index: int) -> None:
-        """Add one frame's feature vector (float32, shape ``(dim,)``)."""
+    def append(
+        self,
+        features: np.ndarray,
+        timestamp: float,
+        frame_index: int,
+        span: tuple[int, int, float, float] | None = None,
+    ) -> None:
+        """Add one row's feature vector (float32, shape ``(dim,)``), with the span it
+        covers (first and last frame index, start and end time) for a window cache: a
+        buffer's rows all have spans or none do."""
+        if (span is None) != (not self._span_frames) and len(self):
+            raise ValueError("a buffer's rows all have spans or none do")
+        if span is not None:
+            self._span_frames.append((int(span[0]), int(span[1])))
+            self._span_times.append((float(span[2]), float(span[3])))
         self._rows.append(np.asarray(features, dtype=np.float32))
         self._in_memory += 1
         self.timestamps.append(timestamp)
@@ -53,6 +68,12 @@ class FeatureBuffer:
         self._spill.write(np.stack(self._rows).tobytes())
         self._spilled += self._in_memory
         self._rows, self._in_memory = [], 0
+
+    def spans(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(span_frames, span_times)``, each ``(n, 2)``, or ``None`` for frame rows."""
+        if not self._span_frames:
+            return None
+        return np.array(self._span_frames, np.int64), np.array(self._span_times, np.float64)
 
     @property
     def spilled(self) -> bool:

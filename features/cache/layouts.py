@@ -5,7 +5,7 @@ anndata pattern: a file says what it is, a table says who reads it).
 =========================  ========  ============================================
 encoding                   schema    reader
 =========================  ========  ============================================
-``vidcache-video-index``   2, 3      :class:`IndexedLayout`: rows + index columns
+``vidcache-video-index``   2, 3, 4   :class:`IndexedLayout`: rows + index columns
 ``vidcache-video-groups``  1         :class:`GroupLayout`: one group per video
 =========================  ========  ============================================
 
@@ -136,6 +136,7 @@ def unregister_layout(encoding: str, version: str) -> None:
 
 register_layout(INDEX_ENCODING, "2", IndexedLayout)
 register_layout(INDEX_ENCODING, "3", IndexedLayout)
+register_layout(INDEX_ENCODING, "4", IndexedLayout)  # schema 3 plus row spans (windows)
 register_layout(GROUPS_ENCODING, "1", GroupLayout)
 
 

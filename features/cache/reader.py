@@ -121,6 +121,11 @@ class CacheReader:
         """``(T,)`` index in the source video (decode order, from 0) of each stored frame."""
         return self.rows(video_id).frame_indices
 
+    def spans(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(span_frames, span_times)``, each ``(T, 2)``: the first and last frame index and
+        the start and end time each row covers (a window; a frame row's instant twice)."""
+        return self.rows(video_id).spans()
+
     def holds_folders(self) -> bool:
         """Whether any video of the cache is a folder of numbered frames."""
         return self._layout.holds_folders()

@@ -13,7 +13,6 @@ from vidcache.features.cache.store import (
     HDF5_ERRORS,
     Rows,
     first_line,
-    rows_crc,
     rows_group,
 )
 from vidcache.features.errors import CacheDamaged
@@ -32,18 +31,12 @@ def read_rows(handle: h5py.File, index: Index, position: int, path: Path, verify
     try:
         if start < 0 or start + count > rows["features"].shape[0]:
             raise CacheDamaged(f"{path}: video {video_id!r} points past the stored rows")
-        out = Rows(
-            rows["features"][start : start + count],
-            rows["timestamps"][start : start + count],
-            rows["frame_indices"][start : start + count],
-        )
+        out = Rows(*(dataset[start : start + count] for dataset in rows.values()))
     except HDF5_ERRORS as exc:
         raise CacheDamaged(
             f"{path}: video {video_id!r} cannot be read ({first_line(exc)})"
         ) from None
-    if verify and rows_crc(out.features, out.timestamps, out.frame_indices) != int(
-        index.numbers["crc32"][position]
-    ):
+    if verify and out.crc() != int(index.numbers["crc32"][position]):
         raise CacheDamaged(
             f"{path}: video {video_id!r} is damaged (checksum mismatch in its stored rows); "
             "run 'vidcache verify --repair' and extract it again"
@@ -76,9 +69,7 @@ def read_many(handle: h5py.File, index: Index, positions: list[int], path: Path)
             end = max(end, stop)
             j += 1
         try:
-            block = rows["features"][first:end]
-            stamps = rows["timestamps"][first:end]
-            indices = rows["frame_indices"][first:end]
+            columns = [dataset[first:end] for dataset in rows.values()]
         except HDF5_ERRORS as exc:
             raise CacheDamaged(
                 f"{path}: rows {first}..{end} cannot be read ({first_line(exc)})"
@@ -86,14 +77,12 @@ def read_many(handle: h5py.File, index: Index, positions: list[int], path: Path)
         for position in order[i:j]:
             a = int(starts[position]) - first
             b = a + int(lengths[position])
-            features = block[a:b]
-            if rows_crc(features, stamps[a:b], indices[a:b]) != int(
-                index.numbers["crc32"][position]
-            ):
+            out = Rows(*(column[a:b].copy() for column in columns))
+            if out.crc() != int(index.numbers["crc32"][position]):
                 raise CacheDamaged(
                     f"{path}: video {index.text['video_id'][position]!r} is damaged (checksum "
                     "mismatch in its stored rows); run 'vidcache verify --repair' and extract "
                     "it again"
                 )
-            yield position, Rows(features.copy(), stamps[a:b].copy(), indices[a:b].copy())
+            yield position, out
         i = j

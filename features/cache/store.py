@@ -59,8 +59,14 @@ from vidcache.features.settings import FeatureSettings
 FORMAT = "vidcache-features"
 #: The schema new files are written in: 2 plus record checks and a checked commit count.
 SCHEMA_VERSION = 3
+#: The schema of caches whose rows cover windows of frames: 3 plus each row's span
+#: (``rows/span_frames``, ``rows/span_times``). Frame caches stay schema 3: their spans are
+#: their rows' instants, which schema 3 already holds, and older readers keep reading them.
+WINDOW_SCHEMA = 4
 #: Schemas this vidcache reads (1: ``features.legacy``; 2: like 3 without index checks).
-READABLE = (1, 2, 3)
+READABLE = (1, 2, 3, 4)
+#: The span of each row of a schema-4 file: first and last frame index, start and end time.
+SPANS = {"span_frames": "i8", "span_times": "f8"}
 # 32 rows of 2048 float32 = 256 KiB (128 KiB at float16): a 40-frame video spans 2-3
 # chunks, and a partly filled chunk rewritten at each commit stays small.
 CHUNK_ROWS = 32
@@ -121,12 +127,28 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def rows_crc(features: np.ndarray, timestamps: np.ndarray, frame_indices: np.ndarray) -> int:
+def rows_crc(
+    features: np.ndarray,
+    timestamps: np.ndarray,
+    frame_indices: np.ndarray,
+    span_frames: np.ndarray | None = None,
+    span_times: np.ndarray | None = None,
+) -> int:
     """CRC-32 of a video's stored rows (features in their stored dtype, then timestamps as
-    float64 and frame indices as int64, little-endian bytes)."""
+    float64 and frame indices as int64, little-endian bytes; in schema 4 then the spans'
+    frame indices as int64 and times as float64, row by row)."""
     crc = zlib.crc32(np.ascontiguousarray(features))
     crc = zlib.crc32(np.ascontiguousarray(timestamps, "<f8"), crc)
-    return zlib.crc32(np.ascontiguousarray(frame_indices, "<i8"), crc)
+    crc = zlib.crc32(np.ascontiguousarray(frame_indices, "<i8"), crc)
+    if span_frames is not None:
+        crc = zlib.crc32(np.ascontiguousarray(span_frames, "<i8"), crc)
+        crc = zlib.crc32(np.ascontiguousarray(span_times, "<f8"), crc)
+    return crc
+
+
+def schema_for(settings: FeatureSettings) -> int:
+    """The schema a new cache of ``settings`` is written in (4 for windows, else 3)."""
+    return WINDOW_SCHEMA if settings.sampling.windowed else SCHEMA_VERSION
 
 
 def create(path: Path, settings: FeatureSettings, versions: dict) -> None:
@@ -161,9 +183,10 @@ def create(path: Path, settings: FeatureSettings, versions: dict) -> None:
 def _create(temporary: Path, settings: FeatureSettings, versions: dict) -> None:
     """Write the empty file (``create`` renames it into place)."""
     dim = settings.feature_dim
+    schema = schema_for(settings)
     with h5py.File(temporary, "w", libver="latest") as f:
         f.attrs["format"] = FORMAT
-        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["schema_version"] = schema
         f.attrs["settings"] = settings.to_json()
         f.attrs["settings_sha256"] = settings.digest()
         f.attrs["versions"] = json.dumps(versions, sort_keys=True)
@@ -181,9 +204,14 @@ def _create(temporary: Path, settings: FeatureSettings, versions: dict) -> None:
         )
         for name, dtype in (("timestamps", "f8"), ("frame_indices", "i8")):
             rows.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(INDEX_CHUNK,))
+        if schema == WINDOW_SCHEMA:
+            for name, dtype in SPANS.items():
+                rows.create_dataset(
+                    name, (0, 2), dtype, maxshape=(None, 2), chunks=(INDEX_CHUNK, 2)
+                )
         index = f.create_group("index")
         index.attrs["encoding-type"] = "vidcache-video-index"
-        index.attrs["encoding-version"] = str(SCHEMA_VERSION)
+        index.attrs["encoding-version"] = str(schema)
         for name, dtype in (*NUMERIC.items(), (CHECK, "u8")):
             index.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(INDEX_CHUNK,))
         for name in TEXT:
@@ -270,11 +298,33 @@ def check_header(handle: h5py.File, path: Path) -> int:
 
 @dataclass
 class Rows:
-    """A video's stored rows."""
+    """A video's stored rows.
+
+    ``span_frames`` ``(n, 2)`` and ``span_times`` ``(n, 2)`` are the first and last frame
+    index and the start and end time each row covers: stored in schema 4 (windows),
+    ``None`` in older schemas, whose rows each cover one instant (:meth:`spans`).
+    """
 
     features: np.ndarray
     timestamps: np.ndarray
     frame_indices: np.ndarray
+    span_frames: np.ndarray | None = None
+    span_times: np.ndarray | None = None
+
+    def spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(span_frames, span_times)``, each ``(n, 2)``: stored, or a frame row's instant
+        twice."""
+        if self.span_frames is not None:
+            return self.span_frames, self.span_times
+        frames = np.asarray(self.frame_indices, np.int64)
+        times = np.asarray(self.timestamps, np.float64)
+        return np.stack([frames, frames], axis=1), np.stack([times, times], axis=1)
+
+    def crc(self) -> int:
+        """The CRC-32 of these rows as stored (:func:`rows_crc`)."""
+        return rows_crc(
+            self.features, self.timestamps, self.frame_indices, self.span_frames, self.span_times
+        )
 
 
 def grow(dataset: h5py.Dataset, length: int, step: int) -> None:
@@ -295,9 +345,13 @@ def write(dataset: h5py.Dataset, start: int, data: np.ndarray) -> None:
 
 
 def rows_group(handle: h5py.File, path: Path) -> dict:
-    """The three row datasets by name, a damaged one raised as :class:`CacheDamaged`."""
+    """The row datasets by name (three, five with spans), a damaged one raised as
+    :class:`CacheDamaged`; a schema-4 file without its spans is damaged."""
     rows = lookup(handle, "rows", path)
-    return {name: lookup(rows, name, path) for name in ("features", "timestamps", "frame_indices")}
+    names = ["features", "timestamps", "frame_indices"]
+    if int(handle.attrs.get("schema_version", SCHEMA_VERSION)) >= WINDOW_SCHEMA:
+        names += list(SPANS)
+    return {name: lookup(rows, name, path) for name in names}
 
 
 # Rows read at once by :func:`read_many` (64 MiB of float16 2048-d rows).

@@ -106,12 +106,17 @@ class FeatureCache:
             DiskFull: no room for it; the videos committed before are kept.
         """
         entry.extracted_at = entry.extracted_at or store.now()
-        self._writer.append(entry, buffer.blocks(), buffer.timestamps, buffer.frame_indices)
+        self._writer.append(
+            entry, buffer.blocks(), buffer.timestamps, buffer.frame_indices, spans=buffer.spans()
+        )
 
-    def write_rows(self, entry: CacheEntry, features, timestamps, frame_indices) -> None:
-        """Commit one video from arrays (migration, compaction, benchmarks)."""
+    def write_rows(
+        self, entry: CacheEntry, features, timestamps, frame_indices, spans=None
+    ) -> None:
+        """Commit one video from arrays (migration, compaction, benchmarks); ``spans``
+        ``(span_frames, span_times)`` for a window cache."""
         entry.extracted_at = entry.extracted_at or store.now()
-        self._writer.append(entry, [features], timestamps, frame_indices)
+        self._writer.append(entry, [features], timestamps, frame_indices, spans=spans)
 
     def write_batch(self, entries: list[CacheEntry], batch: list[store.Rows]) -> None:
         """Commit many videos in one step (whole-file rewrites)."""
