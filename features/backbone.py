@@ -139,7 +139,7 @@ def build_backbone(
     import_tensorflow()
     import keras
 
-    shape = (image_size, image_size, 3)
+    shape = entry.input_shape(image_size)
     source = pretrained_weights(entry.name) if weights.kind == "imagenet" else weights.path
     if weights.kind == "random":
         keras.utils.set_random_seed(weights.seed)
@@ -217,17 +217,22 @@ class FeatureExtractor:
             x = preprocess(tf.cast(frames, tf.float32))
             return tf.cast(model(tf.cast(x, compute), training=False), tf.float32)
 
-        spec = tf.TensorSpec((batch_size, image_size, image_size, 3), tf.uint8)
+        #: what one call takes: frames ``(s, s, 3)``, or windows ``(W, s, s, 3)`` of a clip
+        #: backbone, which give ``(W, feature_dim)`` each (a vector per frame of the window)
+        self.input_shape = entry.input_shape(image_size)
+        spec = tf.TensorSpec((batch_size, *self.input_shape), tf.uint8)
         self._call = tf.function(run, input_signature=[spec], reduce_retracing=True)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """Features of up to ``batch_size`` frames.
+        """Features of up to ``batch_size`` frames (windows, for a clip backbone).
 
         Args:
-            frames: ``uint8`` array ``(n, image_size, image_size, 3)``, RGB, ``n <= batch_size``.
+            frames: ``uint8`` array ``(n, image_size, image_size, 3)``, RGB, ``n <= batch_size``
+                (a clip backbone: ``(n, window, image_size, image_size, 3)``).
 
         Returns:
-            ``float32`` array ``(n, feature_dim)``.
+            ``float32`` array ``(n, feature_dim)`` (a clip backbone: ``(n, window,
+            feature_dim)``).
         """
         n = len(frames)
         if n > self.batch_size:

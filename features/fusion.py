@@ -28,6 +28,29 @@ from vidcache.features.settings import FeatureSettings
 SHARED = ("sampling", "folder_fps")
 
 
+def row_grid(settings: FeatureSettings) -> tuple:
+    """What decides a cache's rows and their times: the frame sampling (``fps``,
+    ``num_frames``, ``max_frames``, ``keyframes``, ``folder_fps``), and for caches with one
+    row per window, the window and stride too. A window cache pooled per frame (``--pooling
+    frame``) has a row at each kept frame, like a frame cache of the same sampling: the two
+    line up; a window cache pooled per window lines up with window caches of the same
+    window and stride only."""
+    sampling = settings.sampling
+    frames = (sampling.fps, sampling.num_frames, sampling.max_frames, sampling.keyframes)
+    windows = (sampling.window, sampling.stride) if sampling.windowed else None
+    per_window = windows is not None and settings.pooling != "frame"
+    return (frames, settings.folder_fps, windows if per_window else None)
+
+
+def describe_rows(settings: FeatureSettings) -> str:
+    """A cache's rows in words, for messages."""
+    sampling = settings.sampling
+    if sampling.windowed and settings.pooling != "frame":
+        return f"one row per window of {sampling.window} frames every {sampling.stride}"
+    text = f"one row per kept frame ({sampling.describe().split(', windows')[0]})"
+    return text
+
+
 @dataclass(frozen=True)
 class FusedSettings:
     """The settings of a fused feature set: one :class:`FeatureSettings` per part, in the
@@ -44,7 +67,16 @@ class FusedSettings:
             raise ValueError("a fused feature set has at least two parts")
         first = self.parts[0]
         for part in self.parts[1:]:
-            diffs = first.differences(part, ignore=tuple(_not_shared()))
+            if row_grid(part) != row_grid(first):
+                raise SettingsMismatch(
+                    "fused feature sets must sample the same frames (rows at the same times): "
+                    f"{first.backbone} "
+                    f"makes {describe_rows(first)}, {part.backbone} {describe_rows(part)} "
+                    "(a window cache lines up with a frame cache when made with --pooling "
+                    "frame and the same sampling, with a window cache when made with the "
+                    "same --window and --stride)"
+                )
+            diffs = first.differences(part, ignore=(*_not_shared(), "sampling"))
             if diffs:
                 raise SettingsMismatch(
                     f"fused feature sets must sample the same frames: {part.backbone} and "
@@ -183,6 +215,9 @@ class FusedReader:
 
     def frame_indices(self, video_id: str) -> np.ndarray:
         return self.parts[0].frame_indices(video_id)
+
+    def spans(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.parts[0].spans(video_id)
 
     def holds_folders(self) -> bool:
         return any(r.holds_folders() for r in self.parts)

@@ -110,6 +110,7 @@ class Checked:
     features: np.ndarray
     stamps: np.ndarray
     rate: float
+    spans: tuple[np.ndarray, np.ndarray] | None = None  # a window export's (frames, times)
 
 
 def _discover(folder: Path, name: str, skipped: list[str]) -> list[_Found]:
@@ -234,7 +235,27 @@ def check_video(video: _Found, name: str, fps: float) -> Checked:
         stamps = np.asarray(stored, np.float64).reshape(-1) / 1000.0
         if not np.isfinite(stamps).all():
             raise BadFile(f"{stamps_file}: holds NaN or infinite times")
-    return Checked(video, features, stamps, rate)
+    return Checked(video, features, stamps, rate, _spans(video, name, len(features)))
+
+
+def _spans(video: _Found, name: str, count: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A window export's ``_spans.npy`` as ``(span_frames, span_times)``, checked: ``(T, 4)``
+    finite numbers, whole non-negative frame indices, first <= last, start <= end."""
+    file = _side(video.file, name, "_spans.npy")
+    if not file.exists():
+        return None
+    stored = _mapped(file)
+    if stored.shape != (count, 4) or stored.dtype.kind not in "fiu":
+        raise BadFile(f"{file}: {stored.shape} {stored.dtype}, not ({count}, 4) numbers")
+    spans = np.asarray(stored, np.float64)
+    frames, times = spans[:, :2], spans[:, 2:] / 1000.0
+    if not np.isfinite(spans).all():
+        raise BadFile(f"{file}: holds NaN or infinite values")
+    if (frames < 0).any() or (frames != np.round(frames)).any() or (frames >= 2**53).any():
+        raise BadFile(f"{file}: frame indices that are not whole numbers from 0")
+    if (frames[:, 0] > frames[:, 1]).any() or (times[:, 0] > times[:, 1]).any():
+        raise BadFile(f"{file}: a span that ends before it starts")
+    return frames.astype(np.int64), times
 
 
 def import_npy(
@@ -333,7 +354,16 @@ def import_npy(
                     duration=duration, codec="npy",
                     meta={"imported_from": str(folder.resolve())},
                 ))  # fmt: skip
-                batch.append(Rows(features, checked.stamps, np.arange(len(features))))
+                spans = checked.spans if settings.sampling.windowed else None
+                if settings.sampling.windowed and spans is None:
+                    report.skipped.append(
+                        f"{video.file}: no _spans.npy beside it (the export is of windows)"
+                    )
+                    entries.pop()
+                    continue
+                batch.append(
+                    Rows(features, checked.stamps, np.arange(len(features)), *(spans or ()))
+                )
                 report.videos += 1
                 report.frames += len(features)
                 if len(batch) >= 256:

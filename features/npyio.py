@@ -10,6 +10,8 @@ never names a place outside DIR, and the manifest maps each file back to its id)
     DIR/<stem>_<backbone>.npy          (T, D) features, the stored dtype or the one asked
     DIR/<stem>_timestamps_ms.npy       (T,) float64 milliseconds of each row
     DIR/<stem>_fps.npy                 () float64, the rate of the rows
+    DIR/<stem>_spans.npy               (T, 4) float64, window caches only (since 0.3): each
+                                       row's first and last frame index, start and end ms
     DIR/manifest.csv                   video_id, label, path, frames, fps, settings_sha256, file,
                                        duration (seconds of source video; since 0.3)
     DIR/settings.json                  the cache's feature settings (provenance)
@@ -47,7 +49,7 @@ from vidcache.features.untrusted import (
 
 MANIFEST = "manifest.csv"
 COLUMNS = ("video_id", "label", "path", "frames", "fps", "settings_sha256", "file", "duration")
-SIDE_FILES = ("_timestamps_ms.npy", "_fps.npy")
+SIDE_FILES = ("_timestamps_ms.npy", "_fps.npy", "_spans.npy")
 
 
 @dataclass
@@ -129,13 +131,17 @@ def export_npy(caches: list[Path], folder: Path, dtype: str | None = None) -> Np
                 entry = entries[video_id]
                 stem = names.claim(safe_relative(_stem(video_id)))
                 features, stamps, rate = (
-                    inside(folder, f"{stem}{side}") for side in (f"_{key}.npy", *SIDE_FILES)
+                    inside(folder, f"{stem}{side}") for side in (f"_{key}.npy", *SIDE_FILES[:2])
                 )
                 features.parent.mkdir(parents=True, exist_ok=True)
                 _save(features, stored.features.astype(dtype or stored.features.dtype))
                 _save(stamps, stored.timestamps * 1000.0)
                 row_rate = _row_rate(entry, settings, stored.timestamps)
                 _save(rate, np.float64(row_rate))
+                if settings.sampling.windowed:
+                    span_frames, span_times = stored.spans()
+                    spans = np.concatenate([span_frames, span_times * 1000.0], axis=1)
+                    _save(inside(folder, f"{stem}_spans.npy"), spans.astype(np.float64))
                 rows.append([csv_text(video_id), csv_text(entry.label), csv_text(entry.path),
                              len(stored.features), row_rate, digest,
                              csv_text(f"{stem}_{key}.npy"), entry.duration])  # fmt: skip

@@ -20,6 +20,8 @@ from vidcache.features.errors import SettingsDiffer
 RESIZE_POLICIES = ("center-crop", "stretch")
 PRECISIONS = ("float32", "bfloat16")
 STORAGE_DTYPES = ("float32", "float16")
+#: The longest window (``SamplingSpec.window``/``stride``), in kept frames.
+MAX_WINDOW = 4096
 MIN_IMAGE_SIZE = 75  # the smallest input InceptionV3 (the default backbone) accepts
 #: ``weights`` of features made by another tool and brought in by ``vidcache import``:
 #: ``import:<backbone name>``; vidcache cannot make more of them from videos.
@@ -53,17 +55,36 @@ class SamplingSpec:
             decoding nothing else. Excludes ``num_frames``. Defaults to False, and then it
             is left out of :meth:`to_dict`, so settings written before it existed keep
             their JSON and hash.
+        window: group the kept frames into windows of this many consecutive kept frames,
+            one row per window (or per frame of a window: the backbone's pooling); see
+            :func:`features.video.sampling.windows`. ``None`` (the default) makes one row
+            per kept frame, and then ``window`` and ``stride`` are left out of
+            :meth:`to_dict`, so frame settings keep their JSON and hash.
+        stride: kept frames from one window's start to the next's; defaults to ``window``
+            (windows side by side). Only with ``window``.
     """
 
     fps: float | None = 5.0
     num_frames: int | None = None
     max_frames: int | None = None
     keyframes: bool = False
+    window: int | None = None
+    stride: int | None = None
 
     def __post_init__(self) -> None:
         # Numbers in one canonical type, so equal settings hash equal (fps=5 is fps=5.0).
-        _normalise(self, floats=("fps",), ints=("num_frames", "max_frames"))
+        _normalise(self, floats=("fps",), ints=("num_frames", "max_frames", "window", "stride"))
         object.__setattr__(self, "keyframes", bool(self.keyframes))
+        if self.stride is not None and self.window is None:
+            raise ValueError(f"stride needs a window. Received: stride={self.stride}")
+        for name in ("window", "stride"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= MAX_WINDOW:
+                raise ValueError(
+                    f"{name} must be a whole number in 1..{MAX_WINDOW}. Received: {name}={value}"
+                )
+        if self.window is not None and self.stride is None:
+            object.__setattr__(self, "stride", self.window)
         if self.num_frames is not None and self.fps is not None:
             raise ValueError(
                 f"num_frames and fps exclude each other. Received: num_frames={self.num_frames}, "
@@ -96,7 +117,14 @@ class SamplingSpec:
             text = "every frame" if self.fps is None else f"up to {self.fps:g} fps"
         if self.max_frames is not None:
             text += f", at most {self.max_frames} frames"
+        if self.window is not None:
+            text += f", windows of {self.window} frames every {self.stride}"
         return text
+
+    @property
+    def windowed(self) -> bool:
+        """Whether rows cover windows of frames (``window`` is set)."""
+        return self.window is not None
 
 
 @dataclass(frozen=True)
@@ -137,10 +165,17 @@ class FeatureSettings:
         """Settings of features made with the registered ``backbone``: its name, pooling,
         feature dimension and preprocessing filled in from the registry.
 
+        A clip backbone's ``pooling`` may be given (one of its poolings); otherwise, and
+        always for a frame backbone, it is the entry's.
+
         Raises:
             ValueError: no backbone has that name, or a field is out of range.
         """
-        return cls(**fields, **get_backbone(backbone).settings_fields())
+        fixed = get_backbone(backbone).settings_fields()
+        pooling = fields.pop("pooling", None)
+        if pooling is not None and get_backbone(backbone).takes_windows:
+            fixed["pooling"] = pooling
+        return cls(**fields, **fixed)
 
     def __post_init__(self) -> None:
         _normalise(self, floats=("folder_fps",), ints=("image_size", "feature_dim"))
@@ -152,6 +187,7 @@ class FeatureSettings:
             backbone = None  # read a cache of a backbone this install lacks; not make one
         if backbone is not None:
             backbone.check_image_size(self.image_size)
+            backbone.check_sampling(self.sampling.window, self.pooling)
         for name, allowed in (
             ("resize", RESIZE_POLICIES),
             ("precision", PRECISIONS),
@@ -170,10 +206,13 @@ class FeatureSettings:
         return self.weights.startswith(IMPORTED)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``sampling`` nested; its ``keyframes`` only when set)."""
+        """A JSON-ready dict (``sampling`` nested; its ``keyframes`` only when set, its
+        ``window`` and ``stride`` only with a window)."""
         data = dataclasses.asdict(self)
         if not self.sampling.keyframes:
             del data["sampling"]["keyframes"]
+        if self.sampling.window is None:
+            del data["sampling"]["window"], data["sampling"]["stride"]
         return data
 
     def to_json(self) -> str:
@@ -260,7 +299,12 @@ def check_compatible(
 _TEXT_FIELDS = ("weights", "weights_sha256", "resize", "precision", "dtype", "backbone",
                 "pooling", "interpolation", "preprocess", "color")  # fmt: skip
 _INT_RANGES = {"image_size": (0, 1 << 16), "feature_dim": (1, 1 << 20)}
-_SAMPLING_INTS = {"num_frames": (1, 1 << 20), "max_frames": (1, 1 << 40)}
+_SAMPLING_INTS = {
+    "num_frames": (1, 1 << 20),
+    "max_frames": (1, 1 << 40),
+    "window": (1, MAX_WINDOW),
+    "stride": (1, MAX_WINDOW),
+}
 _MAX_FPS = 1e6
 
 
@@ -296,7 +340,7 @@ def record_problems(data: Any) -> list[str]:
     sampling = data.get("sampling", {})
     if not isinstance(sampling, dict):
         return problems + [f"sampling is {sampling!r:.40}, not an object"]
-    allowed = {"fps", "num_frames", "max_frames", "keyframes"}
+    allowed = {"fps", "num_frames", "max_frames", "keyframes", "window", "stride"}
     problems += [
         f"unknown sampling field {key!r}" for key in sorted(sampling) if key not in allowed
     ]
@@ -307,6 +351,8 @@ def record_problems(data: Any) -> list[str]:
         value = sampling.get(key)
         if value is not None and not (_is_int(value) and low <= value <= high):
             problems.append(f"sampling.{key} is {value!r:.40}, not a whole number in {low}..{high}")
+    if sampling.get("stride") is not None and sampling.get("window") is None:
+        problems.append("sampling.stride is set without sampling.window")
     if not isinstance(sampling.get("keyframes", False), bool):
         problems.append(f"sampling.keyframes is {sampling['keyframes']!r:.40}, not true or false")
     return problems

@@ -168,8 +168,8 @@ def test_unknown_backbone_is_a_usage_error(tmp_path):
     result = invoke("extract", tmp_path, "--backbone", "VGG16", code=2)
     assert (
         "'VGG16' is not a registered backbone "
-        "(InceptionV3, CLIP-ViT-B32, CLIP-ViT-L14, EfficientNetV2S, MobileNetV3Large, ResNet50)"
-        in result.output
+        "(InceptionV3, CLIP-ViT-B32, CLIP-ViT-L14, EfficientNetV2S, MobileNetV3Large, ResNet50, "
+        "videoprism-base, videoprism-large)" in result.output
     )
 
 
@@ -283,8 +283,9 @@ def test_weights_list_names_every_backbone_and_its_file(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_every_backbone_extracts_every_format_the_tests_make(tmp_path):
     """One clip per demo format (H.264, MPEG-4, VP9, FFV1, MJPEG) and a folder of frames,
-    through every built-in backbone at its smallest input (CLIP-ViT-L14 left out: the same
-    code as B32, at four times the build cost; CLIP only with the hub extra)."""
+    through every built-in backbone at its smallest input (CLIP-ViT-L14 and videoprism-large
+    left out: the same code as their smaller siblings, at three to four times the build
+    cost; the keras-hub ones only with the hub extra)."""
     import importlib.util
 
     from vidcache.features.synthetic import DEMO_FORMATS, write_video
@@ -301,14 +302,18 @@ def test_every_backbone_extracts_every_format_the_tests_make(tmp_path):
         Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(
             videos / "frames" / f"{index:03d}.png"
         )
-    names = [n for n in backbone_names() if n != "CLIP-ViT-L14"]
+    names = [n for n in backbone_names() if n not in ("CLIP-ViT-L14", "videoprism-large")]
     if importlib.util.find_spec("keras_hub") is None:
-        names = [n for n in names if not n.startswith("CLIP")]
+        names = [n for n in names if get_backbone(n).extra != "hub"]
     for name in names:
         entry = get_backbone(name)
         out = tmp_path / f"{name}.h5"
+        size = max(entry.min_image_size, 32)
+        size += -size % entry.image_multiple  # a transformer's patches tile the frame
+        # a clip backbone pools per frame here: one row per frame, as for the others
+        pooling = ["--pooling", "frame"] if entry.takes_windows else []
         invoke("extract", videos, "-o", out, "--backbone", name, "--weights", "random",
-               "--image-size", max(entry.min_image_size, 32), "--fps", 0, "--folder-fps", 10,
+               "--image-size", size, "--fps", 0, "--folder-fps", 10, *pooling,
                "-q")  # fmt: skip
         with CacheReader(out) as cache:
             entries = cache.entries()

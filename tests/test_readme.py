@@ -39,6 +39,15 @@ ELSEWHERE = {
         "CLIP's weights are a keras-hub preset folder that cannot be downloaded here "
         "(test_clip builds CLIP from a saved random-init preset)"
     ),
+    "extract-features videos/ -o prism.h5 --backbone videoprism-base --weights "
+    "videoprism_public_v1_base/ --fps 25 --stride 4": (
+        "the VideoPrism preset cannot be downloaded here (test_windows builds a tiny "
+        "VideoPrism from a saved random-init preset, through the CLI)"
+    ),
+    "extract-features videos/ -o prism-frames.h5 --backbone videoprism-base --weights "
+    "videoprism_public_v1_base/ --fps 25 --stride 8 --pooling frame": (
+        "the VideoPrism preset cannot be downloaded here (test_windows: --pooling frame)"
+    ),
     "train-rnn inception.h5 clip.h5 --fuse -o runs/fused": "needs clip.h5 (above); test_fusion",
     "vidcache evaluate runs/fused test_inception.h5 test_clip.h5": "needs runs/fused; test_fusion",
     "vidcache predict runs/fused new_clip.mp4 --stream": "needs runs/fused; test_fusion",

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidcache.features.backbones.hub import keras_hub, load_preset
 from vidcache.features.backbones.registry import Backbone, register
 from vidcache.features.errors import WeightsUnavailable
 
@@ -36,7 +37,6 @@ from vidcache.features.errors import WeightsUnavailable
 #: constants inside the model as NumPy float32 arrays did.
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
-_INSTALL = "pip install 'vidcache[hub]'"
 
 
 @dataclass(frozen=True)
@@ -72,16 +72,6 @@ class VisionTower:
         )
 
 
-def _keras_hub(name: str):
-    try:
-        import keras_hub
-    except ImportError:
-        raise WeightsUnavailable(
-            f"the {name} backbone needs keras-hub, which is not installed: {_INSTALL}"
-        ) from None
-    return keras_hub
-
-
 def _preprocess(frames):
     return (frames / 255.0 - MEAN) / STD
 
@@ -90,7 +80,7 @@ def _builder(name: str, tower: VisionTower):
     def build(input_shape: tuple[int, int, int]):
         import keras
 
-        hub = _keras_hub(name)
+        hub = keras_hub(name)
         encoder = hub.models.CLIPVisionEncoder(
             **tower.encoder_arguments(), image_shape=tuple(input_shape), name="vision_encoder"
         )
@@ -109,20 +99,7 @@ def _builder(name: str, tower: VisionTower):
 
 def _loader(name: str, tower: VisionTower):
     def load_folder(model, path: Path) -> None:
-        hub = _keras_hub(name)
-        image_size = model.input_shape[1]
-        if image_size != tower.image_size:
-            raise WeightsUnavailable(
-                f"{name} preset weights are for {tower.image_size} px frames; extract with "
-                f"--image-size {tower.image_size} (got {image_size})"
-            )
-        try:
-            clip = hub.models.CLIPBackbone.from_preset(str(path), load_weights=True)
-        except Exception as exc:  # keras-hub raises ValueError, FileNotFoundError, OSError...
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise WeightsUnavailable(
-                f"{path} is not a keras-hub CLIP preset folder: {reason[:300]}"
-            ) from None
+        clip = load_preset(name, model.input_shape[1], tower.image_size, path, "CLIPBackbone")
         vision = clip.vision_encoder
         found = VisionTower.of(clip)
         if found != tower:

@@ -28,7 +28,11 @@ _BUILTIN_MODULES = (
     "vidcache.features.backbones.efficientnet_v2",
     "vidcache.features.backbones.mobilenet_v3",
     "vidcache.features.backbones.clip",
+    "vidcache.features.backbones.videoprism",
 )
+#: The poolings of a clip backbone (``--pooling``), the default first: one row per window,
+#: or one per kept frame (:mod:`features.video.windowrows`).
+WINDOW_POOLINGS = ("window", "frame")
 #: Entry-point group through which other installed packages add backbones: each entry
 #: point names a module (or callable) that calls :func:`register` when loaded.
 ENTRY_POINT_GROUP = "vidcache.backbones"
@@ -79,6 +83,13 @@ class Backbone:
             where ``train-e2e --unfreeze-from BLOCK`` may cut the network (everything after
             a block's last layer must depend on that layer's output alone); ``None`` when
             the network cannot be fine-tuned end to end.
+        window: frames per window of a *clip* backbone, which takes ``(window, s, s, 3)``
+            inputs and gives one vector per frame of the window ``(window, feature_dim)``;
+            ``None`` (the default) for a frame backbone (``(s, s, 3)`` in, one vector out).
+        poolings: the poolings a clip backbone offers (``--pooling``), the default first;
+            empty for a frame backbone, whose ``pooling`` is fixed.
+        image_multiple: the input side must be a multiple of this (a transformer whose
+            patches must tile the frame). Defaults to 1.
     """
 
     name: str
@@ -95,6 +106,40 @@ class Backbone:
     real_weights: str = ""
     extra: str | None = None
     blocks: Callable[[Any], list[tuple[str, str]]] | None = None
+    window: int | None = None
+    poolings: tuple[str, ...] = ()
+    image_multiple: int = 1
+
+    @property
+    def takes_windows(self) -> bool:
+        """Whether this is a clip backbone (windows of frames in)."""
+        return self.window is not None
+
+    def input_shape(self, image_size: int) -> tuple[int, ...]:
+        """The shape of one input: a frame, or a window of frames."""
+        frame = (image_size, image_size, 3)
+        return (self.window, *frame) if self.window is not None else frame
+
+    def check_sampling(self, window: int | None, pooling: str) -> None:
+        """Raise ``ValueError`` unless this backbone makes rows of ``window``/``pooling``
+        (a clip backbone: its own window and one of its poolings; a frame backbone: no
+        window)."""
+        if self.window is None:
+            if window is not None:
+                raise ValueError(
+                    f"{self.name} makes one vector per frame; --window needs a clip backbone "
+                    f"({', '.join(clip_backbone_names()) or 'none installed'})"
+                )
+            return  # its pooling is what its caches recorded: read, never remade otherwise
+        if window != self.window:
+            raise ValueError(
+                f"{self.name} takes windows of {self.window} frames (--window {self.window}). "
+                f"Received: window={window}"
+            )
+        if pooling not in self.poolings:
+            raise ValueError(
+                f"{self.name} pools by {' or '.join(self.poolings)}. Received: pooling={pooling!r}"
+            )
 
     def check_image_size(self, image_size: int) -> None:
         """Raise ``ValueError`` when the network cannot take ``image_size`` inputs."""
@@ -102,6 +147,11 @@ class Backbone:
             raise ValueError(
                 f"image_size must be at least {self.min_image_size} for {self.name}. "
                 f"Received: image_size={image_size}"
+            )
+        if image_size % self.image_multiple:
+            raise ValueError(
+                f"image_size must be a multiple of {self.image_multiple} for {self.name} (its "
+                f"patches tile the frame). Received: image_size={image_size}"
             )
 
     def settings_fields(self) -> dict[str, Any]:
@@ -179,6 +229,11 @@ def get_backbone(name: str = DEFAULT_BACKBONE) -> Backbone:
     if found is None:
         raise ValueError(f"unknown backbone {name!r}; known: {', '.join(backbone_names())}")
     return found
+
+
+def clip_backbone_names() -> list[str]:
+    """Names of the registered clip backbones (windows of frames in)."""
+    return [name for name in backbone_names() if _REGISTRY[name].takes_windows]
 
 
 def backbone_names() -> list[str]:

@@ -154,3 +154,47 @@ def sample(
         )
         return keep_by_rate(items, spec.fps, spec.max_frames)
     return sample_by_rate(frames, spec.fps, spec.max_frames)
+
+
+def windows(items: Iterable[T], size: int, stride: int) -> Iterator[tuple[int, list[T]]]:
+    """Group kept frames into windows of ``size`` consecutive kept frames, ``stride`` apart.
+
+    Windows start at kept frames ``0, stride, 2 * stride, ...`` and each holds the ``size``
+    frames from its start, as long as the video has them. When the full windows leave kept
+    frames at the end uncovered, one more window starts at the next start and holds what
+    is left (fewer than ``size`` frames: the consumer pads it by repeating its last frame,
+    the common recipe). A video shorter than one window gives that one short window; frames
+    that fall between windows (``stride > size``) belong to none. Only the frames of the
+    windows still to come are held, so memory stays ``size + stride`` frames at most.
+
+    Args:
+        items: the kept frames, in order (anything: ``(index, time, frame)`` tuples here).
+        size: frames per window, at least 1.
+        stride: kept frames from one window's start to the next, at least 1.
+
+    Yields:
+        ``(position, frames)``: the position of the window's first frame among the kept
+        frames, and its 1 to ``size`` frames.
+    """
+    if size < 1 or stride < 1:
+        raise ValueError(f"size and stride must be at least 1. Received: {size}, {stride}")
+    held: list[T] = []
+    base = 0  # position of held[0] among the kept frames
+    start = 0  # the next window's first position
+    covered = -1  # the last position a window has held
+    count = 0
+    for item in items:
+        position, count = count, count + 1
+        if position < start and not held:
+            base = position + 1  # between windows: nobody needs it
+            continue
+        held.append(item)
+        while start + size <= count:
+            yield start, held[start - base : start - base + size]
+            covered = start + size - 1
+            start += stride
+            drop = min(start - base, len(held))
+            del held[:drop]
+            base += drop
+    if count and covered < count - 1 and start < count:
+        yield start, held[start - base :]

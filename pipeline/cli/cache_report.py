@@ -146,3 +146,48 @@ def format_cache_summary(summary: dict) -> str:
             "  NOTE: random weights: these features are not pretrained (tests/demos only)."
         )
     return "\n".join(lines)
+
+
+def video_spans(paths: list[Path], video_id: str) -> dict:
+    """Each row of ``video_id`` (found in the first of ``paths`` that holds it): its time,
+    frame index and span.
+
+    Raises:
+        click.ClickException: no cache holds the video.
+    """
+    import click
+
+    for path in paths:
+        with CacheReader(path) as reader:
+            if video_id not in reader:
+                continue
+            rows = reader.rows(video_id)
+            frames, times = rows.spans()
+            return {
+                "cache": str(path),
+                "video_id": video_id,
+                "rows": [
+                    {
+                        "time": float(rows.timestamps[i]),
+                        "frame_index": int(rows.frame_indices[i]),
+                        "frames": [int(frames[i, 0]), int(frames[i, 1])],
+                        "seconds": [float(times[i, 0]), float(times[i, 1])],
+                    }
+                    for i in range(len(rows.timestamps))
+                ],
+            }
+    raise click.ClickException(f"no cache of {', '.join(map(str, paths))} holds {video_id!r}")
+
+
+def format_spans(table: dict) -> str:
+    """:func:`video_spans` as a table, a row per line."""
+    lines = [f"{table['cache']}: {table['video_id']!r}, {len(table['rows'])} rows",
+             f"{'row':>5} {'time s':>9} {'frame':>7}  {'frames':>13}  {'seconds':>19}"]  # fmt: skip
+    for number, row in enumerate(table["rows"]):
+        first, last = row["frames"]
+        start, end = row["seconds"]
+        lines.append(
+            f"{number:>5} {row['time']:>9.3f} {row['frame_index']:>7}  "
+            f"{first:>6}-{last:<6}  {start:>9.3f}-{end:<9.3f}"
+        )
+    return "\n".join(lines)

@@ -87,6 +87,25 @@ Example:
     "thinned by --fps, capped by --max-frames).",
 )
 @click.option(
+    "--window",
+    type=click.IntRange(min=1, max=4096),
+    help="Group the kept frames into windows of W for a clip backbone (--backbone "
+    "videoprism-base: 16, its default); each row covers a window (docs/recipes.md).",
+)
+@click.option(
+    "--stride",
+    type=click.IntRange(min=1, max=4096),
+    help="Kept frames from one window's start to the next.  [default: the window]",
+)
+@click.option(
+    "--pooling",
+    type=click.Choice(["window", "frame"]),
+    default=None,
+    help="A clip backbone's rows: one per window (the mean of its tokens), or one per "
+    "kept frame (its own tokens, from the window where it sits most central).  "
+    "[default: window]",
+)
+@click.option(
     "--image-size",
     cls=LazyHelpOption,
     type=click.IntRange(min=1),
@@ -223,6 +242,9 @@ def extract(
     num_frames,
     max_frames,
     sampling,
+    window,
+    stride,
+    pooling,
     image_size,
     resize,
     folder_fps,
@@ -285,7 +307,7 @@ def extract(
         spec = parse_weights(weights, seed)
         requested = requested_run(
             spec, fps, num_frames, max_frames, sampling, image_size, resize, folder_fps,
-            backbone, precision, dtype, batch_size,
+            backbone, precision, dtype, batch_size, window=window, stride=stride, pooling=pooling,
         )  # fmt: skip
     sources = discover(list(videos), glob)
     if labels_csv is not None:

@@ -12,7 +12,7 @@ __all__ = ["requested_run", "settings_of"]
 
 _FEATURE_OPTIONS = (
     "fps", "num_frames", "max_frames", "sampling", "image_size", "resize", "folder_fps", "seed",
-    "precision", "dtype", "backbone",
+    "precision", "dtype", "backbone", "window", "stride", "pooling",
 )  # fmt: skip
 
 
@@ -57,10 +57,10 @@ def settings_of(like: Path, weights: str):
 
 def requested_run(
     spec, fps, num_frames, max_frames, sampling, image_size, resize, folder_fps, backbone,
-    precision, dtype, batch_size,
+    precision, dtype, batch_size, window=None, stride=None, pooling=None,
 ):  # fmt: skip
     """The run the feature options ask for, checked (one line for options that do not go
-    together, or a size below the backbone's smallest input)."""
+    together, a size the backbone cannot take, or windows a backbone does not make)."""
     from vidcache.features.backbones import get_backbone
     from vidcache.features.settings import SamplingSpec
     from vidcache.pipeline.extraction.config import ExtractConfig
@@ -84,6 +84,22 @@ def requested_run(
         )
     if num_frames is None and fps is None:
         fps = 5.0
+    try:
+        entry.check_image_size(image_size)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--image-size'") from None
+    if entry.takes_windows and window is None:
+        window = entry.window  # a clip backbone's own window unless told
+    if stride is not None and window is None:
+        raise click.UsageError("--stride needs --window")
+    if pooling is not None and not entry.takes_windows:
+        raise click.UsageError(
+            f"--pooling chooses a clip backbone's rows; {entry.name} makes one per frame"
+        )
+    try:
+        entry.check_sampling(window, pooling or entry.pooling)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     return ExtractConfig(
         weights=spec,
         image_size=image_size,
@@ -93,7 +109,10 @@ def requested_run(
             num_frames=num_frames,
             max_frames=max_frames,
             keyframes=sampling == "keyframes",
+            window=window,
+            stride=stride,
         ),
+        pooling=pooling,
         folder_fps=folder_fps,
         precision=precision,
         dtype=dtype,

@@ -33,8 +33,15 @@ def cli() -> None:
 @cli.command("inspect", context_settings=CONTEXT)
 @click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--spans",
+    "spans_of",
+    metavar="VIDEO_ID",
+    help="Print each row of one video instead: its time, frame index and span (the frames "
+    "and seconds a window row covers).",
+)
 @core_errors
-def inspect_command(caches: tuple[Path, ...], as_json: bool) -> None:
+def inspect_command(caches: tuple[Path, ...], as_json: bool, spans_of: str | None) -> None:
     """Summarise a feature cache: videos per label, frames, settings, provenance. Several
     caches, or a folder of shard caches, are summarised as one dataset.
 
@@ -43,10 +50,20 @@ def inspect_command(caches: tuple[Path, ...], as_json: bool) -> None:
         vidcache inspect features.h5
         vidcache inspect shards/
         vidcache inspect features.h5 --json | jq .labels
+        vidcache inspect prism.h5 --spans class/clip.mp4
     """
-    from vidcache.pipeline.cli.cache_report import cache_summary, format_cache_summary
+    from vidcache.pipeline.cli.cache_report import (
+        cache_summary,
+        format_cache_summary,
+        format_spans,
+        video_spans,
+    )
 
     paths = expand_caches(caches)
+    if spans_of is not None:
+        table = video_spans(paths, spans_of)
+        click.echo(json.dumps(table, indent=2) if as_json else format_spans(table))
+        return
     summary = cache_summary(paths[0] if len(paths) == 1 else paths)
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))

@@ -22,7 +22,9 @@ __all__ = ["CHOSEN", "ExtractConfig", "library_versions", "run_settings", "setti
 
 #: The fields of :class:`FeatureSettings` a run chooses (the rest come from the backbone's
 #: registry entry, the weights and their checksum).
-CHOSEN = ("image_size", "resize", "sampling", "folder_fps", "precision", "dtype", "backbone")
+CHOSEN = (
+    "image_size", "resize", "sampling", "folder_fps", "precision", "dtype", "backbone", "pooling",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, init=False)
@@ -55,7 +57,8 @@ class ExtractConfig:
         **chosen: without ``features``, the settings' fields a run chooses
             (:data:`CHOSEN`): ``image_size`` (299), ``resize`` ("center-crop"),
             ``sampling`` (up to 5 fps), ``folder_fps`` (25.0), ``precision`` ("float32"),
-            ``dtype`` ("float32"), ``backbone`` (InceptionV3).
+            ``dtype`` ("float32"), ``backbone`` (InceptionV3), ``pooling`` (the backbone's
+            default; a clip backbone's ``"window"`` or ``"frame"``).
 
     Raises:
         TypeError: both ``features`` and its fields, or an unknown keyword.
@@ -163,6 +166,18 @@ class ExtractConfig:
     def backbone(self) -> str:
         """The registered backbone's name (``features.backbone``)."""
         return self.features.backbone
+
+    @property
+    def pooling(self) -> str:
+        """How rows are pooled (``features.pooling``)."""
+        return self.features.pooling
+
+    @property
+    def units_per_batch(self) -> int:
+        """What one CNN call takes: ``batch_size`` frames, or for windows as many windows
+        as hold ``batch_size`` frames (at least one)."""
+        window = self.sampling.window
+        return self.batch_size if window is None else max(1, self.batch_size // window)
 
 
 def library_versions() -> dict[str, str]:

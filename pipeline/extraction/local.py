@@ -34,6 +34,7 @@ from vidcache.features.cache.store import check_free_space
 from vidcache.features.errors import DiskFull, SettingsMismatch
 from vidcache.features.settings import check_compatible
 from vidcache.features.video.discover import VideoSource
+from vidcache.features.video.windowrows import RowMaker
 from vidcache.pipeline.extraction.config import (
     ExtractConfig,
     library_versions,
@@ -154,7 +155,7 @@ def extract_features(
             started = time.perf_counter()
             factory = extractor_factory or (
                 lambda c: FeatureExtractor(
-                    c.image_size, c.weights, c.precision, c.batch_size, c.backbone
+                    c.image_size, c.weights, c.precision, c.units_per_batch, c.backbone
                 )
             )
             extractor = factory(config)
@@ -197,6 +198,9 @@ def _run(
     workers = config.decode_workers or default_decode_workers()
     producer = Producer(jobs, config, pending, workers)
     buffers: dict[int, FeatureBuffer] = {}
+    makers: dict[int, RowMaker] = {}  # windows: each video's rows in the making
+    covered: dict[int, int] = {}  # windows: each video's kept frames counted so far
+    window = config.sampling.window
     started = time.perf_counter()
     with _Interrupts() as interrupts:
         producer.start()
@@ -218,12 +222,20 @@ def _run(
                 if item.owners:
                     features = extractor(item.images[: len(item.owners)])
                     try:
-                        for row, (slot, time_s, index) in enumerate(item.owners):
+                        for row, owner in enumerate(item.owners):
+                            slot = owner[0]
                             buffer = buffers.get(slot)
                             if buffer is None:
                                 buffer = FeatureBuffer(dim, config.spill_rows)
                                 buffers[slot] = buffer
-                            buffer.append(features[row], time_s, index)
+                            if window is None:
+                                buffer.append(features[row], owner[1], owner[2])
+                                continue
+                            maker = makers.get(slot)
+                            if maker is None:
+                                maker = makers[slot] = RowMaker(config.pooling, window)
+                            for made in maker.add(owner[1], features[row]):
+                                buffer.append(*made)
                     except OSError as exc:
                         if exc.errno != errno.ENOSPC:
                             raise
@@ -232,9 +244,16 @@ def _run(
                             f"({tempfile.gettempdir()}; set TMPDIR elsewhere); every video "
                             f"committed to {cache.path} before is kept"
                         ) from None
-                    summary.frames += len(item.owners)
-                    reporter.frames(len(item.owners))
+                    done = len(item.owners)
+                    if window is not None:  # frames of video: each kept frame once
+                        done = sum(_new_frames(owner, covered) for owner in item.owners)
+                    summary.frames += done
+                    reporter.frames(done)
                 for event in item.events:
+                    maker = makers.pop(event[1].slot, None)
+                    if maker is not None and event[0] == "done":
+                        for made in maker.finish():
+                            buffers[event[1].slot].append(*made)
                     outcome = _finish(event, buffers, cache, config)
                     summary.outcomes.append(outcome)
                     reporter.video(outcome)
@@ -248,6 +267,15 @@ def _run(
             for buffer in buffers.values():
                 buffer.close()
             summary.seconds = time.perf_counter() - started
+
+
+def _new_frames(owner: tuple, covered: dict[int, int]) -> int:
+    """The kept frames a window adds to its video's count (overlapping windows share some)."""
+    slot, window = owner
+    end = window.start + len(window.frames)
+    new = end - max(window.start, covered.get(slot, 0))
+    covered[slot] = max(end, covered.get(slot, 0))
+    return max(0, new)
 
 
 def _finish(

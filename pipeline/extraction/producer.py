@@ -15,6 +15,8 @@ from vidcache.features.errors import VideoDecodeError
 from vidcache.features.fingerprint import fingerprint
 from vidcache.features.video.decode import open_source
 from vidcache.features.video.frames import sampled_frames
+from vidcache.features.video.sampling import windows
+from vidcache.features.video.windowrows import WindowOwner, pad_window
 from vidcache.pipeline.extraction.config import ExtractConfig
 from vidcache.pipeline.extraction.session import Job
 
@@ -40,7 +42,8 @@ class Batch:
     """Frames on their way to the CNN, who they belong to, and the videos they finish."""
 
     images: np.ndarray
-    owners: list[tuple[int, float, int]] = field(default_factory=list)  # slot, time, index
+    # (slot, time, index) of a frame, or (slot, WindowOwner) of a window
+    owners: list[tuple] = field(default_factory=list)
     events: list[tuple] = field(default_factory=list)
 
     @property
@@ -66,8 +69,9 @@ class Producer:
     ) -> None:
         self.config, self.out = config, out
         self.stop = threading.Event()
-        size = config.image_size
-        self._shape = (config.batch_size, size, size, 3)
+        size, window = config.image_size, config.sampling.window
+        unit = (size, size, 3) if window is None else (window, size, size, 3)
+        self._shape = (config.units_per_batch, *unit)
         self._jobs = iter(jobs)
         self._lock = threading.Lock()
         self._batch = self._new_batch()
@@ -100,7 +104,7 @@ class Producer:
                 continue
         raise Stop
 
-    def _add_frame(self, image: np.ndarray, owner: tuple[int, float, int]) -> None:
+    def _add_frame(self, image: np.ndarray, owner: tuple) -> None:
         with self._lock:  # put under the lock too: batches reach the queue in fill order
             batch = self._batch
             batch.images[len(batch.owners)] = image
@@ -146,11 +150,17 @@ class Producer:
         try:
             content = fingerprint(job.source)
             with open_source(job.source, config.folder_fps) as reader:
-                for index, time_s, image in sampled_frames(
-                    reader, config.sampling, config.image_size, config.resize
-                ):
-                    self._add_frame(image, (job.slot, time_s, index))
-                    count += 1
+                frames = sampled_frames(reader, config.sampling, config.image_size, config.resize)
+                if config.sampling.windowed:
+                    size = config.sampling.window
+                    for start, group in windows(frames, size, config.sampling.stride):
+                        owner = WindowOwner(start, tuple((i, t) for i, t, _ in group))
+                        self._add_frame(pad_window([g[2] for g in group], size), (job.slot, owner))
+                        count += 1
+                else:
+                    for index, time_s, image in frames:
+                        self._add_frame(image, (job.slot, time_s, index))
+                        count += 1
                 info = reader.info
             if count == 0:
                 raise VideoDecodeError("no frames were sampled")

@@ -24,8 +24,9 @@ from vidcache.features.fingerprint import fingerprint
 from vidcache.features.settings import FeatureSettings
 from vidcache.features.video.decode import VideoReader, open_source
 from vidcache.features.video.discover import VideoSource
-from vidcache.features.video.sampling import sample
+from vidcache.features.video.sampling import sample, windows
 from vidcache.features.video.transform import fit_frame
+from vidcache.features.video.windowrows import RowMaker, WindowOwner, pad_window
 from vidcache.models.data import shape_sequence
 from vidcache.pipeline.extraction.local import (
     CACHED,
@@ -125,7 +126,7 @@ def features_for_run(
         Path(cache),
         config,
         reporter,
-        extractor_factory=lambda c: build_extractor(settings, weights_path, batch_size),
+        extractor_factory=lambda c: build_extractor(settings, weights_path, c.units_per_batch),
     )
 
 
@@ -280,6 +281,11 @@ def stream_predict(
         )
     if run.config.get("train", {}).get("seq_len"):
         raise SettingsMismatch("the run resamples sequences (--seq-len); predict without --stream")
+    parts = feature_parts(settings)
+    if len(parts) > 1 and any(part.sampling.windowed for part in parts):
+        raise SettingsMismatch(
+            "the run fuses a window cache with other features; predict without --stream"
+        )
     stream = run.task_class.stream(run, beam)
     extractors = [
         (part, build_extractor(part, weights_path, 1)) for part in feature_parts(settings)
@@ -303,18 +309,14 @@ def _stream(run, location, every, top_k, on_update, input_format, stream, extrac
     output = None
     with reader:
         frames = sample(reader.frames(), settings.sampling)
-        for count, (_, timestamp, frame) in enumerate(frames, start=1):
-            started = time.perf_counter()
-            # Each backbone of the run once per frame, at its own size; fused: concatenated.
-            features = np.concatenate(
-                [
-                    extractor(fit_frame(frame, part.image_size, part.resize)[None])[0]
-                    for part, extractor in extractors
-                ]
-            )
+        if settings.sampling.windowed:
+            rows = _window_rows(frames, *extractors[0])
+        else:
+            rows = _frame_rows(frames, extractors)
+        for count, (timestamp, features, seconds) in enumerate(rows, start=1):
             middle = time.perf_counter()
             output = stream.step(features)
-            cnn.append(middle - started)
+            cnn.append(seconds)
             steps.append(time.perf_counter() - middle)
             if on_update is not None and count % every == 0:
                 # (a caption is decoded only here: not part of the per-frame step time)
@@ -324,3 +326,36 @@ def _stream(run, location, every, top_k, on_update, input_format, stream, extrac
             on_update(count, float(timestamp), task.stream_output(run, stream, output))
     fields = task.stream_result(run, stream, output, top_k)
     return StreamReport(stream.frames, cnn_seconds=cnn, step_seconds=steps, **fields)
+
+
+def _frame_rows(frames, extractors):
+    """``(time, features, CNN seconds)`` of each sampled frame: each backbone of the run
+    once per frame, at its own size; fused: concatenated."""
+    for _, timestamp, frame in frames:
+        started = time.perf_counter()
+        features = np.concatenate(
+            [
+                extractor(fit_frame(frame, part.image_size, part.resize)[None])[0]
+                for part, extractor in extractors
+            ]
+        )
+        yield timestamp, features, time.perf_counter() - started
+
+
+def _window_rows(frames, part, extractor):
+    """``(time, features, CNN seconds)`` of each row of a window cache, as the stream plays:
+    the last ``window + stride`` frames at most are held (fitted), a window goes through
+    the network as soon as its last frame arrives (the last, short one at the end), and
+    its rows are the ones extraction would store (:class:`RowMaker`)."""
+    size, stride = part.sampling.window, part.sampling.stride
+    maker = RowMaker(part.pooling, size)
+    fitted = ((i, t, fit_frame(f, part.image_size, part.resize)) for i, t, f in frames)
+    for start, group in windows(fitted, size, stride):
+        started = time.perf_counter()
+        vectors = extractor(pad_window([g[2] for g in group], size)[None])[0]
+        made = maker.add(WindowOwner(start, tuple((i, t) for i, t, _ in group)), vectors)
+        seconds = time.perf_counter() - started
+        for vector, timestamp, _, _ in made:
+            yield timestamp, vector, seconds / len(made)
+    for vector, timestamp, _, _ in maker.finish():
+        yield timestamp, vector, 0.0
