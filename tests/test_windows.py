@@ -385,3 +385,51 @@ def test_fusing_windows_with_frames_needs_rows_at_the_same_times(tmp_path, tiny_
             "Error: fused feature sets must sample the same frames (rows at the same times)"
         )
     )
+
+
+def test_a_window_cache_posing_as_schema_3_is_refused(tmp_path, tiny_prism):
+    """A schema-3 file whose settings say windows (an older writer would add rows without
+    spans to it) is one line, as is a schema-4 file whose settings say frames."""
+    from vidcache.features.cache import rootattrs
+
+    _clip(tmp_path / "v" / "a.mkv", 5, 25)
+    out = tmp_path / "w.h5"
+    invoke("extract", tmp_path / "v", "-o", out, "--backbone", TINY, "--weights", "random",
+           "--image-size", SIZE, "--fps", 0, "-q")  # fmt: skip
+    with h5py.File(out, "r+") as f:
+        f.attrs["schema_version"] = 3
+        f["index"].attrs["encoding-version"] = "3"
+        rootattrs.stamp(f)
+    for command in (["inspect", out], ["verify", out], ["train-rnn", out, "-o", tmp_path / "r"]):
+        result = invoke(*command, code=1)
+        assert (
+            result.output.strip()
+            .splitlines()[-1]
+            .endswith("damaged cache (its settings say windows, but it is a schema-3 file)")
+        ), result.output
+
+
+def test_like_shards_and_merge_follow_the_windows(tmp_path, tiny_prism):
+    for n in range(4):
+        _clip(tmp_path / "v" / f"c{n}.mkv", 5 + n, 25, seed=n)
+    whole = tmp_path / "whole.h5"
+    options = ["--backbone", TINY, "--weights", "random", "--image-size", SIZE, "--fps", 0,
+               "--stride", 2, "--pooling", "frame", "-q"]  # fmt: skip
+    invoke("extract", tmp_path / "v", "-o", whole, *options)
+    for k in range(2):
+        invoke(
+            "extract", tmp_path / "v", "-o", tmp_path / f"s{k}.h5", *options, "--shard", f"{k}/2"
+        )
+    invoke("merge", tmp_path / "s0.h5", tmp_path / "s1.h5", "-o", tmp_path / "merged.h5")
+    invoke("extract", tmp_path / "v", "-o", tmp_path / "like.h5", "--like", whole, "-q")
+    refused = invoke("extract", tmp_path / "v", "-o", tmp_path / "x.h5", "--like", whole,
+                     "--stride", 3, code=2)  # fmt: skip
+    assert "drop --stride" in refused.output
+    with CacheReader(whole) as a:
+        for other in ("merged.h5", "like.h5"):
+            with CacheReader(tmp_path / other) as b:
+                assert b.settings == a.settings and sorted(b.entries()) == sorted(a.entries())
+                for video_id in a.entries():
+                    x, y = a.rows(video_id), b.rows(video_id)
+                    np.testing.assert_array_equal(x.span_frames, y.span_frames)
+                    np.testing.assert_allclose(x.features, y.features, rtol=1e-5, atol=1e-6)

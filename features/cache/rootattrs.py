@@ -85,6 +85,12 @@ def check_rows(attrs: dict, handle: h5py.File, path: Path, settings: FeatureSett
             raise _damaged(
                 path, f"its rows are {features.dtype}, its settings say {settings.dtype}"
             )
+    schema = attrs.get("schema_version")
+    if schema is not None and int(schema) >= 2:  # schema 4 holds spans, and only windows
+        windows = settings.sampling.windowed
+        if windows != (int(schema) >= 4):
+            said = "windows" if windows else "one row per frame"
+            raise _damaged(path, f"its settings say {said}, but it is a schema-{int(schema)} file")
 
 
 def _damaged(path: Path, what: str) -> CacheDamaged:
