@@ -222,6 +222,9 @@ class FeatureExtractor:
         self.input_shape = entry.input_shape(image_size)
         spec = tf.TensorSpec((batch_size, *self.input_shape), tf.uint8)
         self._call = tf.function(run, input_signature=[spec], reduce_retracing=True)
+        # Traced now, as part of building: the first batch then runs at (almost) the speed
+        # of the others, and a run's frames/s measures extraction, not tracing.
+        self._call.get_concrete_function()
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """Features of up to ``batch_size`` frames (windows, for a clip backbone).

@@ -313,3 +313,32 @@ def test_variable_frame_rate_gives_the_same_frames(tmp_path, monkeypatch):
         planned, stats = decode(path, sampling, "auto", monkeypatch)
         assert stats.planned, stats.fallback
         assert_same(planned, sequential)
+
+
+@pytest.mark.parametrize("name", [f[0] for f in FILES])
+def test_decoder_threads_give_the_same_frames(videos, name, tmp_path, monkeypatch):
+    """Sparse sampling gives the decoder threads (slice threads by plan, frame threads in
+    sequence): forced on for every sampling here, the frames are those of one thread."""
+    paths = [videos[name]]
+    if name == "h264-longgop.mp4":  # and a file cut into slices, which slice threads split
+        paths.append(write_video(tmp_path / "sliced.mp4", moving(), 10, "libx264", "yuv420p",
+                                 {"g": "250", "bf": "3", "slices": "4"}))  # fmt: skip
+    for path in paths:
+        for sampling in SAMPLINGS:
+            monkeypatch.setattr(decode_module, "SPARSE_DECODE_THREADS", 1)
+            alone, _ = decode(path, sampling, "auto", monkeypatch)
+            monkeypatch.setattr(decode_module, "SPARSE_DECODE_THREADS", 2)
+            monkeypatch.setattr(decode_module, "SPARSE_DECODES_PER_KEPT", 0)
+            threaded, stats = decode(path, sampling, "auto", monkeypatch)
+            monkeypatch.setattr(decode_module, "SPARSE_DECODES_PER_KEPT", 8)
+            assert_same(threaded, alone)
+            if sampling.num_frames is not None or stats.planned:
+                assert stats.threads == 2, (name, sampling)
+
+
+def test_only_sparse_sampling_gets_decoder_threads(videos, monkeypatch):
+    monkeypatch.setattr(decode_module, "SPARSE_DECODE_THREADS", 2)
+    path = videos["h264-longgop.mp4"]  # 41 frames, one keyframe
+    _, dense = decode(path, SamplingSpec(fps=None), "auto", monkeypatch)
+    _, sparse = decode(path, SamplingSpec(fps=None, num_frames=2), "auto", monkeypatch)
+    assert (dense.threads, sparse.threads) == (1, 2)  # 41 decoded for 41 kept; 37 for 2

@@ -316,3 +316,53 @@ def test_strict_also_stops_on_a_source_that_vanished_before_extraction(
     summary = run_extract([dataset], tmp_path / "f.h5", small_config(strict=True))
     assert summary.stopped_early and summary.count(FAILED) == 1 and summary.frames == 0
     assert not (tmp_path / "f.h5").exists()
+
+
+def test_decoding_starts_while_the_model_is_built(tmp_path, dataset, small_config, extractor):
+    """The decode threads open the first video before the CNN exists; a build that fails
+    stops them (no thread left behind, nothing written)."""
+    import threading
+    import time
+
+    from vidcache.features.errors import WeightsUnavailable
+    from vidcache.features.video.discover import discover
+    from vidcache.pipeline.extraction import producer as producer_module
+    from vidcache.pipeline.extraction.local import extract_features
+
+    opened, original = [], producer_module.open_source
+
+    def spy(source, folder_fps):
+        opened.append(time.perf_counter())
+        return original(source, folder_fps)
+
+    producer_module.open_source = spy
+    try:
+        built = []
+
+        def slow_build(config):
+            deadline = time.perf_counter() + 20
+            while not opened and time.perf_counter() < deadline:
+                time.sleep(0.01)  # a build that takes until decoding has begun
+            built.append(time.perf_counter())
+            return extractor
+
+        sources = discover([dataset])
+        summary = extract_features(sources, tmp_path / "a.h5", small_config(),
+                                   extractor_factory=slow_build)  # fmt: skip
+        assert opened and opened[0] < built[0] and len(summary.outcomes) == len(sources)
+
+        def failing_build(config):
+            raise WeightsUnavailable("no weights here")
+
+        with pytest.raises(WeightsUnavailable):
+            extract_features(sources, tmp_path / "b.h5", small_config(),
+                             extractor_factory=failing_build)  # fmt: skip
+    finally:
+        producer_module.open_source = original
+    deadline = time.perf_counter() + 10
+    while time.perf_counter() < deadline:
+        if not any(t.name.startswith("vidcache-decode") for t in threading.enumerate()):
+            break
+        time.sleep(0.05)
+    assert not any(t.name.startswith("vidcache-decode") for t in threading.enumerate())
+    assert not (tmp_path / "b.h5").exists()

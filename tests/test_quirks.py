@@ -112,3 +112,20 @@ def test_a_cache_removes_only_its_own_leftovers(tmp_path):
     removed = remove_leftovers(tmp_path / "b.h5")
     assert sorted(p.name for p in removed) == sorted(names[:3])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[3:])
+
+
+@pytest.mark.parametrize("name", sorted(QUIRKS))
+def test_a_plan_split_between_decoders_equals_sequential_on_quirks(quirk_files, name, monkeypatch):
+    """Every plan split between two decoders, every sequential decode with frame threads
+    (both forced here): the same frames as one decoder gives."""
+    from vidcache.features.video import decode as decode_module
+
+    monkeypatch.setattr(decode_module, "SPARSE_DECODES_PER_KEPT", 0)
+    with bounded(60):
+        for sampling in EVERY_MODE:
+            monkeypatch.setattr(decode_module, "SPARSE_DECODE_THREADS", 1)
+            sequential, _ = decode(quirk_files[name], sampling, "sequential", monkeypatch)
+            monkeypatch.setattr(decode_module, "SPARSE_DECODE_THREADS", 2)
+            threaded, stats = decode(quirk_files[name], sampling, "auto", monkeypatch)
+            assert_same(threaded, sequential)
+            assert stats.threads == 2 or not (stats.planned or sampling.num_frames)

@@ -60,3 +60,43 @@ def test_buffer_in_memory_only_below_the_limit():
     buffer.append(np.ones(2), 0.0, 0)
     assert not buffer.spilled
     np.testing.assert_array_equal(np.concatenate(list(buffer.blocks())), [[1, 1]])
+
+
+def test_one_reformatter_per_thread_gives_the_pixels_of_a_new_one_per_frame(tmp_path):
+    """fit_frame keeps its swscale context from frame to frame (and per thread); the pixels
+    are those of PyAV's to_ndarray with a fresh one each time, for every size and policy."""
+    import threading
+
+    from vidcache.features.synthetic import write_video
+    from vidcache.features.video.decode import VideoReader
+
+    rng = np.random.default_rng(4)
+    frames = rng.integers(0, 256, (6, 48, 64, 3), dtype=np.uint8)
+    path = write_video(tmp_path / "a.mp4", frames, 10)
+    with VideoReader(path) as reader:
+        decoded = [frame for _, frame in reader.frames()]
+    results = {}
+
+    def fit_all(key):
+        results[key] = [fit_frame(f, s, p) for s in (32, 75) for p in ("center-crop", "stretch")
+                        for f in decoded]  # fmt: skip
+
+    threads = [threading.Thread(target=fit_all, args=(k,)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    expected = []
+    for size in (32, 75):
+        for policy in ("center-crop", "stretch"):
+            for frame in decoded:
+                width, height = scaled_size(frame.width, frame.height, size, policy)
+                array = frame.to_ndarray(
+                    format="rgb24", width=width, height=height, interpolation="BILINEAR"
+                )
+                top, left = (height - size) // 2, (width - size) // 2
+                expected.append(array[top : top + size, left : left + size])
+    for key in range(3):
+        assert len(results[key]) == len(expected)
+        for got, want in zip(results[key], expected):
+            np.testing.assert_array_equal(got, want)

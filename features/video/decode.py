@@ -21,6 +21,8 @@ from vidcache.features.settings import SamplingSpec
 from vidcache.features.video.decodeplan import DecodePlan, PacketIndex, index_problem, plan
 from vidcache.features.video.discover import VideoSource
 from vidcache.features.video.framefolder import FrameFolderReader, LazyImage
+from vidcache.features.video.planrun import PlanFailed as _PlanFailed
+from vidcache.features.video.planrun import run_plan, run_plan_split
 from vidcache.features.video.sampling import sample
 from vidcache.features.video.videoinfo import DecodeStats, VideoInfo, failure_reason
 
@@ -59,14 +61,20 @@ _TRUNCATED_BELOW = 0.9
 # AVI). Only a sequential decode gives those files' frames as vidcache always gave them.
 _GUESSED_PTS_FORMATS = frozenset({"avi"})
 
-# Decoders that read ``skip_frame`` for each packet, so non-reference frames between kept
-# ones can be skipped. Others (libdav1d reads it once, when opened) decode every packet of
-# a segment; the result is the same either way, only the work differs.
-_SKIPS_PER_PACKET = frozenset({"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video", "vp8", "vp9"})
 
-
-class _PlanFailed(Exception):
-    """The file did not decode as its packet index said: decode it sequentially."""
+# Frames decoded per kept frame from which a file's sampling is sparse: its decoder, not the
+# CNN, is then the slow side (a 720p H.264 frame decodes in 2-5 ms on one core; the CNN on
+# a CPU takes 30-150 ms a frame), and the cores the waiting CNN leaves idle decode.
+SPARSE_DECODES_PER_KEPT = 8
+# Threads a sparse decode gets. Measured on a 2-minute 720p noisy H.264 file
+# (bench/threads.py), --num-frames 16 by plan (885 frames decoded): one decoder 12.0 s;
+# FFmpeg's slice threads 7.2 s on a file cut into 2 slices a frame and nothing on one of 1
+# slice (11.7 s); frame threads nothing (a plan decodes short runs from keyframes); the
+# plan's segments dealt between 2 decoders 6.1-6.5 s on either file. So a plan splits its
+# segments (planrun.run_plan_split); a sequential decode (count sampling of a file without
+# a usable index) takes FFmpeg frame threads, which need no slices (2.0 -> 1.6 s for 900
+# frames).
+SPARSE_DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 def decode_mode() -> str:
@@ -94,6 +102,7 @@ class VideoReader:
         self.path = Path(path)
         self._location, self._input_format = str(path), input_format
         self.stats = DecodeStats()
+        self._split = False  # a sparse plan: its segments split between decoders
         self._open()
         self.info = self._read_info()
 
@@ -265,10 +274,31 @@ class VideoReader:
         if decode_plan is None:
             self.stats.fallback = index.problem or "a kept frame has no keyframe before it"
             return self._sequential(sampling)
+        self._threads_for(decode_plan.packets, len(decode_plan.kept), "SPLIT")
         return self._planned(decode_plan, index, sampling)
+
+    def _threads_for(self, decoded: int, kept: int, kind: str) -> None:
+        """Give a sparse decode (at least :data:`SPARSE_DECODES_PER_KEPT` frames decoded
+        per kept one) :data:`SPARSE_DECODE_THREADS` threads: ``"SPLIT"``, the plan's
+        segments dealt to that many decoders (:func:`.planrun.run_plan_split`), or FFmpeg
+        threads of a kind (``"FRAME"``, ``"SLICE"``) in the one decoder, set before it is
+        opened. One thread otherwise: a dense decode keeps up with the CNN on one core, and
+        more threads would take the CNN's cores. The frames are the same (tested)."""
+        if kept and decoded >= SPARSE_DECODES_PER_KEPT * kept and SPARSE_DECODE_THREADS > 1:
+            context = self._stream.codec_context
+            if kind == "SPLIT":
+                self._split = True
+            elif not context.is_open:
+                context.thread_type = kind
+                context.thread_count = SPARSE_DECODE_THREADS
+            else:
+                return
+            self.stats.threads = SPARSE_DECODE_THREADS
 
     def _sequential(self, sampling: SamplingSpec) -> Iterator[tuple[int, float, av.VideoFrame]]:
         total = self.count_frames() if sampling.num_frames else None
+        if total is not None:  # every frame is decoded, num_frames of them kept
+            self._threads_for(total, sampling.num_frames, "FRAME")
         return sample(self.frames(), sampling, total)
 
     def _planned(
@@ -299,75 +329,20 @@ class VideoReader:
     def _run_plan(
         self, decode_plan: DecodePlan, index: PacketIndex
     ) -> Iterator[tuple[int, float, av.VideoFrame]]:
-        """Decode the plan's segments; yield kept frames in order. Raises _PlanFailed
-        when a decoded frame is not where the index put it."""
-        stream = self._stream
-        context = stream.codec_context
-        where = {int(p): position for position, p in enumerate(index.pts)}
-        kept = decode_plan.kept
-        wanted = {t.position for t in kept}
-        last_use = {t.position: n for n, t in enumerate(kept)}
-        ready: dict[int, av.VideoFrame] = {}
-        drain = av.Packet()
-        drain.time_base = stream.time_base
-        segments = iter(decode_plan.segments)
-        segment = next(segments)
-        position, given, shown = -1, 0, None
-        skips = context.name in _SKIPS_PER_PACKET
-        try:
-            for packet in self._container.demux(stream):
-                if not packet.size:
-                    continue
-                position += 1
-                if position < segment.start:
-                    continue
-                # Frames no other frame refers to are skipped unless kept.
-                if skips:
-                    context.skip_frame = "DEFAULT" if position in segment.targets else "NONREF"
-                frames = context.decode(packet)
-                if position == segment.start:
-                    shown = None
-                if position == segment.end:
-                    if skips:
-                        context.skip_frame = "DEFAULT"
-                    frames += context.decode(drain)
-                    context.flush_buffers()
-                for frame in frames:
-                    self.stats.decoded += 1
-                    at = where.get(frame.pts) if frame.pts is not None else None
-                    if at is None:
-                        raise _PlanFailed("a decoded frame has a timestamp the index lacks")
-                    # The plan takes the index's timestamp order for the order frames are
-                    # shown in; a decoder that shows them in another order disproves it.
-                    if shown is not None and frame.pts <= shown:
-                        raise _PlanFailed("the decoder shows frames out of timestamp order")
-                    shown = frame.pts
-                    if at in wanted:
-                        ready[at] = frame
-                while given < len(kept) and kept[given].position in ready:
-                    target = kept[given]
-                    frame = ready[target.position]
-                    if frame.time_base is None:
-                        frame.time_base = stream.time_base
-                    if frame.time - index.origin != target.time:
-                        raise _PlanFailed("a decoded frame's time differs from the index")
-                    if last_use[target.position] == given:
-                        del ready[target.position]
-                    given += 1
-                    yield target.index, target.time, frame
-                if position == segment.end:
-                    if any(kept[n].position in segment.targets for n in range(given, len(kept))):
-                        raise _PlanFailed("a kept frame did not come out of its segment")
-                    segment = next(segments, None)
-                    if segment is None:
-                        break
-        except (av.error.FFmpegError, OSError) as exc:
-            raise _PlanFailed(f"decoding by plan failed ({failure_reason(exc)})") from None
-        finally:
-            if skips:
-                context.skip_frame = "DEFAULT"
-        if given < len(kept):
-            raise _PlanFailed("the file ended before every kept frame was decoded")
+        """Decode the plan's segments; yield kept frames in order (:mod:`.planrun`): a
+        sparse plan of several segments is split between :data:`SPARSE_DECODE_THREADS`
+        decoders, each with a container of its own. Raises ``PlanFailed``."""
+        workers = min(SPARSE_DECODE_THREADS, len(decode_plan.segments))
+        if self._split and workers > 1:
+            return run_plan_split(self._reopen, decode_plan, index, self.stats, workers)
+        return run_plan(self._container, self._stream, decode_plan, index, self.stats)
+
+    def _reopen(self):
+        """A new container of the same file and its video stream (a decoder of its own)."""
+        container = av.open(self._location, format=self._input_format, **OPEN_OPTIONS)
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        return container, stream
 
     def close(self) -> None:
         self._container.close()

@@ -8,14 +8,21 @@ Policies (recorded in the cache as ``resize``):
 - ``stretch``: scale the whole frame to ``size x size`` (bilinear); nothing is lost, the
   aspect ratio is.
 
-Video frames are scaled and converted to RGB in one swscale pass by PyAV (never BGR);
+Video frames are scaled and converted to RGB in one swscale pass by PyAV (never BGR),
+through one reformatter per thread: ``VideoFrame.to_ndarray(width=..., ...)`` makes a new
+one, and so a new swscale context, for every frame, which cost as much again as the
+scaling itself (320x240 to 299x224: 1.5 against 0.76 ms of CPU a frame; the pixels are the
+same, bit for bit);
 image files are scaled by Pillow. The result is ``uint8`` ``(size, size, 3)``; the
 backbone's own ``preprocess_input`` runs later, inside the compiled model call.
 """
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from vidcache.features.video.framefolder import LazyImage
@@ -40,6 +47,17 @@ def center_crop(array: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(array[top : top + size, left : left + size])
 
 
+_local = threading.local()
+
+
+def _reformatter() -> VideoReformatter:
+    """This thread's reformatter (it keeps its swscale context from frame to frame)."""
+    found = getattr(_local, "reformatter", None)
+    if found is None:
+        found = _local.reformatter = VideoReformatter()
+    return found
+
+
 def fit_frame(frame, size: int, policy: str = "center-crop") -> np.ndarray:
     """Convert a decoded frame to an RGB ``uint8`` array of shape ``(size, size, 3)``.
 
@@ -59,8 +77,12 @@ def fit_frame(frame, size: int, policy: str = "center-crop") -> np.ndarray:
             image = image.resize((target_w, target_h), Image.BILINEAR)
         array = np.asarray(image)
     else:
-        array = frame.to_ndarray(
-            format="rgb24", width=target_w, height=target_h, interpolation="BILINEAR"
+        array = (
+            _reformatter()
+            .reformat(
+                frame, format="rgb24", width=target_w, height=target_h, interpolation="BILINEAR"
+            )
+            .to_ndarray()
         )
     if array.shape[:2] != (size, size):
         array = center_crop(array, size)

@@ -20,12 +20,14 @@ class DecodeStats:
         frames: frames in the file per its packet index (``None`` when not read).
         planned: the file was decoded by a plan (only the packets kept frames need).
         fallback: why a plan was not used or was abandoned (``None``: no fallback).
+        threads: FFmpeg threads the decoder was given (more than one for sparse sampling).
     """
 
     decoded: int = 0
     frames: int | None = None
     planned: bool = False
     fallback: str | None = None
+    threads: int = 1
 
 
 @dataclass(frozen=True)

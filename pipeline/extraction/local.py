@@ -51,7 +51,6 @@ from vidcache.pipeline.extraction.outcomes import (
 )
 from vidcache.pipeline.extraction.producer import Producer, default_decode_workers
 from vidcache.pipeline.extraction.session import (
-    Job,
     gone_videos,
     has_folders,
     maintain,
@@ -148,62 +147,88 @@ def extract_features(
             reporter.end()
             return summary
 
-        extractor = None
+        extractor = producer = None
         settings = cached
-        if jobs:
-            check_free_space(output)  # before the model is built, not after
-            started = time.perf_counter()
-            factory = extractor_factory or (
-                lambda c: FeatureExtractor(
-                    c.image_size, c.weights, c.precision, c.units_per_batch, c.backbone
+        try:
+            if jobs:
+                check_free_space(output)  # before the model is built, not after
+                # Decoding starts now and runs while TensorFlow is imported and the model
+                # built (mostly one core of Python), up to the queue's few batches: a
+                # sparsely sampled long file is partly decoded before the CNN is ready.
+                # One decode thread until TensorFlow says whether a GPU wants more.
+                producer = Producer(
+                    jobs,
+                    config,
+                    queue.Queue(maxsize=max(1, config.queue_batches)),
+                    config.decode_workers or 1,
                 )
-            )
-            extractor = factory(config)
-            summary.model_seconds = time.perf_counter() - started
-            reporter.ready(summary.model_seconds)
-            settings = config.settings(extractor.weights_sha256)
-            expected = config.expect_weights_sha256
-            if expected and extractor.weights_sha256 != expected:
-                raise SettingsMismatch(
-                    f"the weights {config.weights.identity} have checksum "
-                    f"{extractor.weights_sha256[:12]}, not {expected[:12]} as the cache or run "
-                    "to copy (--like); give the same weights file"
-                )
-            if cached is not None:
-                check_compatible(
-                    cached, settings, cache_name=str(output), folders=has_folders(sources)
-                )
-        with replacing(output, cached is None and output.exists(), reporter) as place:
-            with session.open(
-                settings or requested, library_versions(), fsync=config.fsync, into=place.target
-            ) as cache:
-                maintain(cache, gone, touched, summary, reporter)
-                if jobs:
-                    _run(jobs, config, extractor, cache, summary, reporter, settings.feature_dim)
-                place.commit(bool(cache.entries()))
+                producer.start()
+                extractor = _build(config, extractor_factory, summary, reporter)
+                if not config.decode_workers:
+                    producer.grow(default_decode_workers())
+                settings = config.settings(extractor.weights_sha256)
+                if cached is not None:
+                    check_compatible(
+                        cached, settings, cache_name=str(output), folders=has_folders(sources)
+                    )
+            with replacing(output, cached is None and output.exists(), reporter) as place:
+                with session.open(
+                    settings or requested,
+                    library_versions(),
+                    fsync=config.fsync,
+                    into=place.target,
+                ) as cache:
+                    maintain(cache, gone, touched, summary, reporter)
+                    if jobs:
+                        _run(producer, config, extractor, cache, summary, reporter, settings)
+                    place.commit(bool(cache.entries()))
+        finally:
+            if producer is not None:  # a failed build, a refused setting, Ctrl-C
+                producer.stop.set()
+                producer.join(timeout=10)
     reporter.end()
     return summary
 
 
+def _build(config: ExtractConfig, factory, summary: ExtractSummary, reporter: Reporter):
+    """The CNN (``factory``'s, or the config's), its weights checked against what the run
+    must reproduce (``expect_weights_sha256``)."""
+    started = time.perf_counter()
+    factory = factory or (
+        lambda c: FeatureExtractor(
+            c.image_size, c.weights, c.precision, c.units_per_batch, c.backbone
+        )
+    )
+    extractor = factory(config)
+    summary.model_seconds = time.perf_counter() - started
+    reporter.ready(summary.model_seconds)
+    expected = config.expect_weights_sha256
+    if expected and extractor.weights_sha256 != expected:
+        raise SettingsMismatch(
+            f"the weights {config.weights.identity} have checksum "
+            f"{extractor.weights_sha256[:12]}, not {expected[:12]} as the cache or run "
+            "to copy (--like); give the same weights file"
+        )
+    return extractor
+
+
 def _run(
-    jobs: list[Job],
+    producer: Producer,
     config: ExtractConfig,
     extractor: FeatureExtractor,
     cache: FeatureCache,
     summary: ExtractSummary,
     reporter: Reporter,
-    dim: int,
+    settings,
 ) -> None:
-    pending: queue.Queue = queue.Queue(maxsize=max(1, config.queue_batches))
-    workers = config.decode_workers or default_decode_workers()
-    producer = Producer(jobs, config, pending, workers)
+    pending = producer.out
+    dim = settings.feature_dim
     buffers: dict[int, FeatureBuffer] = {}
     makers: dict[int, RowMaker] = {}  # windows: each video's rows in the making
     covered: dict[int, int] = {}  # windows: each video's kept frames counted so far
     window = config.sampling.window
     started = time.perf_counter()
     with _Interrupts() as interrupts:
-        producer.start()
         try:
             while True:
                 if interrupts.flag:
