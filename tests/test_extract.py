@@ -319,8 +319,9 @@ def test_strict_also_stops_on_a_source_that_vanished_before_extraction(
 
 
 def test_decoding_starts_while_the_model_is_built(tmp_path, dataset, small_config, extractor):
-    """The decode threads open the first video before the CNN exists; a build that fails
-    stops them (no thread left behind, nothing written)."""
+    """The decode threads open the first video before the CNN exists and fill the queue
+    while it is built (then wait for it); a build that fails stops them (no thread left
+    behind, nothing written)."""
     import threading
     import time
 
@@ -342,12 +343,13 @@ def test_decoding_starts_while_the_model_is_built(tmp_path, dataset, small_confi
         def slow_build(config):
             deadline = time.perf_counter() + 20
             while not opened and time.perf_counter() < deadline:
-                time.sleep(0.01)  # a build that takes until decoding has begun
+                time.sleep(0.01)  # a build that takes until decoding has begun...
+            time.sleep(1.0)  # ...and until the one-batch queue is full
             built.append(time.perf_counter())
             return extractor
 
         sources = discover([dataset])
-        summary = extract_features(sources, tmp_path / "a.h5", small_config(),
+        summary = extract_features(sources, tmp_path / "a.h5", small_config(queue_batches=1),
                                    extractor_factory=slow_build)  # fmt: skip
         assert opened and opened[0] < built[0] and len(summary.outcomes) == len(sources)
 

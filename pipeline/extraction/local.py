@@ -152,20 +152,18 @@ def extract_features(
         try:
             if jobs:
                 check_free_space(output)  # before the model is built, not after
-                # Decoding starts now and runs while TensorFlow is imported and the model
-                # built (mostly one core of Python), up to the queue's few batches: a
-                # sparsely sampled long file is partly decoded before the CNN is ready.
-                # One decode thread until TensorFlow says whether a GPU wants more.
+                # Decoding starts now and runs while the model is built (mostly one core
+                # of Python), up to the queue's few batches: a sparsely sampled long file
+                # is partly decoded before the CNN is ready. (Started before TensorFlow's
+                # import, decoding gained nothing: both need the interpreter's lock.)
                 producer = Producer(
                     jobs,
                     config,
                     queue.Queue(maxsize=max(1, config.queue_batches)),
-                    config.decode_workers or 1,
+                    config.decode_workers or default_decode_workers(),
                 )
                 producer.start()
                 extractor = _build(config, extractor_factory, summary, reporter)
-                if not config.decode_workers:
-                    producer.grow(default_decode_workers())
                 settings = config.settings(extractor.weights_sha256)
                 if cached is not None:
                     check_compatible(

@@ -85,23 +85,6 @@ class Producer:
         for thread in self._threads:
             thread.start()
 
-    def grow(self, workers: int) -> None:
-        """Run ``workers`` decode threads in all, starting the missing ones (a run starts
-        decoding with one before TensorFlow is imported, and learns then whether a GPU
-        wants more). Nothing happens once every thread has finished its jobs."""
-        with self._lock:
-            extra = workers - len(self._threads)
-            if extra <= 0 or self._running == 0 or self.stop.is_set():
-                return
-            self._running += extra
-            added = [
-                threading.Thread(target=self._work, name=f"vidcache-decode-{i}", daemon=True)
-                for i in range(len(self._threads), workers)
-            ]
-            self._threads += added
-        for thread in added:
-            thread.start()
-
     def alive(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
 
