@@ -42,15 +42,15 @@ from vidcache.features.video.decode import VideoReader
 SUMMARY = re.compile(r"model built in ([\d.]+) s")
 
 
-def write(path: Path, seconds: float, slices: int, scale: int, seed: int) -> Path:
-    """Noisy panning texture, H.264 (x264 veryfast, GOP 250, 3 B-frames)."""
+def write(path: Path, seconds: float, slices: int, scale: int, seed: int, noise: int) -> Path:
+    """Panning texture with +-``noise`` grain, H.264 (x264 veryfast, GOP 250, 3 B-frames)."""
     if path.exists():
         return path
     width, height, fps = 1280 // scale, 720 // scale, 24
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (height // 16 + 2, 2 * width // 16 + 2, 3), dtype=np.uint8)
     base = np.kron(small, np.ones((16, 16, 1), np.uint8))[:height, : 2 * width].astype(np.int16)
-    noise = rng.integers(-32, 33, (8, height, width, 3), dtype=np.int16)
+    grain = rng.integers(-noise, noise + 1, (8, height, width, 3), dtype=np.int16)
     partial = path.with_name("partial-" + path.name)
     with av.open(str(partial), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
@@ -61,7 +61,7 @@ def write(path: Path, seconds: float, slices: int, scale: int, seed: int) -> Pat
         stream.codec_context.thread_type = "FRAME"
         for i in range(int(seconds * fps)):
             left = (3 * i) % width
-            frame = np.clip(base[:, left : left + width] + noise[i % 8], 0, 255).astype(np.uint8)
+            frame = np.clip(base[:, left : left + width] + grain[i % 8], 0, 255).astype(np.uint8)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
     partial.rename(path)
@@ -115,13 +115,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", type=Path, help="an older vidcache tree to compare")
     parser.add_argument("--videos", type=Path, default=Path("/tmp/vidcache-bench-threads"))
+    parser.add_argument("--noise", type=int, default=32, help="grain amplitude (0-127)")
+    parser.add_argument("--commands-only", action="store_true", help="table 1 only")
     args = parser.parse_args()
     scale, seconds = (4, 12) if args.quick else (1, 120)
     folder = args.videos
     folder.mkdir(parents=True, exist_ok=True)
-    long2 = write(folder / f"noisier-{seconds}s-2slices-{scale}.mp4", seconds, 2, scale, 0)
-    long1 = write(folder / f"noisier-{seconds}s-1slice-{scale}.mp4", seconds, 1, scale, 0)
-    short = write(folder / f"noisier-1s-2slices-{scale}.mp4", 1, 2, scale, 1)
+    grain = args.noise
+    long2 = write(
+        folder / f"noise{grain}-{seconds}s-2slices-{scale}.mp4", seconds, 2, scale, 0, grain
+    )
+    long1 = None
+    if not args.commands_only:
+        long1 = write(
+            folder / f"noise{grain}-{seconds}s-1slice-{scale}.mp4", seconds, 1, scale, 0, grain
+        )
+    short = write(folder / f"noise{grain}-1s-2slices-{scale}.mp4", 1, 2, scale, 1, grain)
     rounds = 1 if args.quick else args.rounds
     trees = [("this tree", None)] + ([("baseline", args.baseline)] if args.baseline else [])
     times: dict[tuple[str, str], list[tuple[float, float]]] = {}
@@ -141,7 +150,9 @@ def main() -> None:
             f"{best_long:.2f} / {best_short:.2f} = {best_long / best_short:.2f}x "
             f"(build {min(b for _, b in long_runs):.2f} / {min(b for _, b in short_runs):.2f})",
         ))  # fmt: skip
-    print_table(f"One long file sampled sparsely, {os.cpu_count()} cores", rows)
+    print_table(f"One long file sampled sparsely (grain +-{grain}), {os.cpu_count()} cores", rows)
+    if args.commands_only:
+        return
     rows = []
     for label, video in (("2 slices a frame", long2), ("1 slice a frame", long1)):
         for planned in (False, True):
