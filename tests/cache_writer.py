@@ -1,8 +1,9 @@
 """A writer process for the fault tests: commits small videos as fast as it can.
 
-Usage: python cache_writer.py PATH FIRST LAST [DIM [--no-space-check]]
+Usage: python cache_writer.py PATH FIRST LAST [DIM [--no-space-check] [--windows]]
 
 ``--no-space-check`` disables the writer's free-space check, so a full disk reaches HDF5.
+``--windows`` writes a window cache (schema 4): each row with its span (:func:`spans`).
 
 Video ``i`` has ``1 + i % 7`` rows, all equal to ``i`` (so any reader can check its
 content). After each commit returns, it prints the video's id: the parent then knows that
@@ -18,8 +19,23 @@ from vidcache.features.cache import CacheEntry, CacheLock, FeatureCache
 from vidcache.features.settings import FeatureSettings
 
 
-def settings(dim: int) -> FeatureSettings:
+def settings(dim: int, windows: bool = False) -> FeatureSettings:
+    if windows:  # videoprism-base's windows (the dimension is the test's, not 768)
+        from vidcache.features.settings import SamplingSpec
+
+        return FeatureSettings(
+            weights="random:seed=0", weights_sha256="ab" * 32, feature_dim=dim,
+            backbone="videoprism-base", pooling="window", image_size=288,
+            sampling=SamplingSpec(window=16, stride=4),
+        )  # fmt: skip
     return FeatureSettings(weights="random:seed=0", weights_sha256="ab" * 32, feature_dim=dim)
+
+
+def spans(i: int):
+    """Video ``i``'s row spans in a window cache: row k covers frames 4k..4k+15."""
+    rows = 1 + i % 7
+    frames = np.stack([np.arange(rows) * 4, np.arange(rows) * 4 + 15], axis=1)
+    return frames, frames / 25.0
 
 
 def video(i: int, dim: int):
@@ -40,13 +56,14 @@ def main() -> None:
         from vidcache.features.cache import appender
 
         appender.StoreWriter._check_space = lambda self, rows: None
-    with CacheLock(path), FeatureCache.open(path, settings(dim), {}) as cache:
+    windows = "--windows" in sys.argv
+    with CacheLock(path), FeatureCache.open(path, settings(dim, windows), {}) as cache:
         done = cache.entries()
         for i in range(first, last):
             entry, features, stamps, indices = video(i, dim)
             if entry.video_id in done:
                 continue
-            cache.write_rows(entry, features, stamps, indices)
+            cache.write_rows(entry, features, stamps, indices, spans(i) if windows else None)
             print(entry.video_id, flush=True)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from cache_writer import video
+from cache_writer import spans, video
 from click.testing import CliRunner
 from conftest import lossless, random_frames
 
@@ -52,6 +52,28 @@ def check_content(path, committed):
             np.testing.assert_array_equal(rows.features, features)
             np.testing.assert_array_equal(rows.timestamps, stamps)
         return entries
+
+
+def test_kill_9_while_writing_windows_keeps_every_committed_span(tmp_path):
+    """Schema 4: rows and their spans are written in the same step 1 before the commit."""
+    path = tmp_path / "w.h5"
+    rng = random.Random(20261205)
+    committed: list[str] = []
+    for _ in range(6):
+        process = start(path, 0, 100_000, str(DIM), "--windows")
+        process.stdout.readline()
+        time.sleep(rng.uniform(0.0, 0.4))
+        process.kill()
+        out, _ = process.communicate(timeout=60)
+        committed += out.split()
+        entries = check_content(path, committed)
+        with CacheReader(path) as reader:
+            assert reader.schema_version == 4
+            for video_id in entries:
+                want = spans(int(video_id[6:11]))
+                for got, expected in zip(reader.spans(video_id), want):
+                    np.testing.assert_array_equal(got, expected)
+    assert committed and finish(path, 0, len(entries) + 20, str(DIM), "--windows") == 0
 
 
 def test_kill_9_at_random_moments_never_loses_a_committed_video(tmp_path):

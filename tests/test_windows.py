@@ -433,3 +433,31 @@ def test_like_shards_and_merge_follow_the_windows(tmp_path, tiny_prism):
                     x, y = a.rows(video_id), b.rows(video_id)
                     np.testing.assert_array_equal(x.span_frames, y.span_frames)
                     np.testing.assert_allclose(x.features, y.features, rtol=1e-5, atol=1e-6)
+
+
+def test_a_hostile_spans_file_is_one_line_and_the_rest_imports(tmp_path, tiny_prism):
+    """An export of windows whose _spans.npy was tampered with: each bad one is a line
+    naming the file, the good videos import, nothing else is written."""
+    for n in range(5):
+        _clip(tmp_path / "v" / f"c{n}.mkv", 5, 25, seed=n)
+    out = tmp_path / "w.h5"
+    invoke("extract", tmp_path / "v", "-o", out, "--backbone", TINY, "--weights", "random",
+           "--image-size", SIZE, "--fps", 0, "--stride", 2, "-q")  # fmt: skip
+    folder = tmp_path / "npy"
+    invoke("export", out, folder)
+    good = np.load(folder / "c0_spans.npy")
+    np.save(folder / "c1_spans.npy", np.full_like(good, np.nan))
+    np.save(folder / "c2_spans.npy", good[:, :3])
+    backwards = good.copy()
+    backwards[0, 2:] = backwards[0, 2:][::-1] + [0, -1]
+    np.save(folder / "c3_spans.npy", backwards)
+    (folder / "c4_spans.npy").unlink()
+    result = invoke("import", folder, "-o", tmp_path / "back.h5", code=1)
+    lines = result.output
+    assert "c1_spans.npy: holds NaN or infinite values" in lines
+    assert "c2_spans.npy: (2, 3) float64, not (2, 4) numbers" in lines
+    assert "c3_spans.npy: a span that ends before it starts" in lines
+    assert f"c4_{TINY}.npy: no _spans.npy beside it (the export is of windows)" in lines
+    assert "Traceback" not in lines
+    with CacheReader(tmp_path / "back.h5") as back:
+        assert sorted(back.entries()) == ["c0.mkv"]
