@@ -145,3 +145,24 @@ def test_a_signal_during_a_compiled_modules_initialisation_is_an_interruption(mo
     assert stopped.value.code == 130
     with pytest.raises(ImportError, match="a real one"):
         core_errors(lambda: (_ for _ in ()).throw(ImportError("a real one")))()
+
+
+def test_an_interrupt_click_turns_into_aborted_is_exit_130(monkeypatch, capsys):
+    """A signal landing while click parses or dispatches (outside the command's own
+    handler) is an interruption, not click's "Aborted!" and exit 1."""
+    import click
+    import pytest
+
+    from vidcache import _entry
+    from vidcache.pipeline import cli as cli_module
+
+    @click.command()
+    def interrupted_early():
+        raise KeyboardInterrupt  # what SIGTERM raises anywhere inside click's main
+
+    monkeypatch.setattr(cli_module, "cli", interrupted_early)
+    monkeypatch.setattr("sys.argv", ["vidcache"])
+    with pytest.raises(SystemExit) as exit_info:
+        _entry._run("cli")
+    assert exit_info.value.code == 130
+    assert "Interrupted." in capsys.readouterr().err

@@ -19,7 +19,7 @@ def _run(name: str) -> None:
     try:
         from vidcache.pipeline import cli
 
-        getattr(cli, name)()
+        sys.exit(_main(getattr(cli, name)))
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         sys.exit(_INTERRUPTED)
@@ -30,6 +30,29 @@ def _run(name: str) -> None:
             raise
         print("Interrupted.", file=sys.stderr)
         sys.exit(_INTERRUPTED)
+
+
+def _main(command) -> int:
+    """Run a click command as click's standalone mode does (errors shown, their exit
+    codes), except that a ``KeyboardInterrupt`` raised while click itself runs (parsing,
+    dispatch: outside each command's own handler), which click turns into "Aborted!" and
+    exit 1, is an interruption like any other."""
+    import click
+
+    if not isinstance(command, click.Command):  # a plain callable stands in (tests)
+        command()
+        return 0
+    try:
+        code = command.main(standalone_mode=False)
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        click.echo("Aborted!", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return code if isinstance(code, int) else 0
 
 
 def vidcache() -> None:
