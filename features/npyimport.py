@@ -354,10 +354,11 @@ def import_npy(
                     duration=duration, codec="npy",
                     meta={"imported_from": str(folder.resolve())},
                 ))  # fmt: skip
-                spans = checked.spans if settings.sampling.windowed else None
-                if settings.sampling.windowed and spans is None:
+                spans = checked.spans if settings.has_spans else None
+                if settings.has_spans and spans is None:
+                    kind = "sound" if settings.hears else "windows"
                     report.skipped.append(
-                        f"{video.file}: no _spans.npy beside it (the export is of windows)"
+                        f"{video.file}: no _spans.npy beside it (the export is of {kind})"
                     )
                     entries.pop()
                     continue

@@ -138,7 +138,7 @@ def export_npy(caches: list[Path], folder: Path, dtype: str | None = None) -> Np
                 _save(stamps, stored.timestamps * 1000.0)
                 row_rate = _row_rate(entry, settings, stored.timestamps)
                 _save(rate, np.float64(row_rate))
-                if settings.sampling.windowed:
+                if settings.has_spans:
                     span_frames, span_times = stored.spans()
                     spans = np.concatenate([span_frames, span_times * 1000.0], axis=1)
                     _save(inside(folder, f"{stem}_spans.npy"), spans.astype(np.float64))

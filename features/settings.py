@@ -10,18 +10,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from vidcache.features.backbones.registry import get_backbone
 from vidcache.features.errors import SettingsDiffer
+from vidcache.features.settings_record import DEFAULT_AUDIO_SPAN, MAX_AUDIO_SPAN, MAX_WINDOW
+from vidcache.features.settings_record import record_problems as _record_problems
 
 RESIZE_POLICIES = ("center-crop", "stretch")
 PRECISIONS = ("float32", "bfloat16")
 STORAGE_DTYPES = ("float32", "float16")
-#: The longest window (``SamplingSpec.window``/``stride``), in kept frames.
-MAX_WINDOW = 4096
 MIN_IMAGE_SIZE = 75  # the smallest input InceptionV3 (the default backbone) accepts
 #: ``weights`` of features made by another tool and brought in by ``vidcache import``:
 #: ``import:<backbone name>``; vidcache cannot make more of them from videos.
@@ -143,6 +142,10 @@ class FeatureSettings:
         folder_fps: frame rate assumed for folders of numbered images. Defaults to 25.0.
         precision: compute precision of the backbone. Defaults to ``"float32"``.
         dtype: storage dtype of the features. Defaults to ``"float32"``.
+        sample_rate: an audio backbone's rate (from its registry entry); ``None`` for
+            pictures, and then left out of :meth:`to_dict` (as ``audio_span``).
+        audio_span: seconds of sound a frame row hears (:mod:`features.audio.rows`);
+            ``None`` for pictures and for audio rows of windows, which hear their window.
     """
 
     weights: str
@@ -159,6 +162,8 @@ class FeatureSettings:
     interpolation: str = "bilinear"
     preprocess: str = "keras.applications.inception_v3.preprocess_input"
     color: str = "RGB"
+    sample_rate: int | None = None
+    audio_span: float | None = None
 
     @classmethod
     def for_backbone(cls, backbone: str, **fields: Any) -> FeatureSettings:
@@ -171,14 +176,23 @@ class FeatureSettings:
         Raises:
             ValueError: no backbone has that name, or a field is out of range.
         """
-        fixed = get_backbone(backbone).settings_fields()
+        entry = get_backbone(backbone)
+        fixed = entry.settings_fields()
         pooling = fields.pop("pooling", None)
-        if pooling is not None and get_backbone(backbone).takes_windows:
+        if pooling is not None and entry.takes_windows:
             fixed["pooling"] = pooling
+        if entry.hears:
+            fields.setdefault("image_size", 0)
+            if fields.get("audio_span") is None and not fields["sampling"].windowed:
+                fields["audio_span"] = DEFAULT_AUDIO_SPAN
         return cls(**fields, **fixed)
 
     def __post_init__(self) -> None:
-        _normalise(self, floats=("folder_fps",), ints=("image_size", "feature_dim"))
+        _normalise(
+            self,
+            floats=("folder_fps", "audio_span"),
+            ints=("image_size", "feature_dim", "sample_rate"),
+        )
         if self.imported:  # another tool's features: what made them is not vidcache's
             return
         try:
@@ -199,6 +213,42 @@ class FeatureSettings:
                 )
         if not self.folder_fps > 0:
             raise ValueError(f"folder_fps must be positive. Received: {self.folder_fps}")
+        self._check_audio(backbone)
+
+    def _check_audio(self, backbone) -> None:
+        """An audio backbone's settings hear: its rate, and a span for frame rows only."""
+        hears = self.sample_rate is not None
+        if backbone is not None and backbone.hears and self.sample_rate != backbone.sample_rate:
+            raise ValueError(
+                f"{backbone.name} hears at {backbone.sample_rate} Hz. Received: "
+                f"sample_rate={self.sample_rate}"
+            )
+        if self.audio_span is not None:
+            if not hears:
+                raise ValueError("audio_span is for audio backbones")
+            if self.sampling.windowed:
+                raise ValueError(
+                    "audio_span is for frame rows; a window row hears its window. Received: "
+                    f"audio_span={self.audio_span}"
+                )
+            if not 0 < self.audio_span <= MAX_AUDIO_SPAN:
+                raise ValueError(
+                    f"audio_span must be in (0, {MAX_AUDIO_SPAN:g}] seconds. Received: "
+                    f"audio_span={self.audio_span}"
+                )
+        elif hears and not self.sampling.windowed:
+            raise ValueError("an audio backbone's frame rows need audio_span")
+
+    @property
+    def hears(self) -> bool:
+        """Features of sound (an audio backbone), not of pictures."""
+        return self.sample_rate is not None
+
+    @property
+    def has_spans(self) -> bool:
+        """Whether each row records its span (cache schema 4): rows of windows, whose
+        span is their frames, and rows of sound, whose span is the sound they heard."""
+        return self.sampling.windowed or self.hears
 
     @property
     def imported(self) -> bool:
@@ -213,6 +263,9 @@ class FeatureSettings:
             del data["sampling"]["keyframes"]
         if self.sampling.window is None:
             del data["sampling"]["window"], data["sampling"]["stride"]
+        for name in ("sample_rate", "audio_span"):
+            if data[name] is None:
+                del data[name]
         return data
 
     def to_json(self) -> str:
@@ -294,65 +347,6 @@ def check_compatible(
         )
 
 
-# What a settings record read from a file may hold: each field's type and range. Files are
-# untrusted, so a record is checked before anything is built from it.
-_TEXT_FIELDS = ("weights", "weights_sha256", "resize", "precision", "dtype", "backbone",
-                "pooling", "interpolation", "preprocess", "color")  # fmt: skip
-_INT_RANGES = {"image_size": (0, 1 << 16), "feature_dim": (1, 1 << 20)}
-_SAMPLING_INTS = {
-    "num_frames": (1, 1 << 20),
-    "max_frames": (1, 1 << 40),
-    "window": (1, MAX_WINDOW),
-    "stride": (1, MAX_WINDOW),
-}
-_MAX_FPS = 1e6
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def record_problems(data: Any) -> list[str]:
     """Every problem of a settings record as read from JSON (empty when it is sound)."""
-    if not isinstance(data, dict):
-        return [f"the settings are a JSON {type(data).__name__}, not an object"]
-    known = {f.name for f in dataclasses.fields(FeatureSettings)}
-    problems = [f"unknown field {key!r}" for key in sorted(data) if key not in known]
-    for key in ("weights", "weights_sha256", "sampling"):
-        if key not in data:
-            problems.append(f"{key} is missing")
-    for key in _TEXT_FIELDS:
-        if key in data and not isinstance(data[key], str):
-            problems.append(f"{key} is {data[key]!r:.40}, not text")
-    for key, (low, high) in _INT_RANGES.items():
-        if key in data and not (_is_int(data[key]) and low <= data[key] <= high):
-            problems.append(f"{key} is {data[key]!r:.40}, not a whole number in {low}..{high}")
-    if "folder_fps" in data and not (
-        _is_number(data["folder_fps"]) and 0 < data["folder_fps"] <= _MAX_FPS
-    ):
-        problems.append(
-            f"folder_fps is {data['folder_fps']!r:.40}, not a rate in (0, {_MAX_FPS:g}]"
-        )
-    sampling = data.get("sampling", {})
-    if not isinstance(sampling, dict):
-        return problems + [f"sampling is {sampling!r:.40}, not an object"]
-    allowed = {"fps", "num_frames", "max_frames", "keyframes", "window", "stride"}
-    problems += [
-        f"unknown sampling field {key!r}" for key in sorted(sampling) if key not in allowed
-    ]
-    fps = sampling.get("fps")
-    if fps is not None and not (_is_number(fps) and 0 < fps <= _MAX_FPS):
-        problems.append(f"sampling.fps is {fps!r:.40}, not a rate in (0, {_MAX_FPS:g}]")
-    for key, (low, high) in _SAMPLING_INTS.items():
-        value = sampling.get(key)
-        if value is not None and not (_is_int(value) and low <= value <= high):
-            problems.append(f"sampling.{key} is {value!r:.40}, not a whole number in {low}..{high}")
-    if sampling.get("stride") is not None and sampling.get("window") is None:
-        problems.append("sampling.stride is set without sampling.window")
-    if not isinstance(sampling.get("keyframes", False), bool):
-        problems.append(f"sampling.keyframes is {sampling['keyframes']!r:.40}, not true or false")
-    return problems
+    return _record_problems(data, {f.name for f in dataclasses.fields(FeatureSettings)})

@@ -172,6 +172,18 @@ def render_clip(
     return frames
 
 
+def _with_sound(stem: Path, clip: int, frames, kind: str, fps: int) -> Path:
+    """A demo clip with a soundtrack whose pitch follows the square's side."""
+    from vidcache.features.audio.synthetic import SOUND_FORMATS, glide, write_av
+
+    ext, codec, pix_fmt, audio = SOUND_FORMATS[clip % len(SOUND_FORMATS)]
+    pitches = 200.0 + 8.0 * _sizes(kind, len(frames), 0, 96)
+    rate = 48000 if audio == "opus" else 16000
+    path = stem.with_name(f"{stem.name}.{ext}")
+    return write_av(path, frames, fps, glide(pitches, 1.0 / fps, rate), rate, audio,
+                    video_codec=codec, pix_fmt=pix_fmt)  # fmt: skip
+
+
 def make_demo_dataset(
     root: Path,
     clips_per_class: int = 8,
@@ -181,6 +193,7 @@ def make_demo_dataset(
     width: int = 128,
     height: int = 96,
     seed: int = 0,
+    sound: bool = False,
 ) -> list[Path]:
     """Write a UCF101-style tree ``root/<class>/<class>_cNN.<ext>`` of synthetic clips,
     with what was drawn: ``root/captions.csv`` (``path,caption``, three per clip, see
@@ -192,8 +205,11 @@ def make_demo_dataset(
     multi-label cache).
 
     Formats rotate over :data:`DEMO_FORMATS`, and the last clip of each class is a folder
-    of numbered PNG frames, so the demo exercises every input kind. Deterministic for a
-    given ``seed``.
+    of numbered PNG frames, so the demo exercises every input kind. With ``sound``, every
+    clip is a file with a soundtrack (formats rotating over
+    :data:`features.audio.synthetic.SOUND_FORMATS`: AAC, Opus, PCM): a tone whose pitch
+    follows the square's side (200 Hz + 8 Hz a pixel), so the sound tells the classes
+    apart as the pictures do. Deterministic for a given ``seed``.
 
     Returns:
         The paths written (files and frame folders).
@@ -210,7 +226,9 @@ def make_demo_dataset(
             clip_seed = seed * 1000 + clip
             frames = render_clip(kind, num_frames, width, height, clip_seed)
             name = f"{kind}_c{clip + 1:02d}"
-            if clip == clips_per_class - 1:
+            if sound:
+                path = _with_sound(root / kind / name, clip, frames, kind, fps)
+            elif clip == clips_per_class - 1:
                 path = write_frame_folder(root / kind / name, frames)
             else:
                 ext, codec, pix_fmt = DEMO_FORMATS[clip % len(DEMO_FORMATS)]

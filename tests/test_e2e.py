@@ -255,13 +255,13 @@ def test_train_e2e_on_another_convolutional_backbone(tmp_path, dataset):
 def test_every_convolutional_backbone_names_its_blocks():
     """Each cut point's last layer exists and everything after it depends on it alone (the
     top model builds), for every backbone that can be fine-tuned end to end; CLIP and the
-    clip encoders (VideoPrism) cannot."""
+    clip encoders (VideoPrism) and the audio backbones cannot."""
     from vidcache.features.backbones import backbone_names, get_backbone
 
     for name in backbone_names():
         entry = get_backbone(name)
         if entry.blocks is None:
-            assert name.startswith("CLIP") or entry.takes_windows
+            assert name.startswith("CLIP") or entry.takes_windows or entry.hears
             continue
         backbone, _ = build_backbone(
             max(entry.min_image_size, 32), WeightsSpec("random", seed=0), backbone=name

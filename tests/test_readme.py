@@ -48,6 +48,11 @@ ELSEWHERE = {
     "videoprism_public_v1_base/ --fps 25 --stride 8 --pooling frame": (
         "the VideoPrism preset cannot be downloaded here (test_windows: --pooling frame)"
     ),
+    "extract-features av/ -o whisper.h5 --backbone whisper-tiny --weights whisper_tiny_en/ "
+    "--fps 5": (
+        "the Whisper preset cannot be downloaded here (test_audio_tasks builds Whisper from a "
+        "saved random-init preset, through the CLI)"
+    ),
     "train-rnn inception.h5 clip.h5 --fuse -o runs/fused": "needs clip.h5 (above); test_fusion",
     "vidcache evaluate runs/fused test_inception.h5 test_clip.h5": "needs runs/fused; test_fusion",
     "vidcache predict runs/fused new_clip.mp4 --stream": "needs runs/fused; test_fusion",
@@ -245,6 +250,13 @@ RUN_HERE = {
     ),
     "train-rnn tagged.h5 -o runs/tags --task multilabel --class-weight balanced --threshold 0.4": lambda out: (
         "GAP@20" in out
+    ),
+    "vidcache make-demo-data av/ --sound --clips-per-class 4": None,
+    "extract-features av/ -o sound.h5 --backbone logmel --fps 5": None,
+    "extract-features av/ -o frames.h5 --backbone mobilenetv3-large --fps 5": None,
+    "train-rnn frames.h5 sound.h5 --fuse -o runs/av": None,
+    "vidcache predict runs/av av/grow/grow_c01.mp4 --stream": lambda out: (
+        "final after 15 frames" in out
     ),
     "extract-features videos/ -o inception.h5": None,
     "vidcache predict runs/lstm new_clips/ --top 3": _top3,

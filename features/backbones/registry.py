@@ -29,7 +29,10 @@ _BUILTIN_MODULES = (
     "vidcache.features.backbones.mobilenet_v3",
     "vidcache.features.backbones.clip",
     "vidcache.features.backbones.videoprism",
+    "vidcache.features.backbones.audio",
 )
+#: How an audio backbone pools its units over a row's span (the only pooling it has).
+AUDIO_POOLING = "mean"
 #: The poolings of a clip backbone (``--pooling``), the default first: one row per window,
 #: or one per kept frame (:mod:`features.video.windowrows`).
 WINDOW_POOLINGS = ("window", "frame")
@@ -90,6 +93,17 @@ class Backbone:
             empty for a frame backbone, whose ``pooling`` is fixed.
         image_multiple: the input side must be a multiple of this (a transformer whose
             patches must tile the frame). Defaults to 1.
+        sample_rate: an *audio* backbone's rate (samples per second of mono sound it
+            hears); ``None`` (the default) for a backbone of pictures. An audio backbone
+            takes no images (``image_size`` 0) and pools its units over each row's span
+            (:mod:`features.audio.rows`).
+        hear: ``hear(model, preset) -> hearing``, an audio backbone's computation
+            (``hearing.units(samples) -> (times, vectors)``), given what ``build`` made
+            (``None`` for a backbone without weights) and the preset folder its weights
+            came from (or ``None``).
+        audio_input: what ``build`` takes, for an audio backbone with a network.
+        weightless: the backbone has no weights at all (``logmel``): ``--weights`` is
+            refused and the cache records ``weights`` ``"none"``.
     """
 
     name: str
@@ -109,6 +123,15 @@ class Backbone:
     window: int | None = None
     poolings: tuple[str, ...] = ()
     image_multiple: int = 1
+    sample_rate: int | None = None
+    hear: Callable[[Any, Any], Any] | None = None
+    audio_input: tuple[int, ...] = ()
+    weightless: bool = False
+
+    @property
+    def hears(self) -> bool:
+        """Whether this is an audio backbone (sound in, not pictures)."""
+        return self.sample_rate is not None
 
     @property
     def takes_windows(self) -> bool:
@@ -117,6 +140,8 @@ class Backbone:
 
     def input_shape(self, image_size: int) -> tuple[int, ...]:
         """The shape of one input: a frame, or a window of frames."""
+        if self.hears:
+            return self.audio_input
         frame = (image_size, image_size, 3)
         return (self.window, *frame) if self.window is not None else frame
 
@@ -124,6 +149,13 @@ class Backbone:
         """Raise ``ValueError`` unless this backbone makes rows of ``window``/``pooling``
         (a clip backbone: its own window and one of its poolings; a frame backbone: no
         window)."""
+        if self.hears:  # any window of the frames' grid; the span's mean of units
+            if pooling != AUDIO_POOLING:
+                raise ValueError(
+                    f"{self.name} pools its units by their {AUDIO_POOLING}. "
+                    f"Received: pooling={pooling!r}"
+                )
+            return
         if self.window is None:
             if window is not None:
                 raise ValueError(
@@ -143,6 +175,13 @@ class Backbone:
 
     def check_image_size(self, image_size: int) -> None:
         """Raise ``ValueError`` when the network cannot take ``image_size`` inputs."""
+        if self.hears:
+            if image_size != 0:
+                raise ValueError(
+                    f"{self.name} hears sound and takes no images. Received: "
+                    f"image_size={image_size}"
+                )
+            return
         if image_size < self.min_image_size:
             raise ValueError(
                 f"image_size must be at least {self.min_image_size} for {self.name}. "
@@ -156,13 +195,17 @@ class Backbone:
 
     def settings_fields(self) -> dict[str, Any]:
         """The :class:`~vidcache.features.settings.FeatureSettings` fields this backbone
-        fixes (``backbone``, ``pooling``, ``feature_dim``, ``preprocess``)."""
-        return {
+        fixes (``backbone``, ``pooling``, ``feature_dim``, ``preprocess``; and an audio
+        backbone's ``sample_rate``)."""
+        fields = {
             "backbone": self.name,
             "pooling": self.pooling,
             "feature_dim": self.feature_dim,
             "preprocess": self.preprocess_name,
         }
+        if self.hears:
+            fields["sample_rate"] = self.sample_rate
+        return fields
 
 
 _REGISTRY: dict[str, Backbone] = {}
@@ -234,6 +277,16 @@ def get_backbone(name: str = DEFAULT_BACKBONE) -> Backbone:
 def clip_backbone_names() -> list[str]:
     """Names of the registered clip backbones (windows of frames in)."""
     return [name for name in backbone_names() if _REGISTRY[name].takes_windows]
+
+
+def audio_backbone_names() -> list[str]:
+    """Names of the registered audio backbones (sound in)."""
+    return [name for name in backbone_names() if _REGISTRY[name].hears]
+
+
+def visual_backbone_names() -> list[str]:
+    """Names of the registered backbones of pictures (frames or windows in)."""
+    return [name for name in backbone_names() if not _REGISTRY[name].hears]
 
 
 def backbone_names() -> list[str]:

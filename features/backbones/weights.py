@@ -42,7 +42,8 @@ class WeightsSpec:
     """Where the backbone weights come from.
 
     Attributes:
-        kind: ``"imagenet"``, ``"file"`` or ``"random"``.
+        kind: ``"imagenet"``, ``"file"``, ``"random"``, or ``"none"`` for a backbone
+            without weights (``logmel``).
         path: the file or preset folder, for ``"file"`` (only its name when parsed from an
             identity).
         seed: the initialisation seed, for ``"random"``.
@@ -75,6 +76,8 @@ class WeightsSpec:
             return f"random:seed={self.seed}"
         if self.kind == "file":
             return f"{_FILE_PREFIX}{self.path.name}"
+        if self.kind == "none":
+            return "none"
         return "imagenet"
 
     @classmethod
@@ -88,8 +91,8 @@ class WeightsSpec:
             ValueError: not an identity :attr:`identity` writes (for example the
                 ``import:`` of features another tool made).
         """
-        if identity == "imagenet":
-            return cls("imagenet")
+        if identity in ("imagenet", "none"):
+            return cls(identity)
         match = _RANDOM.fullmatch(identity)
         if match:
             return cls("random", seed=int(match.group(1)))

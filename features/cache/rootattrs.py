@@ -86,10 +86,10 @@ def check_rows(attrs: dict, handle: h5py.File, path: Path, settings: FeatureSett
                 path, f"its rows are {features.dtype}, its settings say {settings.dtype}"
             )
     schema = attrs.get("schema_version")
-    if schema is not None and int(schema) >= 2:  # schema 4 holds spans, and only windows
-        windows = settings.sampling.windowed
-        if windows != (int(schema) >= 4):
-            said = "windows" if windows else "one row per frame"
+    if schema is not None and int(schema) >= 2:  # schema 4 holds spans: windows and sound
+        spans = settings.has_spans
+        if spans != (int(schema) >= 4):
+            said = ("sound" if settings.hears else "windows") if spans else "one row per frame"
             raise _damaged(path, f"its settings say {said}, but it is a schema-{int(schema)} file")
 
 

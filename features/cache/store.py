@@ -147,8 +147,9 @@ def rows_crc(
 
 
 def schema_for(settings: FeatureSettings) -> int:
-    """The schema a new cache of ``settings`` is written in (4 for windows, else 3)."""
-    return WINDOW_SCHEMA if settings.sampling.windowed else SCHEMA_VERSION
+    """The schema a new cache of ``settings`` is written in (4 for windows and sound, whose
+    rows have spans; else 3)."""
+    return WINDOW_SCHEMA if settings.has_spans else SCHEMA_VERSION
 
 
 def create(path: Path, settings: FeatureSettings, versions: dict) -> None:

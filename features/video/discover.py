@@ -30,6 +30,8 @@ VIDEO_EXTENSIONS = (
     ".webm", ".wmv",
 )  # fmt: skip
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png")
+#: Files with sound only, listed when an audio backbone extracts (``discover(audio=True)``).
+AUDIO_EXTENSIONS = (".aac", ".flac", ".m4a", ".mp3", ".oga", ".ogg", ".opus", ".wav", ".wma")
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -73,13 +75,14 @@ def _is_frame_folder(folder: Path) -> bool:
     return bool(images) and all(_DIGITS.search(p.stem) for p in images)
 
 
-def _is_video_name(name: str, glob: str | None) -> bool:
+def _is_video_name(name: str, glob: str | None, audio: bool = False) -> bool:
     if glob is not None:
         return fnmatch.fnmatch(name, glob)
-    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+    extension = os.path.splitext(name)[1].lower()
+    return extension in VIDEO_EXTENSIONS or (audio and extension in AUDIO_EXTENSIONS)
 
 
-def _walk(root: Path, glob: str | None) -> list[VideoSource]:
+def _walk(root: Path, glob: str | None, audio: bool = False) -> list[VideoSource]:
     found = []
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
@@ -92,20 +95,22 @@ def _walk(root: Path, glob: str | None) -> list[VideoSource]:
             )
             continue
         for name in sorted(files):
-            if _is_video_name(name, glob):
+            if _is_video_name(name, glob, audio):
                 path = here / name
                 label = here.name if here != root else None
                 found.append(VideoSource(path.resolve(), path.relative_to(root).as_posix(), label))
     return found
 
 
-def discover(inputs: list[Path], glob: str | None = None) -> list[VideoSource]:
+def discover(inputs: list[Path], glob: str | None = None, audio: bool = False) -> list[VideoSource]:
     """List the videos under ``inputs`` (files or folders) in a stable order.
 
     Args:
         inputs: files and folders, as given on the command line.
         glob: file-name pattern that replaces the known video extensions (for example
             ``"*.avi"``). Defaults to ``None``.
+        audio: list files with sound only too (:data:`AUDIO_EXTENSIONS`), for an audio
+            backbone. Defaults to ``False``.
 
     Raises:
         DiscoveryError: an input does not exist, or two videos would share an id.
@@ -117,7 +122,7 @@ def discover(inputs: list[Path], glob: str | None = None) -> list[VideoSource]:
             if _is_frame_folder(path):
                 sources.append(VideoSource(path.resolve(), path.resolve().name, None, "frames"))
             else:
-                sources.extend(_walk(path, glob))
+                sources.extend(_walk(path, glob, audio))
         elif path.is_file():
             sources.append(VideoSource(path.resolve(), path.name))
         else:

@@ -102,6 +102,19 @@ def _combined_summary(paths: list[Path]) -> dict:
     return total
 
 
+def _input_line(s: dict, sampled: str) -> str:
+    """What the backbone took: frames of a size, or sound at a rate over a span."""
+    stored = f"compute {s['precision']}, stored {s['dtype']}"
+    if s.get("sample_rate"):
+        hears = (
+            f"each row hears {s['audio_span']:g} s centred on its frame"
+            if s.get("audio_span")
+            else "each row hears its window"
+        )
+        return f"  sound: {s['sample_rate']} Hz mono, rows {sampled}, {hears}; {stored}"
+    return f"  frames: {s['image_size']}x{s['image_size']} {s['resize']}, {sampled}; {stored}"
+
+
 def format_cache_summary(summary: dict) -> str:
     """The human-readable form of :func:`cache_summary`."""
     s = summary["settings"]
@@ -114,8 +127,7 @@ def format_cache_summary(summary: dict) -> str:
         f"frames: {summary['frames']}, source video: {summary['source_seconds']:.1f} s",
         f"  backbone: {s['backbone']} ({s['pooling']}-pooled, {s['feature_dim']}-d), "
         f"weights {s['weights']} (sha256 {s['weights_sha256'][:12]})",
-        f"  frames: {s['image_size']}x{s['image_size']} {s['resize']}, {sampled}; "
-        f"compute {s['precision']}, stored {s['dtype']}",
+        _input_line(s, sampled),
         f"  settings sha256: {summary['settings_sha256'][:16]}",
         "  made with: "
         + ", ".join(

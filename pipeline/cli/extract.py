@@ -106,6 +106,14 @@ Example:
     "[default: window]",
 )
 @click.option(
+    "--audio-span",
+    type=click.FloatRange(min=0, max=60, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="An audio backbone's frame rows: seconds of sound each hears, centred on its "
+    "frame (docs/audio.md); window rows hear their window.  [default: 0.96]",
+)
+@click.option(
     "--image-size",
     cls=LazyHelpOption,
     type=click.IntRange(min=1),
@@ -245,6 +253,7 @@ def extract(
     window,
     stride,
     pooling,
+    audio_span,
     image_size,
     resize,
     folder_fps,
@@ -308,8 +317,10 @@ def extract(
         requested = requested_run(
             spec, fps, num_frames, max_frames, sampling, image_size, resize, folder_fps,
             backbone, precision, dtype, batch_size, window=window, stride=stride, pooling=pooling,
+            audio_span=audio_span,
         )  # fmt: skip
-    sources = discover(list(videos), glob)
+        spec = requested.weights
+    sources = discover(list(videos), glob, audio=requested.features.hears)
     if labels_csv is not None:
         sources, unmatched = apply_labels(sources, labels_csv)
         for path in unmatched[:10]:

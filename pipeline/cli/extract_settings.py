@@ -12,7 +12,7 @@ __all__ = ["requested_run", "settings_of"]
 
 _FEATURE_OPTIONS = (
     "fps", "num_frames", "max_frames", "sampling", "image_size", "resize", "folder_fps", "seed",
-    "precision", "dtype", "backbone", "window", "stride", "pooling",
+    "precision", "dtype", "backbone", "window", "stride", "pooling", "audio_span",
 )  # fmt: skip
 
 
@@ -55,9 +55,28 @@ def settings_of(like: Path, weights: str):
     return settings, WeightsSpec.parse(weights)
 
 
+def _audio_checks(entry, spec, image_size, window, audio_span):
+    """An audio backbone's options in one line each; the weights it is built with."""
+    from vidcache.features.backbones import WeightsSpec
+
+    context = click.get_current_context()
+    given = context.get_parameter_source("weights") == click.core.ParameterSource.COMMANDLINE
+    if image_size is not None:
+        raise click.UsageError(f"{entry.name} hears sound and takes no images: drop --image-size")
+    if window is not None and audio_span is not None:
+        raise click.UsageError(
+            "--audio-span sets what a frame row hears; a window row hears its window: drop one"
+        )
+    if entry.weightless:
+        if given:
+            raise click.UsageError(f"{entry.name} is computed, not learned: drop --weights")
+        return WeightsSpec("none")
+    return spec
+
+
 def requested_run(
     spec, fps, num_frames, max_frames, sampling, image_size, resize, folder_fps, backbone,
-    precision, dtype, batch_size, window=None, stride=None, pooling=None,
+    precision, dtype, batch_size, window=None, stride=None, pooling=None, audio_span=None,
 ):  # fmt: skip
     """The run the feature options ask for, checked (one line for options that do not go
     together, a size the backbone cannot take, or windows a backbone does not make)."""
@@ -66,6 +85,13 @@ def requested_run(
     from vidcache.pipeline.extraction.config import ExtractConfig
 
     entry = get_backbone(backbone)
+    if entry.hears:
+        spec = _audio_checks(entry, spec, image_size, window, audio_span)
+        image_size = 0
+    elif audio_span is not None:
+        raise click.UsageError(
+            f"--audio-span sets what an audio backbone's rows hear; {entry.name} sees frames"
+        )
     if image_size is None:
         image_size = entry.default_image_size
     if image_size < entry.min_image_size:
@@ -113,6 +139,7 @@ def requested_run(
             stride=stride,
         ),
         pooling=pooling,
+        audio_span=audio_span,
         folder_fps=folder_fps,
         precision=precision,
         dtype=dtype,

@@ -77,15 +77,22 @@ def inspect_command(caches: tuple[Path, ...], as_json: bool, spans_of: str | Non
 @click.option("--seconds", type=click.FloatRange(min=0.5), default=3.0, show_default=True)
 @click.option("--fps", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--sound",
+    is_flag=True,
+    help="Every clip a file with a soundtrack: a tone whose pitch follows the square.",
+)
 @core_errors
 def make_demo_data(
-    directory: Path, clips_per_class: int, seconds: float, fps: int, seed: int
+    directory: Path, clips_per_class: int, seconds: float, fps: int, seed: int, sound: bool
 ) -> None:
     """Write small synthetic videos of three classes (grow, shrink, pulse) to DIRECTORY.
 
     Clips come in several containers and codecs (H.264 MP4, MPEG-4 AVI, VP9 WebM, FFV1 MKV,
     MJPEG AVI) plus one folder of PNG frames per class. The classes differ only in the order
-    of their frames. DIRECTORY/captions.csv describes each clip (for --task caption) and
+    of their frames. With --sound, every clip has a soundtrack whose pitch follows the
+    square (AAC MP4, Opus MKV, PCM AVI), for the audio backbones (docs/audio.md).
+    DIRECTORY/captions.csv describes each clip (for --task caption) and
     DIRECTORY/targets.csv gives the square's size per frame (for --task regress).
 
     \b
@@ -96,7 +103,9 @@ def make_demo_data(
     from vidcache.pipeline.outputs import prepare_output_dir
 
     prepare_output_dir(directory, "demo data folder")
-    written = make_demo_dataset(directory, clips_per_class, fps=fps, seconds=seconds, seed=seed)
+    written = make_demo_dataset(
+        directory, clips_per_class, fps=fps, seconds=seconds, seed=seed, sound=sound
+    )
     click.echo(
         f"wrote {len(written)} clips of {len(DEMO_CLASSES)} classes ({', '.join(DEMO_CLASSES)}) "
         f"to {directory}, with captions.csv (3 per clip), targets.csv (square size per frame), "

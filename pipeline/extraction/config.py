@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcache.features.backbone import WeightsSpec
-from vidcache.features.backbones import DEFAULT_BACKBONE
+from vidcache.features.backbones import DEFAULT_BACKBONE, get_backbone
 from vidcache.features.cache import read_settings
 from vidcache.features.cache.buffer import DEFAULT_SPILL_ROWS
 from vidcache.features.errors import CacheFormatError
@@ -24,6 +24,7 @@ __all__ = ["CHOSEN", "ExtractConfig", "library_versions", "run_settings", "setti
 #: registry entry, the weights and their checksum).
 CHOSEN = (
     "image_size", "resize", "sampling", "folder_fps", "precision", "dtype", "backbone", "pooling",
+    "audio_span",
 )  # fmt: skip
 
 
@@ -58,7 +59,10 @@ class ExtractConfig:
             (:data:`CHOSEN`): ``image_size`` (299), ``resize`` ("center-crop"),
             ``sampling`` (up to 5 fps), ``folder_fps`` (25.0), ``precision`` ("float32"),
             ``dtype`` ("float32"), ``backbone`` (InceptionV3), ``pooling`` (the backbone's
-            default; a clip backbone's ``"window"`` or ``"frame"``).
+            default; a clip backbone's ``"window"`` or ``"frame"``), ``audio_span`` (an
+            audio backbone's frame rows: 0.96 s). An audio backbone takes no
+            ``image_size`` (0) and a weightless one (``logmel``) takes the default
+            weights as none.
 
     Raises:
         TypeError: both ``features`` and its fields, or an unknown keyword.
@@ -103,6 +107,8 @@ class ExtractConfig:
                 )
             chosen = {name: getattr(features, name) for name in CHOSEN}
         backbone = chosen.pop("backbone", DEFAULT_BACKBONE)
+        if get_backbone(backbone).weightless and weights.kind == "imagenet":
+            weights = WeightsSpec("none")  # the default, for a backbone without weights
         settings = FeatureSettings.for_backbone(
             backbone, weights=weights.identity, weights_sha256="", **chosen
         )

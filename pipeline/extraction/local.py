@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import errno
 import queue
-import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from vidcache.features.audio.extractor import AudioExtractor
 from vidcache.features.backbone import FeatureExtractor
-from vidcache.features.cache import CacheEntry, FeatureCache
+from vidcache.features.cache import FeatureCache
 from vidcache.features.cache.buffer import FeatureBuffer
 from vidcache.features.cache.session import CacheSession
 from vidcache.features.cache.store import check_free_space
@@ -35,6 +34,8 @@ from vidcache.features.errors import DiskFull, SettingsMismatch
 from vidcache.features.settings import check_compatible
 from vidcache.features.video.discover import VideoSource
 from vidcache.features.video.windowrows import RowMaker
+from vidcache.pipeline.extraction.audio_run import run_audio
+from vidcache.pipeline.extraction.commit import Interrupts, commit
 from vidcache.pipeline.extraction.config import (
     ExtractConfig,
     library_versions,
@@ -77,29 +78,6 @@ __all__ = [
     "run_settings",
     "settings_like",
 ]
-
-
-class _Interrupts:
-    """Turns Ctrl-C/SIGTERM into a flag checked between batches, so commits are never torn."""
-
-    def __init__(self) -> None:
-        self.flag = False
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> _Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.flag:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.flag = True
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def extract_features(
@@ -149,6 +127,7 @@ def extract_features(
 
         extractor = producer = None
         settings = cached
+        hears = requested.hears
         try:
             if jobs:
                 check_free_space(output)  # before the model is built, not after
@@ -156,13 +135,14 @@ def extract_features(
                 # of Python), up to the queue's few batches: a sparsely sampled long file
                 # is partly decoded before the CNN is ready. (Started before TensorFlow's
                 # import, decoding gained nothing: both need the interpreter's lock.)
-                producer = Producer(
-                    jobs,
-                    config,
-                    queue.Queue(maxsize=max(1, config.queue_batches)),
-                    config.decode_workers or default_decode_workers(),
-                )
-                producer.start()
+                if not hears:  # sound is decoded by its own loop (audio_run)
+                    producer = Producer(
+                        jobs,
+                        config,
+                        queue.Queue(maxsize=max(1, config.queue_batches)),
+                        config.decode_workers or default_decode_workers(),
+                    )
+                    producer.start()
                 extractor = _build(config, extractor_factory, summary, reporter)
                 settings = config.settings(extractor.weights_sha256)
                 if cached is not None:
@@ -177,7 +157,9 @@ def extract_features(
                     into=place.target,
                 ) as cache:
                     maintain(cache, gone, touched, summary, reporter)
-                    if jobs:
+                    if jobs and hears:
+                        run_audio(jobs, config, extractor, cache, summary, reporter, settings)
+                    elif jobs:
                         _run(producer, config, extractor, cache, summary, reporter, settings)
                     place.commit(bool(cache.entries()))
         finally:
@@ -188,15 +170,20 @@ def extract_features(
     return summary
 
 
+def _default_extractor(config: ExtractConfig):
+    """The config's backbone with its weights: a CNN, or an audio backbone."""
+    if config.features.hears:
+        return AudioExtractor(config.weights, config.precision, config.backbone)
+    return FeatureExtractor(
+        config.image_size, config.weights, config.precision, config.units_per_batch, config.backbone
+    )
+
+
 def _build(config: ExtractConfig, factory, summary: ExtractSummary, reporter: Reporter):
     """The CNN (``factory``'s, or the config's), its weights checked against what the run
     must reproduce (``expect_weights_sha256``)."""
     started = time.perf_counter()
-    factory = factory or (
-        lambda c: FeatureExtractor(
-            c.image_size, c.weights, c.precision, c.units_per_batch, c.backbone
-        )
-    )
+    factory = factory or _default_extractor
     extractor = factory(config)
     summary.model_seconds = time.perf_counter() - started
     reporter.ready(summary.model_seconds)
@@ -226,7 +213,7 @@ def _run(
     covered: dict[int, int] = {}  # windows: each video's kept frames counted so far
     window = config.sampling.window
     started = time.perf_counter()
-    with _Interrupts() as interrupts:
+    with Interrupts() as interrupts:
         try:
             while True:
                 if interrupts.flag:
@@ -277,7 +264,7 @@ def _run(
                     if maker is not None and event[0] == "done":
                         for made in maker.finish():
                             buffers[event[1].slot].append(*made)
-                    outcome = _finish(event, buffers, cache, config)
+                    outcome = commit(event, buffers.pop(event[1].slot, None), cache, config.dtype)
                     summary.outcomes.append(outcome)
                     reporter.video(outcome)
                     if outcome.status == FAILED and config.strict:
@@ -299,38 +286,3 @@ def _new_frames(owner: tuple, covered: dict[int, int]) -> int:
     new = end - max(window.start, covered.get(slot, 0))
     covered[slot] = max(end, covered.get(slot, 0))
     return max(0, new)
-
-
-def _finish(
-    event: tuple, buffers: dict[int, FeatureBuffer], cache: FeatureCache, config: ExtractConfig
-) -> VideoOutcome:
-    kind, job = event[0], event[1]
-    buffer = buffers.pop(job.slot, None)
-    source = job.source
-    if kind == "failed":
-        if buffer is not None:
-            buffer.close()
-        return VideoOutcome(source.video_id, source.path, FAILED, 0, event[2])
-    _, _, info, content, count = event
-    entry = CacheEntry(
-        video_id=source.video_id,
-        path=str(source.path),
-        label=source.label or "",
-        kind=source.kind,
-        size=job.stat.size,
-        mtime=job.stat.mtime,
-        fingerprint=content,
-        num_frames=count,
-        fps=info.fps,
-        duration=info.duration if info.duration is not None else float("nan"),
-        source_frames=info.frame_count or -1,
-        width=info.width,
-        height=info.height,
-        codec=info.codec,
-        meta=dict(source.meta),
-    )
-    try:
-        cache.write_video(entry, buffer, config.dtype)
-    finally:
-        buffer.close()
-    return VideoOutcome(source.video_id, source.path, EXTRACTED, count)

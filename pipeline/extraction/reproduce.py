@@ -48,13 +48,19 @@ def build_extractor(settings: FeatureSettings, weights_path: Path | None, batch_
     Raises:
         SettingsMismatch: the weights found are not the ones the run's cache was made with.
     """
-    extractor = FeatureExtractor(
-        settings.image_size,
-        weights_for(settings, weights_path),
-        settings.precision,
-        batch_size,
-        settings.backbone,
-    )
+    if settings.hears:
+        from vidcache.features.audio.extractor import AudioExtractor
+
+        weights = weights_for(settings, weights_path)
+        extractor = AudioExtractor(weights, settings.precision, settings.backbone)
+    else:
+        extractor = FeatureExtractor(
+            settings.image_size,
+            weights_for(settings, weights_path),
+            settings.precision,
+            batch_size,
+            settings.backbone,
+        )
     if extractor.weights_sha256 != settings.weights_sha256:
         raise SettingsMismatch(
             f"cannot reproduce the run's features: the weights ({settings.weights}) have checksum "

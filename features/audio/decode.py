@@ -1,0 +1,152 @@
+"""A file's sound as one mono waveform at the rate a backbone hears, on the frames' clock.
+
+PyAV (FFmpeg) reads any codec and channel layout it knows (AAC, Opus, Vorbis, MP3, PCM,
+mono to 7.1) and its resampler mixes the channels down to mono and converts the rate
+(8-192 kHz in, the backbone's rate out). The whole first audio stream is read in one pass.
+
+**The clock.** A video's frames are timed from the start of the *video* stream (its
+``start_time`` is time 0, as :meth:`features.video.decode.VideoReader.frames` does), so
+the waveform's first sample sits at the first decoded audio frame's timestamp minus that
+origin (:attr:`AudioTrack.offset`, often 0, or a few ms where an encoder's priming or an
+edit list shifts the sound). A file without a video stream is timed from its audio
+stream's start. A stream's declared length trims the padding of its last encoded frame
+and never lengthens it. The samples after the first are taken as contiguous (FFmpeg fills the
+gaps of most containers itself; a timestamp further on is not trusted to allocate
+silence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vidcache.features.errors import VideoDecodeError
+from vidcache.features.video.videoinfo import failure_reason
+
+__all__ = ["AudioTrack", "NoAudio", "decode_audio", "probe_streams"]
+
+
+class NoAudio(VideoDecodeError):
+    """The file holds no audio stream."""
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """Mono samples of a file's first audio stream.
+
+    Attributes:
+        samples: ``float32`` waveform in ``[-1, 1]`` at ``rate``.
+        rate: samples per second.
+        offset: seconds of the first sample on the frames' clock (see the module).
+        channels: channels of the source stream.
+        source_rate: the source stream's sample rate.
+        codec: the source stream's codec name.
+    """
+
+    samples: np.ndarray
+    rate: int
+    offset: float
+    channels: int
+    source_rate: int
+    codec: str
+
+    @property
+    def end(self) -> float:
+        """Seconds on the frames' clock where the sound ends."""
+        return self.offset + len(self.samples) / self.rate
+
+
+@dataclass(frozen=True)
+class Streams:
+    """What a file holds: whether it has pictures, and when its clock starts."""
+
+    has_video: bool
+    has_audio: bool
+    origin: float  # seconds of time 0: the video stream's start, else the audio stream's
+    duration: float | None  # the container's declared length, when it says
+
+
+def _start(stream) -> float:
+    start = stream.start_time
+    return float(start * stream.time_base) if start is not None and stream.time_base else 0.0
+
+
+def probe_streams(path: Path | str) -> Streams:
+    """Which streams ``path`` holds (header only, nothing decoded).
+
+    Raises:
+        VideoDecodeError: the file cannot be opened.
+    """
+    try:
+        with av.open(str(path)) as container:
+            return _streams(container)
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoDecodeError(failure_reason(exc)) from None
+
+
+def _streams(container) -> Streams:
+    video = container.streams.video[0] if container.streams.video else None
+    audio = container.streams.audio[0] if container.streams.audio else None
+    origin = _start(video) if video is not None else (_start(audio) if audio else 0.0)
+    duration = container.duration / av.time_base if container.duration else None
+    return Streams(video is not None, audio is not None, origin, duration)
+
+
+def decode_audio(path: Path | str, rate: int) -> AudioTrack:
+    """The first audio stream of ``path``, mixed to mono and resampled to ``rate``.
+
+    Raises:
+        NoAudio: the file has no audio stream.
+        VideoDecodeError: it cannot be opened or its audio cannot be decoded.
+    """
+    try:
+        with av.open(str(path)) as container:
+            streams = _streams(container)
+            if not streams.has_audio:
+                raise NoAudio("has no audio stream (an audio backbone needs one)")
+            return _decode(container, streams.origin, rate)
+    except VideoDecodeError:
+        raise
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoDecodeError(f"audio: {failure_reason(exc)}") from None
+
+
+def _decode(container, origin: float, rate: int) -> AudioTrack:
+    stream = container.streams.audio[0]
+    context = stream.codec_context
+    channels = int(getattr(context, "channels", 0) or 0)
+    source_rate = int(context.sample_rate or 0)
+    codec = context.name or "unknown"
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    pieces: list[np.ndarray] = []
+    first: float | None = None
+    decoded = 0
+    try:
+        for frame in container.decode(stream):
+            if first is None and frame.time is not None:
+                first = float(frame.time)
+            decoded += 1
+            for out in resampler.resample(frame):
+                pieces.append(out.to_ndarray().reshape(-1))
+        for out in resampler.resample(None):
+            pieces.append(out.to_ndarray().reshape(-1))
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        if not pieces:
+            raise VideoDecodeError(f"audio: decoding failed ({failure_reason(exc)})") from None
+        # A damaged tail: the sound decoded so far is kept; what is missing counts as silence
+        # (the caller reports a track shorter than the video).
+    if decoded == 0 or not pieces:
+        raise VideoDecodeError("audio: the audio stream holds no decodable sound")
+    samples = np.concatenate(pieces).astype(np.float32, copy=False)
+    # An encoder pads its last frame (AAC: up to 1024 samples); a declared stream length
+    # trims that padding, and only trims: a length the data does not hold is not believed.
+    if stream.duration and stream.time_base:
+        declared = int(round(float(stream.duration * stream.time_base) * rate))
+        if 0 < declared < len(samples):
+            samples = samples[:declared]
+    np.clip(samples, -1.0, 1.0, out=samples)
+    offset = (first if first is not None else origin) - origin
+    return AudioTrack(samples, rate, offset, channels, source_rate, codec)
