@@ -286,3 +286,17 @@ def test_spans_say_what_each_row_heard_and_survive_export_import_and_merge(tmp_p
                     x, y = a.rows(video_id), b.rows(video_id)
                     np.testing.assert_allclose(x.span_times, y.span_times, atol=1e-9)
                     np.testing.assert_allclose(x.features, y.features, rtol=1e-6)
+
+
+def test_a_sound_stream_that_starts_late_is_placed_on_the_clock(tmp_path):
+    """MP3 in Matroska stamped to start 0.5 s after the pictures: the waveform's offset is
+    0.5 s, and from then on every row carries the tone that plays at its time."""
+    clip = write_av(tmp_path / "v" / "a.mkv", picture(100), 25, matched(rate=44100), 44100,
+                    "mp3", audio_start=0.5)  # fmt: skip
+    assert decode_audio(clip, 16000).offset == pytest.approx(0.5, abs=1e-3)
+    out = tmp_path / "a.h5"
+    invoke("extract", tmp_path / "v", "-o", out, "--backbone", "logmel", "--fps", 0, "-q")
+    with CacheReader(out) as reader:
+        features, times = reader.features("a.mkv"), reader.timestamps("a.mkv")
+    heard = times >= 0.5
+    assert features[heard].argmax(axis=1).tolist() == [BANDS[int(t - 0.5)] for t in times[heard]]

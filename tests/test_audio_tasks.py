@@ -151,3 +151,44 @@ def test_whisper_weights_from_a_preset_folder_are_keras_hubs_encoder(tmp_path):
             "(4 layers, width 384, 80 mel bands)"
         )
     ), result.output
+
+
+def _streamed_rows(settings, location, extractor, fps):
+    """The rows ``predict --stream`` makes of ``location`` for an audio part."""
+    from vidcache.features.video.decode import VideoReader
+    from vidcache.features.video.sampling import sample
+    from vidcache.pipeline.inference.heard import heard_rows
+
+    with VideoReader(str(location)) as reader:
+        frames = sample(reader.frames(), settings.sampling)
+        rows = list(heard_rows(frames, [(settings, extractor)], str(location), 1.0 / fps))
+    return np.array([r[0] for r in rows]), np.stack([r[1] for r in rows])
+
+
+@pytest.mark.parametrize("backbone", ["logmel", pytest.param("whisper-tiny", marks=needs_hub)])
+def test_the_stream_hears_what_extraction_stored(tmp_path, backbone):
+    """Rows heard as the file plays equal the stored rows: every frame of a 12-s clip at 25
+    fps whose sound starts 0.3 s late (an audio stream offset) and ends 2 s before the
+    pictures (the last rows wait for the end of the file), and a 70-s clip at 2 fps through
+    Whisper's 30-s chunks."""
+    from vidcache.features.audio.extractor import AudioExtractor
+    from vidcache.features.backbones import WeightsSpec
+    from vidcache.features.cache import read_settings
+
+    rng = np.random.default_rng(3)
+    seconds, fps, grid = (12, 25, 0) if backbone == "logmel" else (70, 2, 2)
+    sound = (0.2 * rng.standard_normal(int((seconds - 2.3) * 48000))).astype(np.float32)
+    clip = write_av(tmp_path / "v" / "a.mkv", [np.zeros((16, 16, 3), np.uint8)] * (seconds * fps),
+                    fps, sound, 48000, "opus", audio_start=0.3)  # fmt: skip
+    out = tmp_path / "a.h5"
+    weights = [] if backbone == "logmel" else ["--weights", "random"]
+    invoke("extract", tmp_path / "v", "-o", out, "--backbone", backbone, "--fps", grid,
+           *weights, "-q")  # fmt: skip
+    settings = read_settings(out)
+    with CacheReader(out) as reader:
+        stored, times = reader.features("a.mkv"), reader.timestamps("a.mkv")
+    spec = WeightsSpec("none") if backbone == "logmel" else WeightsSpec("random", seed=0)
+    extractor = AudioExtractor(spec, "float32", backbone)
+    streamed_times, streamed = _streamed_rows(settings, clip, extractor, fps)
+    np.testing.assert_array_equal(streamed_times, times)
+    np.testing.assert_allclose(streamed, stored, rtol=1e-5, atol=1e-5)

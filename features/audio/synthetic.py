@@ -59,20 +59,20 @@ def glide(pitches: Sequence[float], seconds_each: float, rate: int, amplitude=0.
     return (amplitude * np.sin(phase)).astype(np.float32)
 
 
-def _audio_frames(samples: np.ndarray, rate: int, layout: str, fmt: str, size: int):
+def _audio_frames(samples: np.ndarray, rate: int, layout: str, fmt: str, size: int, start: int):
     """PyAV frames of ``samples`` (mono, copied to every channel of ``layout``)."""
     channels = av.AudioLayout(layout).nb_channels
     scale = 32767 if fmt.startswith("s16") else 1.0
     kind = np.int16 if fmt.startswith("s16") else np.float32
-    for start in range(0, len(samples), size):
-        chunk = (samples[start : start + size] * scale).astype(kind)
+    for first in range(0, len(samples), size):
+        chunk = (samples[first : first + size] * scale).astype(kind)
         if fmt.endswith("p"):  # planar: one row per channel
             array = np.repeat(chunk[None], channels, axis=0)
         else:  # packed: channels interleaved in one row
             array = np.repeat(chunk, channels)[None]
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(array), format=fmt, layout=layout)
         frame.sample_rate = rate
-        frame.pts = start
+        frame.pts = start + first
         frame.time_base = Fraction(1, rate)
         yield frame
 
@@ -87,10 +87,13 @@ def write_av(
     layout: str = "mono",
     video_codec: str = "libx264",
     pix_fmt: str = "yuv420p",
+    audio_start: float = 0.0,
 ) -> Path:
     """Write RGB ``uint8`` frames and/or a mono waveform (copied to every channel of
     ``layout``: ``"mono"``, ``"stereo"``, ``"5.1"``) into one file.
 
+    ``audio_start`` stamps the sound's first sample that many seconds after the pictures'
+    start (a stream that starts late, as some recorders write it).
     ``codec`` is a key of :data:`AUDIO_CODECS` (``path``'s suffix is the caller's: an MP4
     for AAC, Matroska for the others, AVI for PCM; a ``.wav``/``.mp3``/``.m4a`` for a file
     without pictures). ``fps`` may be a :class:`~fractions.Fraction` (``30000/1001``).
@@ -122,7 +125,11 @@ def write_av(
             container.mux(video.encode())
         if sound is not None:
             size = sound.codec_context.frame_size or 1024
-            for frame in _audio_frames(np.asarray(audio, np.float32), rate, layout, fmt, size):
+            start = int(round(audio_start * rate))
+            sound_frames = _audio_frames(
+                np.asarray(audio, np.float32), rate, layout, fmt, size, start
+            )
+            for frame in sound_frames:
                 container.mux(sound.encode(frame))
             container.mux(sound.encode(None))
     return path

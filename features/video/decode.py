@@ -77,6 +77,19 @@ SPARSE_DECODES_PER_KEPT = 8
 SPARSE_DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
+def _tagged_seconds(stream) -> float | None:
+    """A stream's ``DURATION`` tag (``HH:MM:SS.fraction``, Matroska writes it per stream),
+    or ``None`` when it has none or it does not parse."""
+    text = (stream.metadata or {}).get("DURATION", "")
+    parts = text.split(":")
+    try:
+        hours, minutes, seconds = (float(p) for p in parts) if len(parts) == 3 else (0, 0, -1)
+    except ValueError:
+        return None
+    total = hours * 3600 + minutes * 60 + seconds
+    return total if seconds >= 0 and 0 < total < 1e7 else None
+
+
 def decode_mode() -> str:
     """``auto`` or ``sequential``, from ``$VIDCACHE_DECODE``."""
     mode = os.environ.get(DECODE_ENV, "auto").strip().lower() or "auto"
@@ -135,7 +148,11 @@ class VideoReader:
         duration = None
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
-        elif self._container.duration is not None:
+        elif _tagged_seconds(stream) is not None:  # Matroska: each stream's DURATION tag
+            duration = _tagged_seconds(stream)
+        elif self._container.duration is not None and len(self._container.streams) == 1:
+            # The container's length is the longest stream's: the video's only when it
+            # is alone (a soundtrack may run on past the pictures).
             duration = self._container.duration / av.time_base
         ctx = stream.codec_context
         return VideoInfo(

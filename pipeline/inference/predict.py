@@ -41,6 +41,7 @@ from vidcache.pipeline.extraction.reproduce import (
     part_cache,
     weights_for,
 )
+from vidcache.pipeline.inference.heard import heard_rows
 from vidcache.pipeline.training.runs import Run
 
 
@@ -286,6 +287,8 @@ def stream_predict(
         raise SettingsMismatch(
             "the run fuses a window cache with other features; predict without --stream"
         )
+    if any(part.hears and part.sampling.windowed for part in parts):
+        raise SettingsMismatch("the run hears windows of sound; predict without --stream")
     stream = run.task_class.stream(run, beam)
     extractors = [
         (part, build_extractor(part, weights_path, 1)) for part in feature_parts(settings)
@@ -309,7 +312,10 @@ def _stream(run, location, every, top_k, on_update, input_format, stream, extrac
     output = None
     with reader:
         frames = sample(reader.frames(), settings.sampling)
-        if settings.sampling.windowed:
+        if any(part.hears for part, _ in extractors):
+            step = 1.0 / reader.info.fps if reader.info.fps else 0.0
+            rows = heard_rows(frames, extractors, location, step)
+        elif settings.sampling.windowed:
             rows = _window_rows(frames, *extractors[0])
         else:
             rows = _frame_rows(frames, extractors)
