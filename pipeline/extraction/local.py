@@ -170,7 +170,7 @@ def extract_features(
     return summary
 
 
-def _default_extractor(config: ExtractConfig):
+def default_extractor(config: ExtractConfig):
     """The config's backbone with its weights: a CNN, or an audio backbone."""
     if config.features.hears:
         return AudioExtractor(config.weights, config.precision, config.backbone)
@@ -183,7 +183,7 @@ def _build(config: ExtractConfig, factory, summary: ExtractSummary, reporter: Re
     """The CNN (``factory``'s, or the config's), its weights checked against what the run
     must reproduce (``expect_weights_sha256``)."""
     started = time.perf_counter()
-    factory = factory or _default_extractor
+    factory = factory or default_extractor
     extractor = factory(config)
     summary.model_seconds = time.perf_counter() - started
     reporter.ready(summary.model_seconds)
