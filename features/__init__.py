@@ -5,6 +5,10 @@ Modules, one job each:
 - ``video``: find videos, decode them, choose and fit their frames (``discover``,
   ``videoinfo``, ``decode``, ``framefolder``, ``decodeplan``, ``sampling``, ``transform``,
   ``frames``).
+- ``audio``: sound on the frames' clock: decode any track to mono (``decode``), the
+  log-mel and Whisper backbones' units (``logmel``, ``whisper``), which sound each row
+  hears (``rows``, ``extractor``), block by block (``blocks``), and as a file plays
+  (``stream``).
 - ``backbone``: build InceptionV3 with the requested weights and run it as a compiled call.
 - ``settings``: the frozen record of everything that determines the features.
 - ``cache``: the HDF5 feature cache (writer with lock, reader), see ``docs/cache-format.md``.

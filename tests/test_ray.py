@@ -196,3 +196,31 @@ def test_overwrite_keeps_the_old_cache_until_the_new_one_holds_data(tmp_path, cl
         assert {e.num_frames for e in reader.entries().values()} == {16}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "clips", "f.h5"]
     assert no_ray_left(before), ray_processes()
+
+
+@pytest.mark.slow
+def test_an_audio_backbone_runs_on_ray_as_in_one_process(tmp_path):
+    """logmel through --engine ray (one worker, two shards) gives the local run's rows and
+    the spans each heard; the worker builds what the local engine builds."""
+    from vidcache.features.audio.synthetic import tone_sequence, write_av
+
+    for k in range(4):
+        write_av(tmp_path / "v" / f"c{k}.mp4", [np.zeros((16, 16, 3), np.uint8)] * 20, 10,
+                 tone_sequence([300 + 200 * k, 900], 1.0, 16000))  # fmt: skip
+    before = ray_processes()
+    common = ["--backbone", "logmel", "--fps", "5", "-q"]
+    local = tmp_path / "local.h5"
+    result = CliRunner().invoke(cli, ["extract", str(tmp_path / "v"), "-o", str(local), *common])
+    assert result.exit_code == 0, result.output
+    command = [sys.executable, "-m", "vidcache", "extract", str(tmp_path / "v"), "-o",
+               str(tmp_path / "ray.h5"), *common, "--engine", "ray", "--workers", "1",
+               "--shards", "2"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)  # fmt: skip
+    output = finish(process)
+    assert "4 extracted, 0 already cached, 0 failed" in output, output
+    same_features(local, tmp_path / "ray.h5")
+    with CacheReader(local) as a, CacheReader(tmp_path / "ray.h5") as b:
+        for video_id in a.entries():
+            np.testing.assert_array_equal(a.spans(video_id)[1], b.spans(video_id)[1])
+    assert no_ray_left(before), ray_processes()

@@ -6,7 +6,8 @@ Two steps, so a run can decode the next file while it hears this one:
   (:mod:`.decode`) and its rows. For a file with pictures the rows are the frames the
   sampling keeps, found by the same sampler as frame extraction (the pictures are decoded
   but neither fitted nor run through a network), so an audio cache and a frame cache of
-  the same sampling have rows at exactly the same times. A file with sound only gets a
+  the same sampling have rows at exactly the same times (FFmpeg's frame threads decode
+  them: no network competes for the cores here). A file with sound only gets a
   grid of *cells* from its decoded length: ``--fps F`` makes a cell every ``1/F`` s from
   0, ``--num-frames N`` cuts the sound into ``N`` equal cells; row ``k`` is timed at its
   cell's start and hears as a frame shown for the whole cell would.
@@ -27,7 +28,7 @@ from vidcache.features.audio.rows import audio_spans, place_on_clock, pool_units
 from vidcache.features.backbones import WeightsSpec, get_backbone
 from vidcache.features.errors import VideoDecodeError, WeightsUnavailable
 from vidcache.features.settings import FeatureSettings, SamplingSpec
-from vidcache.features.video.decode import open_source
+from vidcache.features.video.decode import SPARSE_DECODE_THREADS, open_source
 from vidcache.features.video.discover import VideoSource
 from vidcache.features.video.videoinfo import VideoInfo
 from vidcache.features.video.windowrows import row_times
@@ -99,6 +100,7 @@ def prepare_audio(source: VideoSource, settings: FeatureSettings) -> Prepared:
     note = ""
     if streams.has_video:
         with open_source(source, settings.folder_fps) as reader:
+            reader.decode_threads(SPARSE_DECODE_THREADS)  # no CNN beside this pass
             kept = [(index, time) for index, time, _ in reader.sampled(sampling)]
             info = reader.info
         if not kept:

@@ -354,6 +354,16 @@ class VideoReader:
             return run_plan_split(self._reopen, decode_plan, index, self.stats, workers)
         return run_plan(self._container, self._stream, decode_plan, index, self.stats)
 
+    def decode_threads(self, count: int) -> None:
+        """Decode with ``count`` FFmpeg frame threads, for a pass with no CNN beside it (an
+        audio backbone finding the kept frames); before the first frame only, else nothing.
+        The frames are the same (``test_decoder_threads_give_the_same_frames``)."""
+        context = self._stream.codec_context
+        if count > 1 and not context.is_open:
+            context.thread_type = "FRAME"
+            context.thread_count = count
+            self.stats.threads = count
+
     def _reopen(self):
         """A new container of the same file and its video stream (a decoder of its own)."""
         container = av.open(self._location, format=self._input_format, **OPEN_OPTIONS)

@@ -15,7 +15,7 @@ from vidcache.features.cache import CacheReader
 from vidcache.features.errors import VidcacheError
 from vidcache.features.video.discover import VideoSource
 from vidcache.pipeline.extraction.config import ExtractConfig
-from vidcache.pipeline.extraction.local import extract_features
+from vidcache.pipeline.extraction.local import default_extractor, extract_features
 from vidcache.pipeline.extraction.outcomes import (
     CACHED,
     EXTRACTED,
@@ -154,7 +154,7 @@ class ExtractWorker:
 
     def _build(self, config: ExtractConfig):
         if self.extractor is None:
-            from vidcache.features.backbone import FeatureExtractor, import_tensorflow
+            from vidcache.features.backbone import import_tensorflow
 
             started = time.perf_counter()
             tf = import_tensorflow()
@@ -163,13 +163,9 @@ class ExtractWorker:
                 tf.config.threading.set_inter_op_parallelism_threads(min(2, self.cpus))
             except RuntimeError:  # already initialised
                 pass
-            self.extractor = FeatureExtractor(
-                config.image_size,
-                config.weights,
-                config.precision,
-                config.batch_size,
-                config.backbone,
-            )
+            # the local engine's own: a CNN at the config's units per batch (a clip
+            # backbone's windows), or an audio backbone
+            self.extractor = default_extractor(config)
             self.model_seconds = time.perf_counter() - started
         return self.extractor
 
