@@ -300,3 +300,50 @@ def test_a_sound_stream_that_starts_late_is_placed_on_the_clock(tmp_path):
         features, times = reader.features("a.mkv"), reader.timestamps("a.mkv")
     heard = times >= 0.5
     assert features[heard].argmax(axis=1).tolist() == [BANDS[int(t - 0.5)] for t in times[heard]]
+
+
+@pytest.mark.slow
+def test_kill_9_while_hearing_keeps_every_committed_file_and_a_rerun_finishes(tmp_path):
+    """``extract --backbone logmel`` killed with SIGKILL after some files were committed:
+    the cache opens, every committed file's rows are the rows of a clean run, and a rerun
+    adds the rest (nothing twice)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import h5py
+
+    for k in range(40):
+        sound = tone_sequence([band_centre_hz(8 + k)] * 6, 1.0, 48000)
+        write_av(tmp_path / "v" / f"c{k:02d}.mkv", picture(60), 10, sound, 48000, "opus")
+    clean = tmp_path / "clean.h5"
+    invoke("extract", tmp_path / "v", "-o", clean, "--backbone", "logmel", "--fps", 10, "-q")
+    out = tmp_path / "killed.h5"
+    command = [sys.executable, "-m", "vidcache", "extract", str(tmp_path / "v"), "-o", str(out),
+               "--backbone", "logmel", "--fps", "10", "-q"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    done = 0
+    deadline = time.monotonic() + 120
+    while process.poll() is None and done < 3 and time.monotonic() < deadline:
+        try:
+            with h5py.File(out, "r", swmr=True) as f:
+                done = int(f["commit"][0])
+        except (OSError, KeyError):
+            pass
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    with CacheReader(out) as killed, CacheReader(clean) as whole:
+        kept = sorted(killed.entries())
+        assert 3 <= len(kept) < 40
+        for video_id in kept:
+            np.testing.assert_array_equal(killed.rows(video_id).features, whole.features(video_id))
+    result = invoke("extract", tmp_path / "v", "-o", out, "--backbone", "logmel", "--fps", 10)
+    assert f"{40 - len(kept)} extracted, {len(kept)} already cached, 0 failed" in result.output
+    with CacheReader(out) as again, CacheReader(clean) as whole:
+        assert sorted(again.entries()) == sorted(whole.entries())
+        for video_id in whole.entries():
+            np.testing.assert_array_equal(again.features(video_id), whole.features(video_id))
