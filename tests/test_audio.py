@@ -347,3 +347,40 @@ def test_kill_9_while_hearing_keeps_every_committed_file_and_a_rerun_finishes(tm
         assert sorted(again.entries()) == sorted(whole.entries())
         for video_id in whole.entries():
             np.testing.assert_array_equal(again.features(video_id), whole.features(video_id))
+
+
+def test_hostile_sound_is_one_line_or_a_correct_cache_and_costs_what_the_file_holds(tmp_path):
+    """A soundtrack stamped to start 10^6 s after the pictures (silence, one note, no 10^6 s
+    of samples laid out), a file with sound only stamped the same way (its grid from what
+    it holds), a truncated and a scribbled file: each is one line or a cache, never a
+    traceback, and the run ends promptly."""
+    import time
+
+    root = tmp_path / "v"
+    tone = tone_sequence(tones()[:2], 1.0, 48000)
+    write_av(root / "late.mkv", picture(20), 10, tone, 48000, "opus", audio_start=1e6)
+    write_av(root / "alone.mka", None, 10, tone, 48000, "opus", audio_start=1e6)
+    whole = write_av(root / "cut.mp4", picture(40), 10, tone_sequence(tones(), 1.0, 16000))
+    data = whole.read_bytes()
+    (root / "cut.mp4").write_bytes(data[: len(data) // 2])
+    scribbled = bytearray(write_av(root / "scribbled.mkv", picture(40), 10, tone, 48000, "opus")
+                          .read_bytes())  # fmt: skip
+    for k in range(len(scribbled) // 3, len(scribbled), 97):
+        scribbled[k] ^= 0x5A
+    (root / "scribbled.mkv").write_bytes(bytes(scribbled))
+    out = tmp_path / "a.h5"
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["extract", str(root), "-o", str(out), "--backbone",
+                                      "logmel", "--fps", "5"])  # fmt: skip
+    assert time.monotonic() - started < 60 and result.exit_code in (0, 1), result.output
+    assert "Traceback" not in result.output
+    assert "late.mkv: its sound starts at 1000000.00 s, after its last kept frame" in result.output
+    with CacheReader(out) as reader:
+        late = reader.features("late.mkv")
+        assert late.shape == (10, 64) and late == pytest.approx(np.log(0.001))
+        assert reader.timestamps("alone.mka").tolist() == [k / 5 for k in range(10)]
+        for name in ("cut.mp4", "scribbled.mkv"):
+            if name in reader:  # what decoded was kept; the rest is silence
+                assert np.isfinite(reader.features(name)).all()
+            else:
+                assert f"{name}:" in result.output

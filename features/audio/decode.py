@@ -8,8 +8,8 @@ mono to 7.1) and its resampler mixes the channels down to mono and converts the 
 ``start_time`` is time 0, as :meth:`features.video.decode.VideoReader.frames` does), so
 the waveform's first sample sits at the first decoded audio frame's timestamp minus that
 origin (:attr:`AudioTrack.offset`, often 0, or a few ms where an encoder's priming or an
-edit list shifts the sound). A file without a video stream is timed from its audio
-stream's start. A stream's declared length trims the padding of its last encoded frame
+edit list shifts the sound). A file without a video stream is timed from its first
+decoded sample. A stream's declared length trims the padding of its last encoded frame
 and never lengthens it. The samples after the first are taken as contiguous (FFmpeg fills the
 gaps of most containers itself; a timestamp further on is not trusted to allocate
 silence).
@@ -107,14 +107,17 @@ def decode_audio(path: Path | str, rate: int) -> AudioTrack:
             streams = _streams(container)
             if not streams.has_audio:
                 raise NoAudio("has no audio stream (an audio backbone needs one)")
-            return _decode(container, streams.origin, rate)
+            return _decode(container, streams.origin if streams.has_video else None, rate)
     except VideoDecodeError:
         raise
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoDecodeError(f"audio: {failure_reason(exc)}") from None
 
 
-def _decode(container, origin: float, rate: int) -> AudioTrack:
+def _decode(container, origin: float | None, rate: int) -> AudioTrack:
+    """The track; ``origin`` is the video stream's start (``None`` for a file with sound
+    only, whose time 0 is its first decoded sample: a stream start the data does not
+    bear out is not trusted to shift it)."""
     stream = container.streams.audio[0]
     context = stream.codec_context
     channels = int(getattr(context, "channels", 0) or 0)
@@ -148,5 +151,8 @@ def _decode(container, origin: float, rate: int) -> AudioTrack:
         if 0 < declared < len(samples):
             samples = samples[:declared]
     np.clip(samples, -1.0, 1.0, out=samples)
-    offset = (first if first is not None else origin) - origin
+    if origin is None or first is None:
+        offset = 0.0
+    else:
+        offset = first - origin
     return AudioTrack(samples, rate, offset, channels, source_rate, codec)

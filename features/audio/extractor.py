@@ -24,7 +24,7 @@ import numpy as np
 
 from vidcache.features.audio.blocks import all_units
 from vidcache.features.audio.decode import AudioTrack, NoAudio, decode_audio, probe_streams
-from vidcache.features.audio.rows import audio_spans, place_on_clock, pool_units
+from vidcache.features.audio.rows import audio_spans, file_end, place_on_clock, pool_units
 from vidcache.features.backbones import WeightsSpec, get_backbone
 from vidcache.features.errors import VideoDecodeError, WeightsUnavailable
 from vidcache.features.settings import FeatureSettings, SamplingSpec
@@ -73,16 +73,15 @@ def sound_cells(duration: float, sampling: SamplingSpec) -> tuple[list[tuple[int
     if sampling.keyframes:
         raise VideoDecodeError("has sound only: no keyframes to keep (drop --sampling keyframes)")
     if sampling.num_frames is not None:
-        step = duration / sampling.num_frames
-        count = sampling.num_frames
+        count, per = sampling.num_frames, duration
     elif sampling.fps is not None:
-        step = 1.0 / sampling.fps
-        count = max(1, math.ceil(duration * sampling.fps - 1e-9))
+        count, per = max(1, math.ceil(duration * sampling.fps - 1e-9)), 1.0
     else:
         raise VideoDecodeError("has sound only: give its grid with --fps or --num-frames")
     if sampling.max_frames is not None:
         count = min(count, sampling.max_frames)
-    return [(k, k * step) for k in range(count)], step
+    cells = sampling.num_frames or sampling.fps  # cells per ``per`` seconds
+    return [(k, k * per / cells) for k in range(count)], per / cells
 
 
 def prepare_audio(source: VideoSource, settings: FeatureSettings) -> Prepared:
@@ -107,12 +106,17 @@ def prepare_audio(source: VideoSource, settings: FeatureSettings) -> Prepared:
             raise VideoDecodeError("no frames were sampled")
         step = 1.0 / info.fps if info.fps and info.fps > 0 else 0.0
         shown = kept[-1][1] + step
-        if track.end < shown - EARLY_END_SECONDS:
+        if track.offset > kept[-1][1]:
+            note = (
+                f"its sound starts at {track.offset:.2f} s, after its last kept frame "
+                f"({kept[-1][1]:.2f} s): every row hears silence"
+            )
+        elif track.end < shown - EARLY_END_SECONDS:
             note = (
                 f"its sound ends at {track.end:.2f} s, before its last kept frame "
                 f"({kept[-1][1]:.2f} s): the rows after hear silence"
             )
-        end = max(shown, track.end)
+        end = file_end(shown, track.end, settings.audio_span, step)
     else:
         kept, step = sound_cells(track.end, sampling)
         end = track.end

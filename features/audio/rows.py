@@ -23,7 +23,19 @@ import numpy as np
 
 from vidcache.features.settings_record import DEFAULT_AUDIO_SPAN
 
-__all__ = ["DEFAULT_AUDIO_SPAN", "audio_spans", "place_on_clock", "pool_units"]
+__all__ = ["DEFAULT_AUDIO_SPAN", "audio_spans", "file_end", "place_on_clock", "pool_units"]
+
+
+def file_end(
+    shown: float, sound_end: float, audio_span: float | None, frame_seconds: float
+) -> float:
+    """Where a file with pictures ends for its rows: where its last kept frame stops being
+    shown (``shown``), or where its sound ends when that is later, but no later than any
+    row can hear (``shown + audio_span / 2 + frame_seconds``). Spans are cut here, and the
+    waveform is laid out to here: a sound stamped to start or end hours after the pictures
+    costs nothing (its timestamps bound nothing)."""
+    reach = shown + (audio_span or 0.0) / 2 + frame_seconds
+    return max(shown, min(sound_end, reach))
 
 
 def audio_spans(

@@ -23,11 +23,45 @@ import numpy as np
 
 from vidcache.features.audio.blocks import block_units
 from vidcache.features.audio.decode import NoAudio, _streams
-from vidcache.features.audio.rows import pool_units
+from vidcache.features.audio.rows import file_end, pool_units
 from vidcache.features.errors import VideoDecodeError
 from vidcache.features.video.videoinfo import failure_reason
 
 __all__ = ["SoundStream"]
+
+
+class _Clock:
+    """Samples on the frames' clock: silence before ``base`` (never stored: a stream
+    stamped to start hours late costs nothing), the decoded sound from there, and silence
+    after it up to ``limit``. Sliced like an array (``wave[a:b]``)."""
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.limit = 0
+        self._data = np.zeros(1 << 16, np.float32)
+        self._count = 0
+
+    @property
+    def filled(self) -> int:
+        """Where the decoded sound ends on the clock."""
+        return self.base + self._count
+
+    def append(self, samples: np.ndarray) -> None:
+        while self._count + len(samples) > len(self._data):
+            self._data = np.concatenate([self._data, np.zeros_like(self._data)])
+        self._data[self._count : self._count + len(samples)] = samples
+        self._count += len(samples)
+
+    def __len__(self) -> int:
+        return self.limit
+
+    def __getitem__(self, part: slice) -> np.ndarray:
+        start, stop = part.start or 0, min(part.stop, self.limit)
+        out = np.zeros(max(0, stop - start), np.float32)
+        low, high = max(start, self.base), min(stop, self.filled)
+        if high > low:
+            out[low - start : high - start] = self._data[low - self.base : high - self.base]
+        return out
 
 
 class SoundStream:
@@ -60,15 +94,14 @@ class SoundStream:
             self._declared = int(round(float(stream.duration * stream.time_base) * self.rate))
         self._decoder = self._container.decode(stream)
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
-        self._wave = np.zeros(1 << 16, np.float32)  # the clock's samples, grown by doubling
-        self._length = 0  # samples on the clock so far
+        self._wave = _Clock()  # the sound on the frames' clock
         self._decoded = 0  # samples of sound decoded (before the clock's shift)
         self._shift: int | None = None  # samples of silence before it (< 0: cut from it)
         self._offset = 0.0  # seconds of the first sample on the clock
         self._eof = False
         self._blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._pending: deque = deque()
-        self._shown = 0.0
+        self._shown = self._step = 0.0
 
     # -- decoding -------------------------------------------------------------------------
     def _pull(self) -> None:
@@ -92,15 +125,8 @@ class SoundStream:
             piece = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
             cut = max(0, -(self._shift or 0) - self._decoded)  # before the clock's 0
             self._decoded += len(piece)
-            self._append(np.clip(piece[cut:], -1.0, 1.0))
-
-    def _append(self, samples: np.ndarray) -> None:
-        if self._length == 0 and (self._shift or 0) > 0:
-            samples = np.concatenate([np.zeros(self._shift, np.float32), samples])
-        while self._length + len(samples) > len(self._wave):
-            self._wave = np.concatenate([self._wave, np.zeros_like(self._wave)])
-        self._wave[self._length : self._length + len(samples)] = samples
-        self._length += len(samples)
+            self._wave.base = max(0, self._shift or 0)
+            self._wave.append(np.clip(piece[cut:], -1.0, 1.0))
 
     def _sound(self) -> int:
         """Samples of sound usable so far (the declared length trims the last padding)."""
@@ -110,11 +136,12 @@ class SoundStream:
 
     def _available(self) -> int:
         """Samples on the clock decoded so far (the declared length trims the padding)."""
-        return max(0, min(self._length, (self._shift or 0) + self._sound()))
+        return max(0, min(self._wave.filled, (self._shift or 0) + self._sound()))
 
-    def _clock(self) -> np.ndarray:
-        """The waveform on the frames' clock from time 0, as far as usable (a view)."""
-        return self._wave[: self._available()]
+    def _clock(self) -> _Clock:
+        """The waveform on the frames' clock from time 0, as far as usable."""
+        self._wave.limit = self._available()
+        return self._wave
 
     # -- rows -----------------------------------------------------------------------------
     def _blocks_for(self, start: float, end: float) -> range:
@@ -148,6 +175,7 @@ class SoundStream:
         """A kept frame at ``time`` arrived (``key``: the caller's name for its row); the
         rows now ready, in order: ``(key, vector)``."""
         self._shown = max(self._shown, time + frame_seconds)
+        self._step = frame_seconds
         middle = time + frame_seconds / 2
         start, end = max(0.0, middle - self.span / 2), middle + self.span / 2
         self._pending.append((key, start, end))
@@ -167,10 +195,10 @@ class SoundStream:
         """The pictures ended: the rows still waiting, their spans cut to the file's end."""
         while not self._eof:
             self._pull()
-        end = max(self._shown, self._offset + self._sound() / self.rate)  # as extraction
-        length = int(np.ceil(end * self.rate))
-        wave = self._clock()[:length]
-        wave = np.pad(wave, (0, max(0, length - len(wave))))
+        sound_end = self._offset + self._sound() / self.rate
+        end = file_end(self._shown, sound_end, self.span, self._step)  # as extraction
+        wave = self._clock()
+        wave.limit = max(1, int(np.ceil(end * self.rate)))  # silence after the sound
         ready = []
         for key, start, stop in self._pending:
             stop = min(stop, end)

@@ -31,7 +31,9 @@ VIDEO_EXTENSIONS = (
 )  # fmt: skip
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png")
 #: Files with sound only, listed when an audio backbone extracts (``discover(audio=True)``).
-AUDIO_EXTENSIONS = (".aac", ".flac", ".m4a", ".mp3", ".oga", ".ogg", ".opus", ".wav", ".wma")
+AUDIO_EXTENSIONS = (
+    ".aac", ".flac", ".m4a", ".mka", ".mp3", ".oga", ".ogg", ".opus", ".wav", ".wma",
+)  # fmt: skip
 _DIGITS = re.compile(r"(\d+)")
 
 
