@@ -384,3 +384,50 @@ def test_hostile_sound_is_one_line_or_a_correct_cache_and_costs_what_the_file_ho
                 assert np.isfinite(reader.features(name)).all()
             else:
                 assert f"{name}:" in result.output
+
+
+def test_a_grid_cache_gives_the_same_rows_without_decoding_pictures(tmp_path, monkeypatch):
+    """--grid FRAMES.h5: the files the frame cache holds with the same content take their
+    kept frames from it (no picture decoded: the sampler is made to fail), a file it lacks
+    is decoded; the cache equals one made without --grid. Another sampling, a picture
+    backbone: one line each."""
+    for k in range(3):
+        write_av(tmp_path / "v" / f"c{k}.mp4", picture(30 + 5 * k), 25,
+                 tone_sequence(tones()[: 1 + k % 3], 1.0, 16000))  # fmt: skip
+    frames = tmp_path / "frames.h5"
+    invoke("extract", tmp_path / "v", "-o", frames, "--backbone", "mobilenetv3-large",
+           "--weights", "random", "--image-size", 32, "--fps", 10, "-q")  # fmt: skip
+    plain = tmp_path / "plain.h5"
+    invoke("extract", tmp_path / "v", "-o", plain, "--backbone", "logmel", "--fps", 10, "-q")
+    write_av(tmp_path / "v" / "new.mp4", picture(20), 25, tone_sequence(tones()[:1], 1.0, 16000))
+    invoke("extract", tmp_path / "v" / "new.mp4", "-o", plain, "--backbone", "logmel", "--fps",
+           10, "-q")  # fmt: skip
+    from vidcache.features.video import decode
+
+    decoded = []
+    original = decode.VideoReader.sampled
+
+    def counted(self, sampling):
+        decoded.append(self.path.name)
+        return original(self, sampling)
+
+    monkeypatch.setattr(decode.VideoReader, "sampled", counted)
+    out = tmp_path / "grid.h5"
+    result = invoke("extract", tmp_path / "v", "-o", out, "--backbone", "logmel", "--fps", 10,
+                    "--grid", frames)  # fmt: skip
+    assert "3 of 4 file(s) took their kept frames from" in result.output
+    assert decoded == ["new.mp4"]
+    with CacheReader(out) as a, CacheReader(plain) as b:
+        assert a.settings == b.settings and sorted(a.entries()) == sorted(b.entries())
+        for video_id in b.entries():
+            x, y = a.rows(video_id), b.rows(video_id)
+            np.testing.assert_array_equal(x.timestamps, y.timestamps)
+            np.testing.assert_array_equal(x.frame_indices, y.frame_indices)
+            np.testing.assert_array_equal(x.span_times, y.span_times)
+            np.testing.assert_array_equal(x.features, y.features)
+            assert a.entries()[video_id].fps == b.entries()[video_id].fps
+    other = invoke("extract", tmp_path / "v", "-o", tmp_path / "x.h5", "--backbone", "logmel",
+                   "--fps", 5, "--grid", frames, code=1)  # fmt: skip
+    assert "keeps other frames (up to 10 fps) than this run (up to 5 fps)" in other.output
+    refused = invoke("extract", tmp_path / "v", "-o", tmp_path / "y.h5", "--grid", frames, code=2)
+    assert "--grid gives an audio backbone its rows" in refused.output

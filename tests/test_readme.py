@@ -254,6 +254,9 @@ RUN_HERE = {
     "vidcache make-demo-data av/ --sound --clips-per-class 4": None,
     "extract-features av/ -o sound.h5 --backbone logmel --fps 5": None,
     "extract-features av/ -o frames.h5 --backbone mobilenetv3-large --fps 5": None,
+    "extract-features av/ -o sound-grid.h5 --backbone logmel --fps 5 --grid frames.h5": (
+        lambda out: "12 of 12 file(s) took their kept frames from frames.h5" in out
+    ),
     "train-rnn frames.h5 sound.h5 --fuse -o runs/av": None,
     "vidcache predict runs/av av/grow/grow_c01.mp4 --stream": lambda out: (
         "final after 15 frames" in out

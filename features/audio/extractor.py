@@ -33,7 +33,7 @@ from vidcache.features.video.discover import VideoSource
 from vidcache.features.video.videoinfo import VideoInfo
 from vidcache.features.video.windowrows import row_times
 
-__all__ = ["AudioExtractor", "AudioRows", "Prepared", "prepare_audio", "sound_cells"]
+__all__ = ["AudioExtractor", "AudioRows", "Grid", "Prepared", "prepare_audio", "sound_cells"]
 
 #: A track ending this much before the pictures is reported (codecs pad a few ms).
 EARLY_END_SECONDS = 0.1
@@ -84,8 +84,20 @@ def sound_cells(duration: float, sampling: SamplingSpec) -> tuple[list[tuple[int
     return [(k, k * per / cells) for k in range(count)], per / cells
 
 
-def prepare_audio(source: VideoSource, settings: FeatureSettings) -> Prepared:
-    """Decode ``source``'s sound and find its rows (see the module).
+@dataclass(frozen=True)
+class Grid:
+    """The kept frames of one file as a cache of the same sampling holds them (``--grid``):
+    ``kept`` ``(index, seconds)`` pairs and the file's :class:`VideoInfo`."""
+
+    kept: list
+    info: VideoInfo
+
+
+def prepare_audio(
+    source: VideoSource, settings: FeatureSettings, grid: Grid | None = None
+) -> Prepared:
+    """Decode ``source``'s sound and find its rows (see the module); with ``grid``, the kept
+    frames come from it and the pictures are not decoded.
 
     Raises:
         NoAudio: no audio stream (or a folder of frames).
@@ -98,10 +110,13 @@ def prepare_audio(source: VideoSource, settings: FeatureSettings) -> Prepared:
     sampling = settings.sampling
     note = ""
     if streams.has_video:
-        with open_source(source, settings.folder_fps) as reader:
-            reader.decode_threads(SPARSE_DECODE_THREADS)  # no CNN beside this pass
-            kept = [(index, time) for index, time, _ in reader.sampled(sampling)]
-            info = reader.info
+        if grid is not None:
+            kept, info = grid.kept, grid.info
+        else:
+            with open_source(source, settings.folder_fps) as reader:
+                reader.decode_threads(SPARSE_DECODE_THREADS)  # no CNN beside this pass
+                kept = [(index, time) for index, time, _ in reader.sampled(sampling)]
+                info = reader.info
         if not kept:
             raise VideoDecodeError("no frames were sampled")
         step = 1.0 / info.fps if info.fps and info.fps > 0 else 0.0

@@ -114,6 +114,14 @@ Example:
     "frame (docs/audio.md); window rows hear their window.  [default: 0.96]",
 )
 @click.option(
+    "--grid",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    metavar="CACHE",
+    help="An audio backbone's run: take each file's kept frames from CACHE (a frame cache of "
+    "the same sampling) instead of decoding the pictures again.",
+)
+@click.option(
     "--image-size",
     cls=LazyHelpOption,
     type=click.IntRange(min=1),
@@ -254,6 +262,7 @@ def extract(
     stride,
     pooling,
     audio_span,
+    grid,
     image_size,
     resize,
     folder_fps,
@@ -352,8 +361,13 @@ def extract(
             f"{spec.seed}); use them for tests and demos only.",
             err=True,
         )
+    if grid is not None and not requested.features.hears:
+        raise click.UsageError(
+            f"--grid gives an audio backbone its rows; {requested.backbone} decodes the frames"
+        )
     config = replace(
         requested,
+        grid=grid,
         overwrite=overwrite,
         prune=prune,
         strict=strict,

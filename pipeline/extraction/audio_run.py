@@ -2,8 +2,8 @@
 
 Data flow::
 
-    decode thread:  fingerprint -> decode the sound (and find the kept frames) of the next
-                    files, up to ``AHEAD`` ahead
+    decode thread:  fingerprint -> decode the sound (and find the kept frames, or read
+                    them from ``--grid CACHE``) of the next files, up to ``AHEAD`` ahead
     main thread:    hear (log-mel, or Whisper's encoder) -> pool per row -> commit the file
 
 One file is heard at a time (a file is a few hundred to a few thousand rows, and a
@@ -19,6 +19,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from vidcache.features.audio.extractor import AudioExtractor, prepare_audio
+from vidcache.features.audio.grid import GridCache
 from vidcache.features.cache import FeatureCache
 from vidcache.features.cache.buffer import FeatureBuffer
 from vidcache.features.errors import VideoDecodeError
@@ -35,8 +36,10 @@ __all__ = ["AHEAD", "run_audio"]
 AHEAD = 2
 
 
-def _prepare(job: Job, settings: FeatureSettings):
-    return fingerprint(job.source), prepare_audio(job.source, settings)
+def _prepare(job: Job, settings: FeatureSettings, grid: GridCache | None):
+    content = fingerprint(job.source)
+    kept = grid.lookup(job.source.video_id, content) if grid is not None else None
+    return content, prepare_audio(job.source, settings, kept)
 
 
 def _hear(job: Job, future, extractor: AudioExtractor, settings, config, reporter):
@@ -69,6 +72,7 @@ def run_audio(
 ) -> None:
     """Hear every job's file and commit its rows (the module's data flow)."""
     started = time.perf_counter()
+    grid = GridCache(config.grid, settings) if config.grid is not None else None
     pending = iter(jobs)
     ahead: deque = deque()
     pool = ThreadPoolExecutor(1, thread_name_prefix="vidcache-audio-decode")
@@ -76,7 +80,7 @@ def run_audio(
     def submit() -> None:
         job = next(pending, None)
         if job is not None:
-            ahead.append((job, pool.submit(_prepare, job, settings)))
+            ahead.append((job, pool.submit(_prepare, job, settings, grid)))
 
     try:
         with Interrupts() as interrupts:
@@ -100,3 +104,9 @@ def run_audio(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         summary.seconds = time.perf_counter() - started
+        if grid is not None:
+            grid.close()
+            reporter.note(
+                f"{grid.used} of {len(jobs)} file(s) took their kept frames from {grid.path} "
+                "(the others were decoded)"
+            )

@@ -55,6 +55,9 @@ class ExtractConfig:
             loss too (a killed process never loses them either way). Defaults to False.
         expect_weights_sha256: the checksum the loaded weights must have (``--like``: the
             same weights as another cache or run). Defaults to "" (any).
+        grid: an audio backbone's run: a cache of the same sampling whose rows give each
+            file's kept frames, so the pictures are not decoded again
+            (:mod:`features.audio.grid`). Defaults to None.
         **chosen: without ``features``, the settings' fields a run chooses
             (:data:`CHOSEN`): ``image_size`` (299), ``resize`` ("center-crop"),
             ``sampling`` (up to 5 fps), ``folder_fps`` (25.0), ``precision`` ("float32"),
@@ -80,6 +83,7 @@ class ExtractConfig:
     decode_workers: int
     fsync: bool
     expect_weights_sha256: str
+    grid: Path | None
 
     def __init__(
         self,
@@ -95,6 +99,7 @@ class ExtractConfig:
         decode_workers: int = 0,
         fsync: bool = False,
         expect_weights_sha256: str = "",
+        grid: Path | None = None,
         **chosen: Any,
     ) -> None:
         unknown = sorted(set(chosen) - set(CHOSEN))
@@ -124,6 +129,7 @@ class ExtractConfig:
             ("decode_workers", decode_workers),
             ("fsync", fsync),
             ("expect_weights_sha256", expect_weights_sha256),
+            ("grid", Path(grid) if grid is not None else None),
         ):
             object.__setattr__(self, name, value)
 
