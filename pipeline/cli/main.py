@@ -167,6 +167,8 @@ def _list_backbones() -> None:
             f"{name}: {entry.feature_dim}-d, {entry.default_image_size} px "
             f"(at least {entry.min_image_size})"
         )
+        if entry.hears:
+            line = f"{name}: {entry.feature_dim}-d, hears {entry.sample_rate} Hz mono"
         if entry.pretrained is None:
             needs = ""
             if entry.extra is not None:

@@ -46,7 +46,8 @@ def backbone_help() -> str:
     listed = []
     for entry in _entries():
         needs = f", needs .[{entry.extra}]" if entry.extra else ""
-        listed.append(f"{entry.name} ({entry.feature_dim}-d{needs})")
+        hears = ", sound" if entry.hears else ""
+        listed.append(f"{entry.name} ({entry.feature_dim}-d{hears}{needs})")
     aliases = [a for entry in _entries() for a in entry.aliases]
     also = f"; any case, or {', '.join(aliases)}" if aliases else "; any case"
     return (
@@ -56,9 +57,11 @@ def backbone_help() -> str:
 
 
 def _by(value) -> str:
+    """``value`` of each backbone of pictures, grouped (the audio backbones take none)."""
     groups = defaultdict(list)
     for entry in _entries():
-        groups[value(entry)].append(entry.name)
+        if not entry.hears:
+            groups[value(entry)].append(entry.name)
     return ", ".join(f"{size} for {' and '.join(names)}" for size, names in sorted(groups.items()))
 
 
