@@ -26,7 +26,7 @@ import numpy as np
 from vidcache.features.errors import VideoDecodeError
 from vidcache.features.video.videoinfo import failure_reason
 
-__all__ = ["AudioTrack", "NoAudio", "decode_audio", "probe_streams"]
+__all__ = ["AudioTrack", "NoAudio", "Streams", "decode_audio", "probe_streams", "streams_of"]
 
 
 class NoAudio(VideoDecodeError):
@@ -82,12 +82,13 @@ def probe_streams(path: Path | str) -> Streams:
     """
     try:
         with av.open(str(path)) as container:
-            return _streams(container)
+            return streams_of(container)
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoDecodeError(failure_reason(exc)) from None
 
 
-def _streams(container) -> Streams:
+def streams_of(container) -> Streams:
+    """What an open container holds (:class:`Streams`)."""
     video = container.streams.video[0] if container.streams.video else None
     audio = container.streams.audio[0] if container.streams.audio else None
     origin = _start(video) if video is not None else (_start(audio) if audio else 0.0)
@@ -104,7 +105,7 @@ def decode_audio(path: Path | str, rate: int) -> AudioTrack:
     """
     try:
         with av.open(str(path)) as container:
-            streams = _streams(container)
+            streams = streams_of(container)
             if not streams.has_audio:
                 raise NoAudio("has no audio stream (an audio backbone needs one)")
             return _decode(container, streams.origin if streams.has_video else None, rate)

@@ -22,7 +22,7 @@ import av
 import numpy as np
 
 from vidcache.features.audio.blocks import block_units
-from vidcache.features.audio.decode import NoAudio, _streams
+from vidcache.features.audio.decode import NoAudio, streams_of
 from vidcache.features.audio.rows import file_end, pool_units
 from vidcache.features.errors import VideoDecodeError
 from vidcache.features.video.videoinfo import failure_reason
@@ -82,7 +82,7 @@ class SoundStream:
             self._container = av.open(str(location))
         except (av.error.FFmpegError, OSError) as exc:
             raise VideoDecodeError(failure_reason(exc)) from None
-        streams = _streams(self._container)
+        streams = streams_of(self._container)
         if not streams.has_audio:
             self._container.close()
             raise NoAudio("has no audio stream (the run hears sound)")
