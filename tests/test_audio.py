@@ -15,7 +15,7 @@ from vidcache.features.audio.rows import audio_spans, pool_units
 from vidcache.features.audio.synthetic import AUDIO_CODECS, tone_sequence, write_av
 from vidcache.features.backbones import get_backbone
 from vidcache.features.cache import CacheReader, read_settings
-from vidcache.features.settings import FeatureSettings
+from vidcache.features.settings import FeatureSettings, SamplingSpec
 from vidcache.pipeline.cli import cli
 
 #: Mel bands the tones of these tests sit at the peak of, one tone per second.
@@ -431,3 +431,52 @@ def test_a_grid_cache_gives_the_same_rows_without_decoding_pictures(tmp_path, mo
     assert "keeps other frames (up to 10 fps) than this run (up to 5 fps)" in other.output
     refused = invoke("extract", tmp_path / "v", "-o", tmp_path / "y.h5", "--grid", frames, code=2)
     assert "--grid gives an audio backbone its rows" in refused.output
+
+
+def test_a_disk_that_fills_while_rows_of_sound_spill_is_one_line(tmp_path, small_disk, monkeypatch):
+    """Rows of a long file spill to a temporary file; when its disk is full, the run stops
+    with the one line the frame loop gives, and what was committed before is kept."""
+    import tempfile
+
+    from conftest import fill
+
+    from vidcache.features.errors import DiskFull
+    from vidcache.features.video.discover import discover
+    from vidcache.pipeline.extraction.config import ExtractConfig
+    from vidcache.pipeline.extraction.local import extract_features
+
+    first = write_av(
+        tmp_path / "a" / "first.mp4", picture(20), 10, tone_sequence([440], 2.0, 16000)
+    )
+    write_av(tmp_path / "b" / "second.mp4", picture(20), 10, tone_sequence([880], 2.0, 16000))
+    out = tmp_path / "a.h5"
+    config = ExtractConfig(backbone="logmel", sampling=SamplingSpec(fps=10), spill_rows=2)
+    extract_features(discover([first]), out, config)
+    fill(small_disk)
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk))
+    with pytest.raises(DiskFull, match="no space left for the temporary rows of long videos"):
+        extract_features(discover([tmp_path / "b"]), out, config)
+    with CacheReader(out) as reader:
+        assert sorted(reader.entries()) == ["first.mp4"]
+
+
+def test_a_disk_that_fills_while_rows_of_frames_spill_is_one_line_too(
+    tmp_path, small_disk, monkeypatch, run_extract, small_config
+):
+    import tempfile
+
+    from conftest import fill
+
+    from vidcache.features.errors import DiskFull
+
+    write_av(tmp_path / "a" / "first.mp4", picture(6), 10)
+    write_av(tmp_path / "b" / "second.mp4", picture(12), 10)
+    out = tmp_path / "f.h5"
+    config = small_config(sampling=SamplingSpec(fps=None), spill_rows=2)
+    run_extract([tmp_path / "a"], out, config)
+    fill(small_disk)
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk))
+    with pytest.raises(DiskFull, match="no space left for the temporary rows of long videos"):
+        run_extract([tmp_path / "b"], out, config)
+    with CacheReader(out) as reader:
+        assert sorted(reader.entries()) == ["first.mp4"]

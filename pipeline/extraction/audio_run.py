@@ -14,6 +14,7 @@ video is silent, which nobody heard. Ctrl-C (or SIGTERM) stops after the current
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from vidcache.features.cache.buffer import FeatureBuffer
 from vidcache.features.errors import VideoDecodeError
 from vidcache.features.fingerprint import fingerprint
 from vidcache.features.settings import FeatureSettings
-from vidcache.pipeline.extraction.commit import Interrupts, commit
+from vidcache.pipeline.extraction.commit import Interrupts, commit, spill_full
 from vidcache.pipeline.extraction.config import ExtractConfig
 from vidcache.pipeline.extraction.outcomes import FAILED, ExtractSummary, Reporter
 from vidcache.pipeline.extraction.session import Job
@@ -42,7 +43,7 @@ def _prepare(job: Job, settings: FeatureSettings, grid: GridCache | None):
     return content, prepare_audio(job.source, settings, kept)
 
 
-def _hear(job: Job, future, extractor: AudioExtractor, settings, config, reporter):
+def _hear(job: Job, future, extractor: AudioExtractor, settings, config, reporter, cache_path):
     """The file's commit event and its rows' buffer (``None`` when it failed)."""
     try:
         content, prepared = future.result()
@@ -54,8 +55,16 @@ def _hear(job: Job, future, extractor: AudioExtractor, settings, config, reporte
     except Exception as exc:  # one odd file must not end the batch
         return ("failed", job, f"unexpected {type(exc).__name__}: {exc}"), None
     buffer = FeatureBuffer(extractor.feature_dim, config.spill_rows)
-    for place, vector in enumerate(rows.features):
-        buffer.append(vector, rows.times[place], rows.indices[place], rows.spans[place])
+    try:
+        for place, vector in enumerate(rows.features):
+            buffer.append(vector, rows.times[place], rows.indices[place], rows.spans[place])
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # closing flushes to the same full disk
+            buffer.close()
+        full = spill_full(exc, cache_path)
+        if full is None:
+            raise
+        raise full from None
     if rows.note:
         reporter.note(f"{job.source.video_id}: {rows.note}")
     return ("done", job, rows.info, content, len(rows.features)), buffer
@@ -92,7 +101,9 @@ def run_audio(
                     break
                 job, future = ahead.popleft()
                 submit()
-                event, buffer = _hear(job, future, extractor, settings, config, reporter)
+                event, buffer = _hear(
+                    job, future, extractor, settings, config, reporter, cache.path
+                )
                 outcome = commit(event, buffer, cache, config.dtype)
                 summary.frames += outcome.frames
                 reporter.frames(outcome.frames)

@@ -3,14 +3,17 @@ checked between units of work, and the commit of one finished video to the cache
 
 from __future__ import annotations
 
+import errno
 import signal
+import tempfile
 import threading
 
 from vidcache.features.cache import CacheEntry, FeatureCache
 from vidcache.features.cache.buffer import FeatureBuffer
+from vidcache.features.errors import DiskFull
 from vidcache.pipeline.extraction.outcomes import EXTRACTED, FAILED, VideoOutcome
 
-__all__ = ["Interrupts", "commit"]
+__all__ = ["Interrupts", "commit", "spill_full"]
 
 
 class Interrupts:
@@ -70,3 +73,14 @@ def commit(
     finally:
         buffer.close()
     return VideoOutcome(source.video_id, source.path, EXTRACTED, count)
+
+
+def spill_full(exc: OSError, cache_path) -> DiskFull | None:
+    """The one-line error for a disk that filled while a long video's rows spilled to a
+    temporary file (``None`` when ``exc`` is another error, to be raised as it is)."""
+    if exc.errno != errno.ENOSPC:
+        return None
+    return DiskFull(
+        f"no space left for the temporary rows of long videos ({tempfile.gettempdir()}; set "
+        f"TMPDIR elsewhere); every video committed to {cache_path} before is kept"
+    )

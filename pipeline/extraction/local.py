@@ -17,9 +17,7 @@ stops after the current batch and keeps every video already committed.
 
 from __future__ import annotations
 
-import errno
 import queue
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,12 +28,12 @@ from vidcache.features.cache import FeatureCache
 from vidcache.features.cache.buffer import FeatureBuffer
 from vidcache.features.cache.session import CacheSession
 from vidcache.features.cache.store import check_free_space
-from vidcache.features.errors import DiskFull, SettingsMismatch
+from vidcache.features.errors import SettingsMismatch
 from vidcache.features.settings import check_compatible
 from vidcache.features.video.discover import VideoSource
 from vidcache.features.video.windowrows import RowMaker
 from vidcache.pipeline.extraction.audio_run import run_audio
-from vidcache.pipeline.extraction.commit import Interrupts, commit
+from vidcache.pipeline.extraction.commit import Interrupts, commit, spill_full
 from vidcache.pipeline.extraction.config import (
     ExtractConfig,
     library_versions,
@@ -247,13 +245,10 @@ def _run(
                             for made in maker.add(owner[1], features[row]):
                                 buffer.append(*made)
                     except OSError as exc:
-                        if exc.errno != errno.ENOSPC:
+                        full = spill_full(exc, cache.path)
+                        if full is None:
                             raise
-                        raise DiskFull(
-                            f"no space left for the temporary rows of long videos "
-                            f"({tempfile.gettempdir()}; set TMPDIR elsewhere); every video "
-                            f"committed to {cache.path} before is kept"
-                        ) from None
+                        raise full from None
                     done = len(item.owners)
                     if window is not None:  # frames of video: each kept frame once
                         done = sum(_new_frames(owner, covered) for owner in item.owners)
