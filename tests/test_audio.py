@@ -480,3 +480,17 @@ def test_a_disk_that_fills_while_rows_of_frames_spill_is_one_line_too(
         run_extract([tmp_path / "b"], out, config)
     with CacheReader(out) as reader:
         assert sorted(reader.entries()) == ["first.mp4"]
+
+
+def test_a_file_with_sound_only_in_windows(tmp_path):
+    """--window on a .wav: windows of cells, each hearing its cells' whole time."""
+    write_av(tmp_path / "v" / "a.wav", None, 10, tone_sequence(tones()[:3], 1.0, 16000), 16000)
+    out = tmp_path / "w.h5"
+    invoke("extract", tmp_path / "v", "-o", out, "--backbone", "logmel", "--fps", 2, "--window",
+           2, "-q")  # fmt: skip
+    with CacheReader(out) as reader:
+        frames, heard = reader.spans("a.wav")
+        rows = reader.features("a.wav")
+    assert frames.tolist() == [[0, 1], [2, 3], [4, 5]]
+    assert heard.tolist() == [[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]]
+    assert rows.argmax(axis=1).tolist() == [8, 22, 36]
