@@ -19,8 +19,15 @@ def _run(name: str) -> None:
     try:
         from vidcache.pipeline import cli
 
-        sys.exit(_main(getattr(cli, name)))
+        code = _main(getattr(cli, name))
+        # Done: a signal from now on would find the interpreter shutting down with its
+        # handlers reset (the process then died by SIGTERM, -15, its work finished and
+        # kept). Ignored, the process exits with its own status.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        sys.exit(code)
     except KeyboardInterrupt:
+        _give_back_locks()
         print("Interrupted.", file=sys.stderr)
         sys.exit(_INTERRUPTED)
     except ImportError as exc:
@@ -30,6 +37,15 @@ def _run(name: str) -> None:
             raise
         print("Interrupted.", file=sys.stderr)
         sys.exit(_INTERRUPTED)
+
+
+def _give_back_locks() -> None:
+    """The cache lock files an interruption caught half taken or half given back."""
+    for sig in (signal.SIGTERM, signal.SIGINT):  # a second signal: let the cleanup finish
+        signal.signal(sig, signal.SIG_IGN)
+    lock = sys.modules.get("vidcache.features.cache.lock")
+    if lock is not None:
+        lock.release_abandoned()
 
 
 def _main(command) -> int:

@@ -24,6 +24,31 @@ from vidcache.features.errors import (
 _WRITER_BYTE = 1 << 62
 _FLOCK = "@hhqqixxxx"  # struct flock on Linux: type, whence, start, len, pid, padding
 _held: dict[tuple[int, int], list] = {}  # (device, inode) -> [fd, holders] in this process
+# Lock files this process has open, from creating one until giving it back: fd -> [path,
+# whether it holds the flock]. What an interruption (Ctrl-C, SIGTERM: ``KeyboardInterrupt``
+# at any instruction, in the middle of taking or giving back a lock) leaves here is given
+# back as the process ends (:func:`release_abandoned`).
+_lock_files: dict[int, list] = {}
+
+
+def release_abandoned() -> list[Path]:
+    """Give back the lock files this process still has open: those an interruption caught
+    between taking a lock and its owner being able to give it back. Call it only as the
+    process ends (every lock it holds is then abandoned). Returns the files removed."""
+    removed = []
+    for fd, (path, locked) in list(_lock_files.items()):
+        if locked and _same_file(path, fd):
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        _lock_files.pop(fd, None)
+    return removed
 
 
 def _same_file(path: Path, fd: int) -> bool:
@@ -142,12 +167,15 @@ class CacheLock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                _lock_files[fd] = [self.path, False]
             except OSError as exc:
                 raise unwritable(exc, self.name, f"its lock file {self.path.name}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_files[fd][1] = True
             except OSError as exc:
                 owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                _lock_files.pop(fd, None)
                 os.close(fd)
                 if exc.errno in (errno.EAGAIN, errno.EACCES):
                     raise CacheLocked(
@@ -159,6 +187,7 @@ class CacheLock:
             # is the lock only while the name still leads to it.
             if _same_file(self.path, fd):
                 break
+            _lock_files.pop(fd, None)
             os.close(fd)
         try:  # for the message of a refused run only: a full disk leaves it empty
             os.ftruncate(fd, 0)
@@ -184,6 +213,7 @@ class CacheLock:
                 self.path.unlink()
             except OSError:
                 pass
+            _lock_files.pop(self._handle, None)
             os.close(self._handle)  # closing the last descriptor releases the flock
             self._handle = None
 
