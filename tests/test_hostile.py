@@ -447,3 +447,46 @@ def test_segment_annotations_are_data_never_paths(tmp_path, cases):
     with open(folder / "clip1_00.txt", "wb") as handle:
         handle.truncate(65 << 20)  # claims 65 MiB (sparse): refused by its size
     cases.run([*train, "-o", tmp_path / "r2", "--segments", folder], [], expect_ok=False)
+
+
+def test_hostile_sound_files_are_one_line_each_and_write_nothing_outside(tmp_path, cases):
+    """The audio input path: a WAV whose header claims an absurd rate and size, an empty
+    .mp3, a .wav of random bytes, an .m4a that is really text, a sound stamped 10^6 s after
+    its pictures, a sound-only file named like a climb out of the folder, absurd
+    --audio-span values; each is one line or a correct cache, and nothing is written
+    outside the cache (and its lock)."""
+    import struct
+
+    from vidcache.features.audio.synthetic import tone_sequence, write_av
+
+    root = tmp_path / "v"
+    good = write_av(root / "good.wav", None, 10, tone_sequence([440], 1.0, 16000), 16000, "pcm")
+    lying = bytearray(good.read_bytes())
+    lying[24:28] = struct.pack("<I", 0xFFFFFFFF)  # sample rate
+    lying[40:44] = struct.pack("<I", 0xFFFFFFF0)  # data size
+    (root / "lying.wav").write_bytes(bytes(lying))
+    (root / "empty.mp3").write_bytes(b"")
+    (root / "noise.wav").write_bytes(np.random.default_rng(0).bytes(5000))
+    (root / "text.m4a").write_text("not a sound at all\n" * 50)
+    write_av(root / "late.mkv", [np.zeros((16, 16, 3), np.uint8)] * 10, 10,
+             tone_sequence([440], 1.0, 48000), 48000, "opus", audio_start=1e6)  # fmt: skip
+    write_av(root / "..." / "..-up.wav", None, 10, tone_sequence([440], 1.0, 16000), 16000, "pcm")
+    cache = tmp_path / "a.h5"
+    result = cases.run(["extract", root, "-o", cache, "--backbone", "logmel", "--fps", "5"],
+                       ["a.h5"])  # fmt: skip
+    for name in ("empty.mp3", "noise.wav", "text.m4a"):
+        assert sum(name in line for line in result.output.splitlines()) == 1, result.output
+    from vidcache.features.cache import CacheReader
+
+    with CacheReader(cache) as reader:
+        assert "good.wav" in reader and ".../..-up.wav" in reader and "late.mkv" in reader
+        for video_id in reader.entries():
+            assert np.isfinite(reader.features(video_id)).all()
+    for span in ("nan", "inf", "-1", "0", "1e9"):
+        cases.run(["extract", root, "-o", tmp_path / "x.h5", "--backbone", "logmel",
+                   "--audio-span", span], [], expect_ok=False)  # fmt: skip
+    for option, value in (("--fps", "nan"), ("--fps", "inf"), ("--folder-fps", "nan")):
+        refused = cases.run(["extract", root, "-o", tmp_path / "x.h5", option, value], [],
+                            expect_ok=False)  # fmt: skip
+        assert refused.exit_code == 2 and "not a finite number" in refused.output
+    cases.run(["export", cache, tmp_path / "exp"], ["exp"], expect_ok=True)

@@ -4,6 +4,7 @@ together from the command line."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -63,6 +64,10 @@ def _audio_checks(entry, spec, image_size, window, audio_span):
     given = context.get_parameter_source("weights") == click.core.ParameterSource.COMMANDLINE
     if image_size is not None:
         raise click.UsageError(f"{entry.name} hears sound and takes no images: drop --image-size")
+    if audio_span is not None and not 0 < audio_span <= 60:  # NaN passes click's range
+        raise click.BadParameter(
+            f"{audio_span} is not in the range 0<x<=60.", param_hint="'--audio-span'"
+        )
     if window is not None and audio_span is not None:
         raise click.UsageError(
             "--audio-span sets what a frame row hears; a window row hears its window: drop one"
@@ -85,6 +90,9 @@ def requested_run(
     from vidcache.pipeline.extraction.config import ExtractConfig
 
     entry = get_backbone(backbone)
+    for hint, value in (("--fps", fps), ("--folder-fps", folder_fps)):
+        if value is not None and not math.isfinite(value):  # click's ranges let NaN pass
+            raise click.BadParameter(f"{value} is not a finite number.", param_hint=f"'{hint}'")
     if entry.hears:
         spec = _audio_checks(entry, spec, image_size, window, audio_span)
         image_size = 0
