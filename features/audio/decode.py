@@ -17,7 +17,7 @@ silence).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -26,7 +26,7 @@ import numpy as np
 from vidcache.features.errors import VideoDecodeError
 from vidcache.features.video.videoinfo import failure_reason
 
-__all__ = ["AudioTrack", "NoAudio", "Streams", "decode_audio", "probe_streams", "streams_of"]
+__all__ = ["AudioTrack", "NoAudio", "Streams", "decode_audio", "streams_of"]
 
 
 class NoAudio(VideoDecodeError):
@@ -44,6 +44,7 @@ class AudioTrack:
         channels: channels of the source stream.
         source_rate: the source stream's sample rate.
         codec: the source stream's codec name.
+        pictures: the file has a video stream too.
     """
 
     samples: np.ndarray
@@ -52,6 +53,7 @@ class AudioTrack:
     channels: int
     source_rate: int
     codec: str
+    pictures: bool = False
 
     @property
     def end(self) -> float:
@@ -72,19 +74,6 @@ class Streams:
 def _start(stream) -> float:
     start = stream.start_time
     return float(start * stream.time_base) if start is not None and stream.time_base else 0.0
-
-
-def probe_streams(path: Path | str) -> Streams:
-    """Which streams ``path`` holds (header only, nothing decoded).
-
-    Raises:
-        VideoDecodeError: the file cannot be opened.
-    """
-    try:
-        with av.open(str(path)) as container:
-            return streams_of(container)
-    except (av.error.FFmpegError, OSError) as exc:
-        raise VideoDecodeError(failure_reason(exc)) from None
 
 
 def streams_of(container) -> Streams:
@@ -108,7 +97,8 @@ def decode_audio(path: Path | str, rate: int) -> AudioTrack:
             streams = streams_of(container)
             if not streams.has_audio:
                 raise NoAudio("has no audio stream (an audio backbone needs one)")
-            return _decode(container, streams.origin if streams.has_video else None, rate)
+            track = _decode(container, streams.origin if streams.has_video else None, rate)
+            return replace(track, pictures=streams.has_video)
     except VideoDecodeError:
         raise
     except (av.error.FFmpegError, OSError) as exc:

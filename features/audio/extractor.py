@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vidcache.features.audio.blocks import all_units
-from vidcache.features.audio.decode import AudioTrack, NoAudio, decode_audio, probe_streams
+from vidcache.features.audio.decode import AudioTrack, NoAudio, decode_audio
 from vidcache.features.audio.rows import audio_spans, file_end, place_on_clock, pool_units
 from vidcache.features.backbones import WeightsSpec, get_backbone
 from vidcache.features.errors import VideoDecodeError, WeightsUnavailable
@@ -105,11 +105,10 @@ def prepare_audio(
     """
     if source.kind == "frames":
         raise NoAudio("is a folder of frames: it has no sound")
-    streams = probe_streams(source.path)
     track = decode_audio(source.path, settings.sample_rate)
     sampling = settings.sampling
     note = ""
-    if streams.has_video:
+    if track.pictures:
         if grid is not None:
             kept, info = grid.kept, grid.info
         else:
