@@ -28,7 +28,7 @@ export DEMO_SUMMARY
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,coco,ray,tensorboard,hub]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,coco,ray,tensorboard,hub,cloud]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -29,21 +29,29 @@ def _files(source: VideoSource) -> list[Path]:
 
 
 def stat_source(source: VideoSource) -> SourceStat:
-    """Total size and newest mtime of the source's files.
+    """Total size and newest mtime of the source's files (for an object in a store, as it
+    was listed).
 
     Raises:
         OSError: the source cannot be read.
     """
+    if source.remote is not None:
+        return SourceStat(source.remote.size, source.remote.mtime)
     stats = [os.stat(f) for f in _files(source)]
     return SourceStat(sum(s.st_size for s in stats), max((s.st_mtime for s in stats), default=0.0))
 
 
 def fingerprint(source: VideoSource) -> str:
-    """``"sha256:<hex>"`` of the file's bytes (of names and bytes, in order, for frame folders).
+    """``"sha256:<hex>"`` of the file's bytes (of names and bytes, in order, for frame
+    folders); for an object in a store, its version as the store gave it when listed
+    (``etag:``, ``generation:``...: :mod:`vidcache.features.remote.objects`), read from no
+    byte of it.
 
     Raises:
         OSError: the source cannot be read.
     """
+    if source.remote is not None:
+        return source.remote.version
     digest = hashlib.sha256()
     for file in _files(source):
         if source.kind == "frames":

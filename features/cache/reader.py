@@ -89,6 +89,22 @@ class CacheReader:
         """
         return self._layout.rows(video_id, verify)
 
+    def feature_slice(self, video_id: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of one video's features (stored dtype), not checked: the
+        caller checks the video's CRC-32 once it holds every row (Ray's transfer does).
+
+        Raises:
+            KeyError: not in the cache (or a schema-1 cache).
+        """
+        index = self.index
+        if index is None:
+            raise KeyError(video_id)
+        position = index.live[video_id]
+        first = int(index.numbers["row_start"][position])
+        count = int(index.numbers["num_frames"][position])
+        start, stop = max(0, start), min(stop, count)
+        return store.rows_group(self._file, self.path)["features"][first + start : first + stop]
+
     def features_many(self, video_ids: list[str]) -> dict[str, np.ndarray]:
         """Features of many videos (stored dtype), read in large sequential blocks in file
         order; each checked against its checksum. The fast way to load a training set.

@@ -6,6 +6,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from vidcache.features.cache import store
 from vidcache.features.cache.appender import StoreWriter
 from vidcache.features.cache.buffer import FeatureBuffer
@@ -117,6 +119,14 @@ class FeatureCache:
         ``(span_frames, span_times)`` for a window cache."""
         entry.extracted_at = entry.extracted_at or store.now()
         self._writer.append(entry, [features], timestamps, frame_indices, spans=spans)
+
+    def write_blocks(
+        self, entry: CacheEntry, blocks: Iterable[np.ndarray], timestamps, frame_indices, spans=None
+    ) -> None:
+        """Commit one video whose feature rows come in ``blocks``, written as they come
+        (an iterator that raises leaves nothing of the video committed)."""
+        entry.extracted_at = entry.extracted_at or store.now()
+        self._writer.append(entry, blocks, timestamps, frame_indices, spans=spans)
 
     def write_batch(self, entries: list[CacheEntry], batch: list[store.Rows]) -> None:
         """Commit many videos in one step (whole-file rewrites)."""

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vidcache.features.errors import DiscoveryError
+from vidcache.features.remote.objects import RemoteObject
+from vidcache.features.remote.urls import is_url, shown
 
 VIDEO_EXTENSIONS = (
     ".3gp", ".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ogv", ".ts",
@@ -47,13 +49,16 @@ class VideoSource:
         label: class label, or ``None``.
         kind: ``"file"`` or ``"frames"``.
         meta: extra columns from a labels CSV, as ``(name, value)`` pairs.
+        remote: for an object in a store, what the store said of it when it was listed
+            (``path`` is then its URL, a ``str``; :mod:`vidcache.features.remote`).
     """
 
-    path: Path
+    path: Path | str
     video_id: str
     label: str | None = None
     kind: str = "file"
     meta: tuple[tuple[str, str], ...] = field(default=())
+    remote: RemoteObject | None = None
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -77,7 +82,7 @@ def _is_frame_folder(folder: Path) -> bool:
     return bool(images) and all(_DIGITS.search(p.stem) for p in images)
 
 
-def _is_video_name(name: str, glob: str | None, audio: bool = False) -> bool:
+def is_video_name(name: str, glob: str | None, audio: bool = False) -> bool:
     if glob is not None:
         return fnmatch.fnmatch(name, glob)
     extension = os.path.splitext(name)[1].lower()
@@ -97,28 +102,48 @@ def _walk(root: Path, glob: str | None, audio: bool = False) -> list[VideoSource
             )
             continue
         for name in sorted(files):
-            if _is_video_name(name, glob, audio):
+            if is_video_name(name, glob, audio):
                 path = here / name
                 label = here.name if here != root else None
                 found.append(VideoSource(path.resolve(), path.relative_to(root).as_posix(), label))
     return found
 
 
-def discover(inputs: list[Path], glob: str | None = None, audio: bool = False) -> list[VideoSource]:
+def discover(
+    inputs: list[Path | str],
+    glob: str | None = None,
+    audio: bool = False,
+    unreadable=None,
+) -> list[VideoSource]:
     """List the videos under ``inputs`` (files or folders) in a stable order.
 
     Args:
-        inputs: files and folders, as given on the command line.
+        inputs: files, folders and URLs (``s3://bucket/videos/``, an object, a CSV list;
+            :mod:`vidcache.features.remote.listing`), as given on the command line.
         glob: file-name pattern that replaces the known video extensions (for example
             ``"*.avi"``). Defaults to ``None``.
         audio: list files with sound only too (:data:`AUDIO_EXTENSIONS`), for an audio
             backbone. Defaults to ``False``.
+        unreadable: called with the :class:`RemoteError` of a URL that cannot be listed,
+            and the other inputs go on; None raises it. Defaults to None.
 
     Raises:
         DiscoveryError: an input does not exist, or two videos would share an id.
+        RemoteError: a URL cannot be listed (one line naming it).
     """
     sources: list[VideoSource] = []
     for item in inputs:
+        if is_url(item):  # a prefix, an object or a CSV list in a store
+            from vidcache.features.remote.listing import list_url
+            from vidcache.features.remote.urls import RemoteError
+
+            try:
+                sources.extend(list_url(str(item), glob, audio))
+            except RemoteError as exc:
+                if unreadable is None:
+                    raise
+                unreadable(exc)
+            continue
         path = Path(item)
         if path.is_dir():
             if _is_frame_folder(path):
@@ -182,11 +207,18 @@ def apply_labels(sources: list[VideoSource], csv_path: Path) -> tuple[list[Video
     by_key: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
     for key, value in rows.items():
         by_key[key] = value
-        by_key[str((base / key).resolve())] = value
+        if not is_url(key):
+            by_key[str((base / key).resolve())] = value
+        else:
+            by_key[shown(key)] = value
     used: set[int] = set()
     updated = []
     for source in sources:
-        hit = by_key.get(source.video_id) or by_key.get(str(source.path))
+        hit = (
+            by_key.get(source.video_id)
+            or by_key.get(str(source.path))
+            or by_key.get(shown(str(source.path)))
+        )
         if hit is not None:
             used.add(id(hit))
             label, extra = hit

@@ -17,6 +17,7 @@ from vidcache.pipeline.cli.common import (
     core_errors,
     parse_weights,
 )
+from vidcache.pipeline.cli.engine_options import OutputPath, VideoInput, engine_options
 from vidcache.pipeline.cli.registry_help import (  # noqa: E402
     LazyHelpOption,
     backbone_help,
@@ -45,14 +46,15 @@ Example:
 
 
 @click.command("extract", help=_EXTRACT_HELP, context_settings=CONTEXT)
-@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("videos", nargs=-1, required=True, type=VideoInput())
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    type=OutputPath(),
     default=Path("features.h5"),
     show_default=True,
-    help="The HDF5 feature cache (with --engine ray, a folder: one cache per shard).",
+    help="The HDF5 feature cache (with --engine ray, a folder: one cache per shard, also "
+    "in a store: s3://bucket/features/).",
 )
 @click.option(
     "--labels",
@@ -194,48 +196,7 @@ Example:
     help="Exactly the feature settings of this cache or run folder (weights, size, "
     "sampling, precision, dtype): new videos extracted to match it.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="Where the CNN runs: this process, or a pool of Ray workers (pip install "
-    "'vidcache[ray]'; see docs/scale.md).",
-)
-@click.option(
-    "--address",
-    metavar="auto|ray://HOST:PORT",
-    help="Ray cluster to join (--engine ray); without it a local Ray runs on this machine.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Ray workers, one model each; 0: as many as the cluster's CPUs (or GPUs) allow.",
-)
-@click.option(
-    "--cpus-per-worker",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="CPU cores per Ray worker (its CNN threads and decoding).",
-)
-@click.option(
-    "--num-gpus-per-worker",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="GPUs per Ray worker (0.5: two workers share one GPU).",
-)
-@click.option(
-    "--shards",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Shards of the work on Ray (0: four per worker); a shard of a dead worker is "
-    "retried on a new one.",
-)
+@engine_options
 @click.option("--prune", is_flag=True, help="Drop cached videos whose source file is gone.")
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing cache instead of adding to it."
@@ -276,11 +237,6 @@ def extract(
     shard,
     like,
     engine,
-    address,
-    workers,
-    cpus_per_worker,
-    num_gpus_per_worker,
-    shards,
     prune,
     overwrite,
     strict,
@@ -295,26 +251,7 @@ def extract(
     from vidcache.pipeline.extraction.local import extract_features
     from vidcache.pipeline.extraction.report import ProgressReporter, format_summary
 
-    if engine == "local":
-        given = [
-            name
-            for name, value, default in (
-                ("--address", address, None),
-                ("--workers", workers, 0),
-                ("--num-gpus-per-worker", num_gpus_per_worker, 0.0),
-                ("--shards", shards, 0),
-                ("--cpus-per-worker", cpus_per_worker, 1),
-            )
-            if value != default
-        ]
-        if given:
-            raise click.UsageError(f"{', '.join(given)} need --engine ray")
-        if output.is_dir():
-            raise click.UsageError(
-                f"{output} is a folder; give a cache file (a folder of shards needs --engine ray)"
-            )
-    elif shard is not None:
-        raise click.UsageError("--shard runs one share here; --engine ray shards by itself")
+    engine.check(output, shard)
     if like is not None:  # the settings of another cache or run, copied as they are
         settings, spec = settings_of(like, weights)
         requested = replace(
@@ -329,7 +266,13 @@ def extract(
             audio_span=audio_span,
         )  # fmt: skip
         spec = requested.weights
-    sources = discover(list(videos), glob, audio=requested.features.hears)
+    unreadable: list[str] = []
+
+    def cannot_list(exc: Exception) -> None:
+        unreadable.append(str(exc))
+        click.echo(f"Error: {exc}", err=True)
+
+    sources = discover(list(videos), glob, audio=requested.features.hears, unreadable=cannot_list)
     if labels_csv is not None:
         sources, unmatched = apply_labels(sources, labels_csv)
         for path in unmatched[:10]:
@@ -375,23 +318,16 @@ def extract(
         decode_workers=decode_workers,
     )
     reporter = ProgressReporter(quiet=quiet)
-    if engine == "ray":
-        from vidcache.pipeline.extraction.ray_engine import RayOptions, extract_with_ray
+    if engine.engine == "ray":
+        from vidcache.pipeline.extraction.ray_engine import extract_with_ray
 
-        options = RayOptions(
-            address=address,
-            workers=workers,
-            cpus_per_worker=cpus_per_worker,
-            num_gpus_per_worker=num_gpus_per_worker,
-            shards=shards,
-        )
         with advice(SettingsDiffer, OVERWRITE_ADVICE):
-            summary = extract_with_ray(sources, output, config, reporter, options)
+            summary = extract_with_ray(sources, output, config, reporter, engine.ray_options())
     else:
         with advice(SettingsDiffer, OVERWRITE_ADVICE):
             summary = extract_features(sources, output, config, reporter)
     click.echo(format_summary(summary, output))
     if summary.interrupted:
         sys.exit(130)
-    if summary.failures:
+    if summary.failures or unreadable:
         sys.exit(1)

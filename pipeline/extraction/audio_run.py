@@ -25,6 +25,7 @@ from vidcache.features.cache import FeatureCache
 from vidcache.features.cache.buffer import FeatureBuffer
 from vidcache.features.errors import VideoDecodeError
 from vidcache.features.fingerprint import fingerprint
+from vidcache.features.remote.copy import local_copy
 from vidcache.features.settings import FeatureSettings
 from vidcache.pipeline.extraction.commit import Interrupts, commit, spill_full
 from vidcache.pipeline.extraction.config import ExtractConfig
@@ -40,7 +41,8 @@ AHEAD = 2
 def _prepare(job: Job, settings: FeatureSettings, grid: GridCache | None):
     content = fingerprint(job.source)
     kept = grid.lookup(job.source.video_id, content) if grid is not None else None
-    return content, prepare_audio(job.source, settings, kept)
+    with local_copy(job.source) as local:
+        return content, prepare_audio(local, settings, kept)
 
 
 def _hear(job: Job, future, extractor: AudioExtractor, settings, config, reporter, cache_path):

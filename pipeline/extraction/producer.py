@@ -13,6 +13,7 @@ import numpy as np
 
 from vidcache.features.errors import VideoDecodeError
 from vidcache.features.fingerprint import fingerprint
+from vidcache.features.remote.copy import local_copy
 from vidcache.features.video.decode import open_source
 from vidcache.features.video.frames import sampled_frames
 from vidcache.features.video.sampling import windows
@@ -149,7 +150,7 @@ class Producer:
         count = 0
         try:
             content = fingerprint(job.source)
-            with open_source(job.source, config.folder_fps) as reader:
+            with local_copy(job.source) as local, open_source(local, config.folder_fps) as reader:
                 frames = sampled_frames(reader, config.sampling, config.image_size, config.resize)
                 if config.sampling.windowed:
                     size = config.sampling.window

@@ -18,10 +18,15 @@ Two kinds of output:
   date in place (``train-rnn``, ``evaluate`` and ``inspect`` read the folder directly).
 
 Without ``address`` a local Ray is started on this machine's cores and stopped at the end.
+
+Without a shared disk (detected, or ``RayOptions.shared_disk=False``), the actors extract
+blocks of videos on their own nodes and the driver pulls the rows and commits them to the
+cache or to the folder's shard files itself (:mod:`.ray_transfer`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import time
@@ -45,6 +50,7 @@ from vidcache.pipeline.extraction.ray_pool import (
     start_ray,
     worker_count,
 )
+from vidcache.pipeline.extraction.ray_transfer import Receiver, check_settings, shared_disk
 from vidcache.pipeline.extraction.session import (
     gone_videos,
     maintain,
@@ -64,6 +70,8 @@ __all__ = [
 ]
 
 SHARD_NAME = re.compile(r"shard-(\d{5})-of-(\d{5})\.h5$")
+#: Videos a task holds without a shared disk: what an actor that dies loses at most.
+BLOCK_VIDEOS = 8
 
 
 def shard_path(folder: Path, index: int, count: int) -> Path:
@@ -96,6 +104,30 @@ def _sharded(sources: list[VideoSource], count: int, folder: Path) -> list[Task]
         if k in groups or path.exists():
             tasks.append(Task(k, groups.get(k, []), path))
     return tasks
+
+
+def _blocks(sources: list[VideoSource], count: int) -> list[Task]:
+    """Tasks of at most :data:`BLOCK_VIDEOS` videos, each of one shard (no shared disk)."""
+    groups: dict[int, list[VideoSource]] = {}
+    for source in sources:
+        groups.setdefault(shard_of(source.video_id, count), []).append(source)
+    return [
+        Task(k, group[i : i + BLOCK_VIDEOS], Path())
+        for k, group in sorted(groups.items())
+        for i in range(0, len(group), BLOCK_VIDEOS)
+    ]
+
+
+def _is_shared(ray, options: RayOptions, folder: Path, reporter: Reporter) -> bool:
+    """The run's mode: ``options.shared_disk``, or detected (:func:`.shared_disk`)."""
+    if options.shared_disk is not None:
+        shared = options.shared_disk
+        why = "--shared-disk" if shared else "--no-shared-disk"
+    else:
+        shared, why = shared_disk(ray, folder)
+    how = "shard caches on the shared disk" if shared else "rows sent through Ray's object store"
+    reporter.note(f"ray: {why}: {how}")
+    return shared
 
 
 def extract_with_ray(
@@ -142,6 +174,8 @@ def _into_folder(ray, sources, folder: Path, config, reporter, options) -> Extra
         if count is None:
             count = options.shards or 4 * worker_count(ray, options, len(sources))
             count = max(1, min(count, len(sources)))
+        if not _is_shared(ray, options, folder, reporter):
+            return _send_into_folder(ray, sources, folder, count, config, reporter, options)
         tasks = _sharded(sources, count, folder)
         reporter.begin(len(sources))
         started = time.perf_counter()
@@ -151,6 +185,56 @@ def _into_folder(ray, sources, folder: Path, config, reporter, options) -> Extra
         reporter.end()
         if started_here:
             ray.shutdown()
+
+
+def _send_into_folder(ray, sources, folder: Path, count: int, config, reporter, options):
+    """``-o folder/`` without a shared disk: the driver plans and writes every shard file."""
+    if config.overwrite:
+        raise VidcacheError(
+            f"--overwrite of the shard folder {folder} needs a shared disk; remove its "
+            "shard files and run again, or write to a new folder"
+        )
+    summary = ExtractSummary()
+    groups: dict[int, list[VideoSource]] = {}
+    for source in sources:
+        groups.setdefault(shard_of(source.video_id, count), []).append(source)
+    reporter.begin(len(sources))
+    with contextlib.ExitStack() as stack:
+        sessions, work = {}, []
+        for k in range(count):
+            path = shard_path(folder, k, count)
+            mine = groups.get(k, [])
+            if not mine and not path.exists():
+                continue
+            session = stack.enter_context(CacheSession(path))
+            existing = read_existing(session, config.settings(), mine, False, reporter)
+            jobs, touched = plan(mine, existing.entries, summary, reporter)
+            gone = gone_videos(mine, existing.entries) if config.prune else []
+            if (touched or gone) and existing.settings is not None:
+                with session.open(existing.settings) as cache:
+                    maintain(cache, gone, touched, summary, reporter)
+            sessions[k] = (session, existing.settings)
+            work.extend(job.source for job in jobs)
+        caches: dict = {}
+
+        def open_cache(shard: int, settings, versions):
+            if shard not in caches:
+                session, cached = sessions[shard]
+                if cached is not None:
+                    check_settings(cached, settings, session.path)
+                cache = session.open(cached or settings, versions, fsync=config.fsync)
+                caches[shard] = stack.enter_context(cache)
+            return caches[shard]
+
+        started = time.perf_counter()
+        worker_config = replace(config, overwrite=False, prune=False)
+        receiver = Receiver(ray, open_cache)
+        tasks = _blocks(work, count)
+        parts, outcomes, own = run_pool(
+            ray, tasks, worker_config, options, reporter, all_new=True, receiver=receiver
+        )
+    summary.interrupted, summary.stopped_early = own.interrupted, own.stopped_early
+    return combine(summary, parts, outcomes, time.perf_counter() - started)
 
 
 def _add_parts(target: Path, parts: list[Path]) -> int:
@@ -198,9 +282,17 @@ def _into_one_cache(ray, sources, output: Path, config, reporter, options) -> Ex
             work = [job.source for job in jobs]
             count = options.shards or 4 * worker_count(ray, options, len(work))
             count = max(1, min(count, len(work)))
+            worker_config = replace(config, overwrite=False, prune=False)
+            if not _is_shared(ray, options, output.parent, reporter):
+                parts, outcomes, own = _send_into_cache(
+                    ray, session, _blocks(work, count), cached, worker_config, config, reporter,
+                    options,
+                )  # fmt: skip
+                summary.interrupted, summary.stopped_early = own.interrupted, own.stopped_early
+                reporter.end()
+                return combine(summary, parts, outcomes, time.perf_counter() - started)
             parts_dir.mkdir(exist_ok=True)
             tasks = _sharded(work, count, parts_dir)
-            worker_config = replace(config, overwrite=False, prune=False)
             parts, outcomes, own = run_pool(
                 ray, tasks, worker_config, options, reporter, all_new=True
             )
@@ -218,3 +310,29 @@ def _into_one_cache(ray, sources, output: Path, config, reporter, options) -> Ex
         summary.stopped_early = own.stopped_early
         reporter.end()
         return combine(summary, parts, outcomes, time.perf_counter() - started)
+
+
+def _send_into_cache(ray, session, tasks, cached, worker_config, config, reporter, options):
+    """``-o features.h5`` without a shared disk: the driver commits each video the actors
+    send into the cache (or, with ``--overwrite``, the new file that replaces it)."""
+    output = session.path
+    with replacing(output, config.overwrite and output.exists(), reporter) as place:
+        with contextlib.ExitStack() as stack:
+            caches: list = []
+
+            def open_cache(_shard: int, settings, versions):
+                if not caches:
+                    if cached is not None:
+                        check_settings(cached, settings, output)
+                    cache = session.open(
+                        cached or settings, versions, fsync=config.fsync, into=place.target
+                    )
+                    caches.append(stack.enter_context(cache))
+                return caches[0]
+
+            receiver = Receiver(ray, open_cache)
+            result = run_pool(
+                ray, tasks, worker_config, options, reporter, all_new=True, receiver=receiver
+            )
+            place.commit(bool(caches) and bool(caches[0].entries()))
+    return result

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,7 +14,6 @@ from vidcache.features.cache import CacheReader
 from vidcache.features.errors import VidcacheError
 from vidcache.features.video.discover import VideoSource
 from vidcache.pipeline.extraction.config import ExtractConfig
-from vidcache.pipeline.extraction.local import default_extractor, extract_features
 from vidcache.pipeline.extraction.outcomes import (
     CACHED,
     EXTRACTED,
@@ -24,6 +22,7 @@ from vidcache.pipeline.extraction.outcomes import (
     Reporter,
     VideoOutcome,
 )
+from vidcache.pipeline.extraction.ray_actors import ExtractWorker, ProgressBoard
 
 __all__ = [
     "INSTALL_HINT",
@@ -64,8 +63,11 @@ class RayOptions:
         shards: shards of the work; more shards than workers balance uneven videos. 0: four
             per worker (a folder output keeps the count its first run chose). Defaults to 0.
         max_retries: new actors tried for a shard whose actor died. Defaults to 3.
-        object_store_mb: object store of a local Ray (the work sends little data).
-            Defaults to 256.
+        object_store_mb: object store of a local Ray (the work sends little data; without
+            a shared disk, pieces of at most 8 MiB). Defaults to 256.
+        shared_disk: whether the actors see the driver's output folder (True: they write
+            their shard caches there; False: the driver pulls their rows through the
+            object store, :mod:`.ray_transfer`). None: detected. Defaults to None.
     """
 
     address: str | None = None
@@ -75,6 +77,7 @@ class RayOptions:
     shards: int = 0
     max_retries: int = 3
     object_store_mb: int = 256
+    shared_disk: bool | None = None
 
 
 def import_ray():
@@ -86,95 +89,6 @@ def import_ray():
             f"--engine ray needs Ray, which is not installed; install it with {INSTALL_HINT}"
         ) from None
     return ray
-
-
-# -- the actors --------------------------------------------------------------------------
-
-
-class _BoardReporter(Reporter):
-    """Forwards an actor's progress to the board, at most every ``every`` seconds."""
-
-    def __init__(self, board, task: tuple[int, int], every: float = 0.5) -> None:
-        self._board, self._task, self._every = board, task, every
-        self._outcomes: list[VideoOutcome] = []
-        self._frames = 0
-        self._sent = time.monotonic()
-
-    def video(self, outcome: VideoOutcome) -> None:
-        self._outcomes.append(outcome)
-        self._maybe_send(force=True)  # at once: the driver must learn of every commit
-
-    def frames(self, count: int) -> None:
-        self._frames += count
-        self._maybe_send()
-
-    def _maybe_send(self, force: bool = False) -> None:
-        if force or time.monotonic() - self._sent >= self._every:
-            if self._outcomes or self._frames:
-                self._board.push.remote(self._task, self._outcomes, self._frames)
-            self._outcomes, self._frames = [], 0
-            self._sent = time.monotonic()
-
-    def end(self) -> None:
-        self._maybe_send(force=True)
-
-
-class ProgressBoard:
-    """Ray actor: collects the progress events of the workers for the driver."""
-
-    def __init__(self) -> None:
-        self._events: list = []
-
-    def push(self, task, outcomes, frames) -> None:
-        self._events.append((task, outcomes, frames))
-
-    def drain(self) -> list:
-        events, self._events = self._events, []
-        return events
-
-
-class ExtractWorker:
-    """Ray actor: one CNN (built on first need) for shard after shard.
-
-    Args:
-        config: the run's options.
-        cpus: cores reserved for it (TensorFlow's thread pools are sized to them).
-        board: the :class:`ProgressBoard` actor.
-    """
-
-    def __init__(self, config: ExtractConfig, cpus: int, board) -> None:
-        self.config = config
-        self.cpus = cpus
-        self.board = board
-        self.extractor = None
-        self.model_seconds = 0.0
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def _build(self, config: ExtractConfig):
-        if self.extractor is None:
-            from vidcache.features.backbone import import_tensorflow
-
-            started = time.perf_counter()
-            tf = import_tensorflow()
-            try:
-                tf.config.threading.set_intra_op_parallelism_threads(self.cpus)
-                tf.config.threading.set_inter_op_parallelism_threads(min(2, self.cpus))
-            except RuntimeError:  # already initialised
-                pass
-            # the local engine's own: a CNN at the config's units per batch (a clip
-            # backbone's windows), or an audio backbone
-            self.extractor = default_extractor(config)
-            self.model_seconds = time.perf_counter() - started
-        return self.extractor
-
-    def run(self, task: tuple[int, int], sources: list[VideoSource], path: str) -> ExtractSummary:
-        """Extract ``sources`` into the shard cache ``path``; ``task`` is (shard, attempt)."""
-        reporter = _BoardReporter(self.board, task)
-        summary = extract_features(sources, Path(path), self.config, reporter, self._build)
-        summary.model_seconds = self.model_seconds
-        return summary
 
 
 # -- the driver --------------------------------------------------------------------------
@@ -199,17 +113,31 @@ class Outcomes:
             so a video a worker finds cached was extracted by a worker that died.
     """
 
-    def __init__(self, reporter: Reporter, all_new: bool = False) -> None:
+    def __init__(self, reporter: Reporter, all_new: bool = False, held: bool = False) -> None:
         self.reporter = reporter
         self.all_new = all_new
+        self.held = held
+        self.pending: dict[str, VideoOutcome] = {}
         self.by_video: dict[str, VideoOutcome] = {}
         self.frames = 0
 
     def add(self, outcome: VideoOutcome) -> None:
         if self.all_new and outcome.status == CACHED:
             outcome = replace(outcome, status=EXTRACTED)
+        if self.held and outcome.status == EXTRACTED:
+            # without a shared disk a video is done when the driver commits it
+            if outcome.video_id not in self.by_video:
+                self.pending[outcome.video_id] = outcome
+            return
         if outcome.video_id not in self.by_video:
             self.by_video[outcome.video_id] = outcome
+            self.reporter.video(outcome)
+
+    def confirm(self, video_id: str) -> None:
+        """The driver committed ``video_id`` (held mode): report it extracted."""
+        outcome = self.pending.pop(video_id, None)
+        if outcome is not None and video_id not in self.by_video:
+            self.by_video[video_id] = outcome
             self.reporter.video(outcome)
 
     def add_frames(self, count: int) -> None:
@@ -262,8 +190,13 @@ def run_pool(
     options: RayOptions,
     reporter: Reporter,
     all_new: bool = False,
+    receiver=None,
 ) -> tuple[list[ExtractSummary], Outcomes, ExtractSummary]:
     """Run ``tasks`` on a pool of actors, retrying the shards of actors that die.
+
+    With a ``receiver`` (:class:`.ray_transfer.Receiver`: no shared disk), the actors are
+    :class:`.ray_transfer.NodeWorker`\\ s and each finished task's videos are pulled and
+    committed by the driver; a retried task leaves out the videos already committed.
 
     Returns:
         The shards' summaries, the outcomes by video, and a summary holding the driver's
@@ -272,15 +205,20 @@ def run_pool(
     from ray.exceptions import ActorDiedError, RayActorError, RayTaskError, WorkerCrashedError
 
     lost = (RayActorError, ActorDiedError, WorkerCrashedError)
+    actor = ExtractWorker
+    if receiver is not None:
+        from vidcache.pipeline.extraction.ray_transfer import NodeWorker
+
+        actor = NodeWorker
     board_class = ray.remote(num_cpus=0)(ProgressBoard)
     worker_class = ray.remote(
         num_cpus=options.cpus_per_worker,
         num_gpus=options.num_gpus_per_worker,
         max_restarts=0,
         max_task_retries=0,
-    )(ExtractWorker)
+    )(actor)
     board = board_class.remote()
-    outcomes = Outcomes(reporter, all_new)
+    outcomes = Outcomes(reporter, all_new, held=receiver is not None)
     own = ExtractSummary()
     summaries: list[ExtractSummary] = []
     workers = worker_count(ray, options, len(tasks))
@@ -303,7 +241,12 @@ def run_pool(
         while queue or running:
             while queue and idle and not own.stopped_early:
                 worker, task = idle.pop(), queue.popleft()
-                ref = worker.run.remote((task.shard, task.attempt), task.sources, str(task.path))
+                if receiver is None:
+                    ref = worker.run.remote(
+                        (task.shard, task.attempt), task.sources, str(task.path)
+                    )
+                else:
+                    ref = worker.extract_block.remote((task.shard, task.attempt), task.sources)
                 running[ref] = (worker, task)
             if not running:
                 break
@@ -313,9 +256,18 @@ def run_pool(
                 worker, task = running.pop(ref)
                 try:
                     summary = ray.get(ref)
+                    if receiver is not None:
+                        summary, manifest = summary
+                        drain()  # the actor's outcomes before the commits confirm them
+                        for video_id in receiver.receive(worker, task.shard, manifest):
+                            outcomes.confirm(video_id)
                 except lost as exc:
                     ray.kill(worker, no_restart=True)
                     task.last_error = (str(exc).strip().splitlines() or ["worker lost"])[0][:200]
+                    if receiver is not None:  # what the driver holds is done
+                        task.sources = [
+                            s for s in task.sources if s.video_id not in receiver.committed
+                        ]
                     if task.attempt < options.max_retries:
                         task.attempt += 1
                         reporter.note(
@@ -324,7 +276,7 @@ def run_pool(
                         )
                         queue.appendleft(task)
                     else:
-                        _give_up(task, outcomes, options)
+                        _give_up(task, outcomes, options, receiver)
                     idle.append(new_worker())
                     continue
                 except RayTaskError as exc:
@@ -351,10 +303,10 @@ def run_pool(
     return summaries, outcomes, own
 
 
-def _give_up(task: Task, outcomes: Outcomes, options: RayOptions) -> None:
+def _give_up(task: Task, outcomes: Outcomes, options: RayOptions, receiver=None) -> None:
     """Report the videos of a shard whose actors kept dying and that were not committed."""
-    committed: set[str] = set()
-    if task.path.exists():
+    committed: set[str] = set(receiver.committed) if receiver is not None else set()
+    if receiver is None and task.path.exists():
         try:
             with CacheReader(task.path) as reader:
                 committed = set(reader.entries())
@@ -366,6 +318,7 @@ def _give_up(task: Task, outcomes: Outcomes, options: RayOptions) -> None:
     )
     for source in task.sources:
         if source.video_id not in committed:
+            outcomes.pending.pop(source.video_id, None)
             outcomes.add(VideoOutcome(source.video_id, source.path, FAILED, 0, reason))
 
 

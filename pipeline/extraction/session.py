@@ -37,6 +37,7 @@ from vidcache.features.cache.maintenance import migrate
 from vidcache.features.cache.session import CacheSession
 from vidcache.features.errors import VidcacheError
 from vidcache.features.fingerprint import SourceStat, fingerprint, stat_source
+from vidcache.features.remote.urls import is_url
 from vidcache.features.settings import FeatureSettings, check_compatible
 from vidcache.features.video.discover import VideoSource
 from vidcache.pipeline.extraction.outcomes import (
@@ -150,7 +151,7 @@ def plan(
         entry = entries.get(source.video_id)
         fresh = False
         if entry is not None and entry.size == stat.size:
-            if entry.mtime == stat.mtime:
+            if entry.mtime == stat.mtime and source.remote is None:
                 fresh = True
             else:
                 try:
@@ -175,8 +176,18 @@ def gone_videos(sources: list[VideoSource], entries: dict[str, CacheEntry]) -> l
     return [
         entry.video_id
         for entry in entries.values()
-        if entry.video_id not in wanted and not Path(entry.path).exists()
+        if entry.video_id not in wanted and not _exists(entry.path)
     ]
+
+
+def _exists(path: str) -> bool:
+    """Whether a cached video's source is still there (an object of a store whose
+    existence cannot be checked now counts as there: nothing is pruned on a doubt)."""
+    if is_url(path):
+        from vidcache.features.remote.listing import exists
+
+        return exists(path)
+    return Path(path).exists()
 
 
 def maintain(
