@@ -81,7 +81,7 @@ def run_extract(extractor):
     from vidcache.pipeline.extraction.local import extract_features
 
     def run(inputs, output, config, **kwargs):
-        sources = discover([Path(p) for p in inputs])
+        sources = discover([p if "://" in str(p) else Path(p) for p in inputs])
         return extract_features(
             sources, output, config, extractor_factory=lambda c: extractor, **kwargs
         )

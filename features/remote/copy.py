@@ -73,6 +73,7 @@ def local_copy(source: VideoSource) -> Iterator[VideoSource]:
     try:
         try:
             fs.get_file(path, temporary)
+            fs.invalidate_cache(path)
             now = object_of(listed.url, fs.info(path))
         except Exception as exc:  # the store's library raises its own kinds
             raise VideoDecodeError(f"cannot be read from the store: {describe(exc)}") from None

@@ -47,6 +47,7 @@ def list_url(url: str, glob: str | None = None, audio: bool = False) -> list[Vid
         return list_csv(url)
     fs, root = filesystem(url)
     try:
+        fs.invalidate_cache()  # a listing is of now, not of an earlier call in this process
         info = fs.info(root)
         if info.get("type") != "directory":
             name = posixpath.basename(root.rstrip("/"))
@@ -124,6 +125,7 @@ def stat_url(url: str) -> RemoteObject:
     """
     fs, path = filesystem(url)
     try:
+        fs.invalidate_cache(path)
         info = fs.info(path)
     except Exception as exc:
         raise RemoteError(f"{shown(url)}: cannot be read: {describe(exc)}") from None

@@ -1,0 +1,171 @@
+"""Videos in a bucket: an S3-compatible server on 127.0.0.1 (moto's server mode, started and
+stopped by this module, checking credentials and policies as S3 does).
+
+Listing with class-folder labels, change detection by size and ETag, a CSV of URLs, and
+the failures (a denied object, a missing prefix, wrong keys): one line each, the rest goes
+on, nothing written, no credential shown.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SMALL, lossless, random_frames
+
+from vidcache.features.cache import CacheReader
+from vidcache.features.settings import SamplingSpec
+
+fsspec = pytest.importorskip("fsspec")
+pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+
+BUCKET = "vids"
+DENIED = f"arn:aws:s3:::{BUCKET}/locked/c0/locked.mkv"
+ARGS = ["--weights", "random", "--seed", "0", "--image-size", str(SMALL)]
+ARGS += ["--batch-size", "4", "--fps", "0", "-q"]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """The server, its keys in this process's environment (restored afterwards)."""
+    from vidcache.features.remote.loopback import s3_server
+
+    with s3_server(auth=True, deny=(DENIED,)) as server:
+        saved = {k: os.environ.get(k) for k in server.environment()}
+        os.environ.update(server.environment())
+        try:
+            fs = fsspec.filesystem("s3", skip_instance_cache=True)
+            fs.mkdir(BUCKET)
+            yield server
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def store():
+    return fsspec.filesystem("s3", skip_instance_cache=True)
+
+
+def upload(folder: Path, prefix: str) -> str:
+    store().put(str(folder) + "/", f"{BUCKET}/{prefix}/", recursive=True)
+    return f"s3://{BUCKET}/{prefix}/"
+
+
+@pytest.fixture
+def clips(tmp_path):
+    root = tmp_path / "clips"
+    for clip in range(4):
+        lossless(root / f"c{clip % 2}" / f"clip_{clip}.mkv", random_frames(6, seed=clip))
+    return root
+
+
+def test_a_bucket_extracts_as_the_local_folder_and_reruns_by_etag(
+    s3, tmp_path, clips, run_extract, small_config
+):
+    url = upload(clips, "same")
+    config = small_config(sampling=SamplingSpec(fps=None))
+    local, remote = tmp_path / "local.h5", tmp_path / "remote.h5"
+    run_extract([clips], local, config)
+    summary = run_extract([url], remote, config)
+    assert [o.status for o in summary.outcomes] == ["extracted"] * 4
+    with CacheReader(local) as a, CacheReader(remote) as b:
+        assert list(a.entries()) == list(b.entries()) == [
+            "c0/clip_0.mkv", "c0/clip_2.mkv", "c1/clip_1.mkv", "c1/clip_3.mkv"
+        ]  # fmt: skip
+        for video_id, entry in b.entries().items():
+            assert np.array_equal(a.features(video_id), b.features(video_id))
+            assert entry.label == a.entries()[video_id].label == video_id[:2]
+            assert entry.path == f"{url}{video_id}"
+            assert entry.fingerprint.startswith("etag:")  # the store's version, recorded
+            assert entry.size == a.entries()[video_id].size
+    # Nothing changed: nothing read. One object rewritten with new content: it alone.
+    assert {o.status for o in run_extract([url], remote, config).outcomes} == {"cached"}
+    lossless(tmp_path / "new.mkv", random_frames(6, seed=99))
+    store().put_file(str(tmp_path / "new.mkv"), f"{BUCKET}/same/c1/clip_3.mkv")
+    summary = run_extract([url], remote, config)
+    assert {o.video_id: o.status for o in summary.outcomes}["c1/clip_3.mkv"] == "extracted"
+    assert sum(o.status == "cached" for o in summary.outcomes) == 3
+    # An object deleted from the bucket is pruned like a deleted file.
+    store().rm(f"{BUCKET}/same/c0/clip_0.mkv")
+    summary = run_extract([url], remote, small_config(sampling=SamplingSpec(fps=None), prune=True))
+    assert summary.pruned == 1
+    with CacheReader(remote) as reader:
+        assert "c0/clip_0.mkv" not in reader.entries()
+
+
+def test_a_csv_of_urls_lists_videos_and_labels_csvs_match_urls(
+    s3, tmp_path, clips, run_extract, small_config
+):
+    url = upload(clips, "listed")
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"path,label,note\n{url}c0/clip_0.mkv,walk,a\nc1/clip_1.mkv,run,b\n")
+    store().put_file(str(listing), f"{BUCKET}/listed/list.csv")
+    out = tmp_path / "f.h5"
+    config = small_config(sampling=SamplingSpec(fps=None))
+    summary = run_extract([f"{url}list.csv"], out, config)
+    assert sorted(o.status for o in summary.outcomes) == ["extracted", "extracted"]
+    with CacheReader(out) as reader:
+        entries = reader.entries()
+    assert entries[f"{BUCKET}/listed/c0/clip_0.mkv"].label == "walk"
+    assert entries["c1/clip_1.mkv"].label == "run"
+    assert entries["c1/clip_1.mkv"].path == f"{url}c1/clip_1.mkv"
+
+    from vidcache.features.video.discover import apply_labels, discover
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"path,label\n{url}c0/clip_2.mkv,jump\n")
+    sources, unmatched = apply_labels(discover([url]), labels)
+    assert unmatched == []
+    assert {s.video_id: s.label for s in sources}["c0/clip_2.mkv"] == "jump"
+
+
+def extract_cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "vidcache", "extract", *args, *ARGS],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, **(env or {})),
+    )
+
+
+def test_denied_object_missing_prefix_and_wrong_keys_are_one_line_each(s3, tmp_path, clips):
+    lossless(clips / "c0" / "locked.mkv", random_frames(6, seed=7))
+    url = upload(clips, "locked")
+    out = tmp_path / "f.h5"
+    result = extract_cli(url, f"s3://{BUCKET}/no-such-prefix/", "-o", str(out))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "rror" in line]
+    assert errors == [
+        f"Error: s3://{BUCKET}/no-such-prefix/: cannot be listed: no such object or prefix"
+    ]
+    assert f"{url}c0/locked.mkv: cannot be read from the store: access denied" in result.stderr
+    assert "4 extracted, 0 already cached, 1 failed" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    with CacheReader(out) as reader:
+        assert len(reader.entries()) == 4  # the rest went on
+    for secret in (s3.secret,):
+        assert secret not in result.stdout + result.stderr
+        assert secret.encode() not in out.read_bytes()
+
+    # Wrong keys: one line, no cache made, the key shown nowhere.
+    wrong = tmp_path / "wrong.h5"
+    result = extract_cli(url, "-o", str(wrong), env={"AWS_SECRET_ACCESS_KEY": "not-the-secret"})
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert lines[0].startswith(f"Error: {url}: cannot be listed: access denied")
+    assert lines[-1] == f"Error: no videos found in {url} (see --glob)"
+    assert "not-the-secret" not in result.stdout + result.stderr and not wrong.exists()
+    # No keys at all: said so.
+    bare = {k: "" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    result = extract_cli(url, "-o", str(wrong), env=bare)
+    assert result.returncode == 1 and not wrong.exists()
+    assert "Traceback" not in result.stderr

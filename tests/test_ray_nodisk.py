@@ -1,0 +1,208 @@
+"""``--engine ray`` without a shared disk: the actors' rows come back through Ray's object
+store and the driver commits them.
+
+On a local Ray (2 small workers, each in a working folder of its own); the detection runs
+against a Ray whose processes live in a mount namespace where the output folder is another
+(empty) disk, and reads its videos from a bucket on an S3-compatible server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import finish, lossless, random_frames
+from test_ray import ARGS, committed, no_ray_left, ray_processes, same_features
+
+from vidcache.features.cache import CacheReader
+from vidcache.features.settings import SamplingSpec
+
+pytest.importorskip("ray")
+CLIPS = 10
+
+
+@pytest.fixture
+def clips(tmp_path):
+    root = tmp_path / "clips"
+    for clip in range(CLIPS):
+        lossless(root / f"c{clip % 2}" / f"clip_{clip:02d}.mkv", random_frames(12, seed=clip))
+    return root
+
+
+def start(inputs, out, *extra, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "vidcache", "extract", *map(str, inputs), "-o", str(out),
+         *ARGS, "--engine", "ray", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
+    )  # fmt: skip
+
+
+def wait_for(condition, process, seconds: float = 180) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_killed_workers_and_a_killed_driver_lose_nothing_and_do_nothing_twice(
+    tmp_path, clips, run_extract, small_config
+):
+    reference = tmp_path / "reference.h5"
+    run_extract([clips], reference, small_config(sampling=SamplingSpec(fps=None)))
+    before = ray_processes()
+    out = tmp_path / "f.h5"
+    work = tmp_path / "node-disks"
+    work.mkdir()
+    nodisk = ("--workers", "2", "--shards", "2", "--no-shared-disk")
+    env = {"VIDCACHE_WORK_DIR": str(work)}
+
+    # A worker killed once the driver has committed a video: its block is retried.
+    process = start([clips], out, *nodisk, env=env)
+    killed = []
+    try:
+
+        def kill_a_worker() -> bool:
+            if committed(out) < 1:
+                return False
+            busy = [p for p, c in ray_processes().items() if "NodeWorker.extract_block" in c]
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)
+                killed.append(busy[0])
+            return bool(busy)
+
+        wait_for(kill_a_worker, process)
+        output = finish(process)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert killed, "the run ended before a worker could be killed"
+    assert process.returncode == 0, output
+    assert "ray: --no-shared-disk: rows sent through Ray's object store" in output
+    assert "died; retrying it on a new worker" in output
+    assert f"{out}: {CLIPS} extracted, 0 already cached, 0 failed" in output
+    assert not (tmp_path / "f.h5.parts").exists()  # nothing was written beside the output
+    same_features(reference, out)  # nothing lost, nothing twice, the same numbers
+    assert no_ray_left(before), ray_processes()
+
+    # The driver killed (with its Ray) after some commits: the rerun does only the rest.
+    out.unlink()
+    process = start([clips], out, *nodisk, env=env)
+    try:
+        assert wait_for(lambda: committed(out) >= 2, process), finish(process)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    with CacheReader(out) as reader:
+        kept = len(reader.entries())
+    assert 0 < kept < CLIPS
+    output = finish(start([clips], out, *nodisk, env=env))
+    assert f"{out}: {CLIPS - kept} extracted, {kept} already cached, 0 failed" in output, output
+    same_features(reference, out)
+    shutil.rmtree(work)  # what a killed run's workers left on their disks
+
+
+def can_unshare() -> bool:
+    try:
+        return subprocess.run(["unshare", "-m", "true"], timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def ray_head_that_cannot_see(folder: Path, env: dict) -> tuple[subprocess.Popen, str]:
+    """A Ray head (and its workers) in a mount namespace of their own where ``folder`` is an
+    empty disk: a node that shares no disk with the driver, on this machine."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray = str(Path(sys.executable).parent / "ray")
+    head = [ray, "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
+            "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
+            "--disable-usage-stats", "--object-store-memory", str(128 << 20)]  # fmt: skip
+    script = f'mount -t tmpfs -o size=16m node-disk "{folder}" && exec "$@"'
+    process = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *head],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as client:
+            if client.connect_ex(("127.0.0.1", port)) == 0:
+                return process, f"127.0.0.1:{port}"
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise RuntimeError("the Ray head did not start")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_unshare(), reason="needs mount namespaces (unshare -m, as root)")
+def test_a_bucket_on_a_cluster_without_shared_disk_is_detected_and_equals_one_process(
+    tmp_path, clips, run_extract, small_config
+):
+    pytest.importorskip("moto")
+    from test_cloud import BUCKET
+
+    from vidcache.features.remote.loopback import s3_server
+
+    reference = tmp_path / "reference.h5"
+    run_extract([clips], reference, small_config(sampling=SamplingSpec(fps=None)))
+    folder = tmp_path / "driver-disk"
+    folder.mkdir()
+    out = folder / "f.h5"
+    before = ray_processes()
+    import secrets
+
+    # Ray 2.59+ asks a token of whoever joins a cluster: one made for this test, given to both
+    ray_token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    with s3_server() as server:
+        env = dict(os.environ, **server.environment(), **ray_token)
+        import fsspec
+
+        fs = fsspec.filesystem("s3", skip_instance_cache=True, endpoint_url=server.endpoint,
+                               key=server.key, secret=server.secret)  # fmt: skip
+        fs.mkdir(BUCKET)
+        fs.put(str(clips) + "/", f"{BUCKET}/videos/", recursive=True)
+        head, address = ray_head_that_cannot_see(folder, env)
+        try:
+            joins = {**server.environment(), **ray_token}
+            process = start(
+                [f"s3://{BUCKET}/videos/"], out, "--address", address, "--workers", "2", env=joins
+            )
+            output = finish(process, timeout=240)
+        finally:
+            os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops its processes
+            try:
+                head.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(head.pid, signal.SIGKILL)
+                head.wait()
+    assert process.returncode == 0, output
+    assert f"ray: 1 of 1 Ray node(s) cannot read {folder}" in output
+    assert "rows sent through Ray's object store" in output
+    assert f"{out}: {CLIPS} extracted, 0 already cached, 0 failed" in output
+    assert sorted(p.name for p in folder.iterdir()) == ["f.h5"]  # no probe, no parts left
+    same_features(reference, out)
+    with CacheReader(out) as reader:
+        assert all(e.path.startswith(f"s3://{BUCKET}/videos/") for e in reader.entries().values())
+    assert no_ray_left(before), ray_processes()
