@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vidcache.features.errors import VidcacheError
+from vidcache.features.remote.urls import is_url
 from vidcache.features.video.discover import VideoSource
 
 
@@ -48,11 +49,27 @@ def select_shard(sources: Sequence[VideoSource], index: int, count: int) -> list
     return [s for s in sources if shard_of(s.video_id, count) == index]
 
 
-def expand_caches(paths) -> list[Path]:
+def expand_caches(paths, copy: bool = True) -> list[Path | str]:
     """Cache files as given, a folder standing for the ``*.h5`` files in it (the shards
-    of a ``--shard`` run, say)."""
-    found = []
+    of a ``--shard`` run, say). A URL (an object or a prefix of shards in a store) stands
+    for local copies of its caches (``copy``: what reads every row), or for their URLs,
+    read in place (what reads an index: :mod:`vidcache.features.remote.caches`).
+
+    Raises:
+        ShardError: a folder holds no cache.
+        RemoteError: a URL cannot be listed or copied.
+    """
+    found: list[Path | str] = []
     for path in paths:
+        if is_url(str(path)):
+            from vidcache.features.remote.caches import cache_copy, list_caches
+
+            urls = list_caches(str(path))
+            if copy:
+                found.extend(cache_copy(url) for url in urls)
+            else:
+                found.extend(urls)
+            continue
         path = Path(path)
         if path.is_dir():
             shards = sorted(path.glob("*.h5"))

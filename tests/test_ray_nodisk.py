@@ -116,6 +116,16 @@ def test_killed_workers_and_a_killed_driver_lose_nothing_and_do_nothing_twice(
     shutil.rmtree(work)  # what a killed run's workers left on their disks
 
 
+def forget_cluster(address: str) -> None:
+    """Remove the address `ray start` leaves for later `ray.init()` calls, if it is ours."""
+    current = Path("/tmp/ray/ray_current_cluster")
+    try:
+        if current.read_text().strip().endswith(":" + address.rsplit(":", 1)[1]):
+            current.unlink()
+    except OSError:
+        pass
+
+
 def can_unshare() -> bool:
     try:
         return subprocess.run(["unshare", "-m", "true"], timeout=10).returncode == 0
@@ -197,6 +207,7 @@ def test_a_bucket_on_a_cluster_without_shared_disk_is_detected_and_equals_one_pr
             except subprocess.TimeoutExpired:
                 os.killpg(head.pid, signal.SIGKILL)
                 head.wait()
+            forget_cluster(address)
     assert process.returncode == 0, output
     assert f"ray: 1 of 1 Ray node(s) cannot read {folder}" in output
     assert "rows sent through Ray's object store" in output
@@ -206,3 +217,55 @@ def test_a_bucket_on_a_cluster_without_shared_disk_is_detected_and_equals_one_pr
     with CacheReader(out) as reader:
         assert all(e.path.startswith(f"s3://{BUCKET}/videos/") for e in reader.entries().values())
     assert no_ray_left(before), ray_processes()
+
+
+@pytest.mark.slow
+def test_shards_in_a_bucket_are_uploaded_whole_and_reruns_touch_only_their_shard(tmp_path, clips):
+    pytest.importorskip("moto")
+    import fsspec
+    from click.testing import CliRunner
+    from test_cloud import BUCKET
+
+    from vidcache.features.remote.loopback import s3_server
+    from vidcache.pipeline.cli import cli
+
+    stage = tmp_path / "stage"
+    with s3_server() as server:
+        saved = dict(os.environ)
+        os.environ.update(server.environment(), VIDCACHE_STAGE_DIR=str(stage),
+                          VIDCACHE_REMOTE_CACHE=str(tmp_path / "copies"))  # fmt: skip
+        try:
+            fs = fsspec.filesystem("s3", skip_instance_cache=True)
+            fs.mkdir(BUCKET)
+            fs.put(str(clips) + "/", f"{BUCKET}/in/", recursive=True)
+            out = f"s3://{BUCKET}/features/"
+            run = ("--workers", "1", "--shards", "2")
+            output = finish(start([f"s3://{BUCKET}/in/"], out, *run))
+            assert f"{out}: {CLIPS} extracted, 0 already cached, 0 failed" in output, output
+            fs.invalidate_cache()
+            names = sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{BUCKET}/features"))
+            assert names == ["shard-00000-of-00002.h5", "shard-00001-of-00002.h5"]
+            tags = {n: fs.info(f"{BUCKET}/features/{n}")["ETag"] for n in names}
+            assert not list(stage.rglob("*.h5"))  # uploaded, nothing left staged
+
+            # inspect reads the shards' indexes in place; train-rnn reads copies
+            result = CliRunner().invoke(cli, ["inspect", out, "--json"])
+            assert result.exit_code == 0 and f'"videos": {CLIPS}' in result.output, result.output
+            result = CliRunner().invoke(
+                cli, ["train-rnn", out, "-o", str(tmp_path / "run"), "--epochs", "1", "-q"]
+            )
+            assert result.exit_code == 0, result.output
+
+            # One new video: its shard alone is downloaded, extended and uploaded again.
+            lossless(tmp_path / "new.mkv", random_frames(12, seed=50))
+            fs.put_file(str(tmp_path / "new.mkv"), f"{BUCKET}/in/c0/clip_new.mkv")
+            output = finish(start([f"s3://{BUCKET}/in/"], out, *run))
+            assert f"{out}: 1 extracted, {CLIPS} already cached, 0 failed" in output, output
+            fs.invalidate_cache()
+            now = {n: fs.info(f"{BUCKET}/features/{n}")["ETag"] for n in names}
+            assert sum(now[n] != tags[n] for n in names) == 1
+            result = CliRunner().invoke(cli, ["inspect", out, "--json"])
+            assert f'"videos": {CLIPS + 1}' in result.output
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)

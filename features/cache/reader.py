@@ -14,6 +14,8 @@ from vidcache.features.cache.files import open_read
 from vidcache.features.cache.index import Index
 from vidcache.features.cache.layouts import open_layout
 from vidcache.features.errors import CacheDamaged
+from vidcache.features.remote.caches import open_remote
+from vidcache.features.remote.urls import is_url
 from vidcache.features.settings import FeatureSettings
 
 __all__ = ["CacheReader", "cache_schema", "common_settings", "read_settings"]
@@ -26,7 +28,7 @@ class CacheReader:
     checked against their CRC-32 on every read of a schema-2/3 file.
 
     Args:
-        path: the HDF5 file.
+        path: the HDF5 file, or its URL in a store (read in place by ranged reads).
         tolerant: leave records that fail their check out instead of raising (``verify``
             reads files so). Defaults to False.
 
@@ -35,9 +37,14 @@ class CacheReader:
             schema version, or damaged (:class:`CacheDamaged`).
     """
 
-    def __init__(self, path: Path, tolerant: bool = False) -> None:
-        self.path = Path(path)
-        self._file = open_read(self.path)
+    def __init__(self, path: Path | str, tolerant: bool = False) -> None:
+        self._remote = None
+        if is_url(str(path)):  # read in place by ranged reads (features/remote/caches.py)
+            self.path = str(path)
+            self._file, self._remote = open_remote(self.path)
+        else:
+            self.path = Path(path)
+            self._file = open_read(self.path)
         try:
             self.schema_version = store.check_header(self._file, self.path)
             attrs = store.read_attrs(self._file, self.path)
@@ -60,7 +67,7 @@ class CacheReader:
             rootattrs.check_rows(attrs, self._file, self.path, self.settings)
             self.updated = self._layout.updated(attrs, self.created)
         except BaseException:
-            self._file.close()
+            self.close()
             raise
 
     @property
@@ -153,6 +160,8 @@ class CacheReader:
     def close(self) -> None:
         if self._file.id.valid:
             self._file.close()
+        if self._remote is not None:
+            self._remote.close()
 
     def __enter__(self) -> CacheReader:
         return self

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from vidcache.features.cache import CacheReader
 from vidcache.features.errors import SettingsMismatch
+from vidcache.features.remote.urls import is_url
 from vidcache.features.settings import SamplingSpec
 
 __all__ = ["cache_summary", "format_cache_summary"]
@@ -47,7 +48,7 @@ def cache_summary(path: Path | list[Path]) -> dict:
         SettingsMismatch: the caches were made with other settings.
     """
     if isinstance(path, (list, tuple)):
-        return _combined_summary([Path(p) for p in path])
+        return _combined_summary([p if is_url(str(p)) else Path(p) for p in path])
     with CacheReader(path) as reader:
         labels, duration = _per_label(reader)
         return {
@@ -65,6 +66,14 @@ def cache_summary(path: Path | list[Path]) -> dict:
             "source_seconds": round(duration, 3),
             "labels": dict(sorted(labels.items())),
         }
+
+
+def _common_folder(paths) -> str:
+    """The folder (or store prefix) that holds all of ``paths``."""
+    if all(is_url(str(p)) for p in paths):
+        common = os.path.commonprefix([str(p).rsplit("/", 1)[0] + "/" for p in paths])
+        return common[: common.rfind("/") + 1]
+    return os.path.commonpath([str(Path(p).parent) for p in paths])
 
 
 def _combined_summary(paths: list[Path]) -> dict:
@@ -87,7 +96,7 @@ def _combined_summary(paths: list[Path]) -> dict:
             labels[label]["videos"] += row["videos"]
             labels[label]["frames"] += row["frames"]
     total.update(
-        path=f"{len(paths)} caches in {os.path.commonpath([str(p.parent) for p in paths])}",
+        path=f"{len(paths)} caches in {_common_folder(paths)}",
         caches=[str(p) for p in paths],
         schema_version=min(p["schema_version"] for p in parts),
         checked=all(p["checked"] for p in parts),

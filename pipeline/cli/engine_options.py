@@ -1,5 +1,5 @@
 """``extract-features``'s engine options (``--engine`` and the Ray group), declared once and
-handed to the command as one :class:`Engine`, and the argument types that take URLs."""
+handed to the command as one :class:`Engine`."""
 
 from __future__ import annotations
 
@@ -11,31 +11,7 @@ import click
 
 from vidcache.features.remote.urls import is_url
 
-__all__ = ["Engine", "VideoInput", "engine_options"]
-
-
-class VideoInput(click.ParamType):
-    """A video, a folder of them, or a URL (``s3://bucket/videos/``, an object, a CSV
-    list): a local one must exist; a URL is listed when the run starts."""
-
-    name = "path|url"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, Path) or not is_url(str(value)):
-            path = Path(value)
-            if not path.exists():
-                self.fail(f"{str(value)!r} does not exist.", param, ctx)
-            return path
-        return str(value)
-
-
-class OutputPath(click.ParamType):
-    """A cache file, a folder of shards, or a folder URL in a store (``s3://bucket/out/``)."""
-
-    name = "path|url"
-
-    def convert(self, value, param, ctx):
-        return str(value) if is_url(str(value)) else Path(value)
+__all__ = ["Engine", "engine_options"]
 
 
 @dataclass(frozen=True)

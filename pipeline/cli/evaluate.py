@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from vidcache.features.remote.urls import is_url
 from vidcache.pipeline.cli.common import CONTEXT, core_errors, expand_caches
 from vidcache.pipeline.cli.options import (
     annotation_options,
@@ -13,11 +14,12 @@ from vidcache.pipeline.cli.options import (
     scorer_option,
     weights_file_option,
 )
+from vidcache.pipeline.cli.urls import CacheInput
 
 
 @click.command("evaluate", context_settings=CONTEXT)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("features", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("features", nargs=-1, required=True, type=CacheInput())
 @click.option(
     "-o",
     "--output",
@@ -106,6 +108,13 @@ def _caches_and_videos(paths) -> tuple[list[Path], list[Path]]:
     """Cache files and folders of caches, apart from videos and folders of videos."""
     caches, videos = [], []
     for path in paths:
+        if is_url(str(path)):  # a cache or a prefix of caches, else videos in a store
+            is_cache = str(path).lower().endswith((".h5", ".hdf5")) or _holds_caches(str(path))
+            if is_cache:
+                caches.extend(expand_caches([path]))
+            else:
+                videos.append(path)
+            continue
         path = Path(path)
         is_cache = path.suffix.lower() in (".h5", ".hdf5") and path.is_file()
         if is_cache or (path.is_dir() and any(path.glob("*.h5"))):
@@ -113,6 +122,16 @@ def _caches_and_videos(paths) -> tuple[list[Path], list[Path]]:
         else:
             videos.append(path)
     return caches, videos
+
+
+def _holds_caches(url: str) -> bool:
+    from vidcache.features.remote.caches import list_caches
+    from vidcache.features.remote.urls import RemoteError
+
+    try:
+        return bool(list_caches(url))
+    except RemoteError:
+        return False
 
 
 def _cache_videos(

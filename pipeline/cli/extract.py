@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from vidcache.features.errors import SettingsDiffer
+from vidcache.features.remote.urls import is_url
 from vidcache.features.settings import PRECISIONS, RESIZE_POLICIES, STORAGE_DTYPES
 from vidcache.pipeline.cli.common import (
     CONTEXT,
@@ -17,7 +18,7 @@ from vidcache.pipeline.cli.common import (
     core_errors,
     parse_weights,
 )
-from vidcache.pipeline.cli.engine_options import OutputPath, VideoInput, engine_options
+from vidcache.pipeline.cli.engine_options import engine_options
 from vidcache.pipeline.cli.registry_help import (  # noqa: E402
     LazyHelpOption,
     backbone_help,
@@ -25,6 +26,7 @@ from vidcache.pipeline.cli.registry_help import (  # noqa: E402
     image_size_help,
     weights_help,
 )
+from vidcache.pipeline.cli.urls import OutputPath, VideoInput
 
 OVERWRITE_ADVICE = "use --overwrite to replace it, or write to a new file"
 
@@ -319,10 +321,13 @@ def extract(
     )
     reporter = ProgressReporter(quiet=quiet)
     if engine.engine == "ray":
-        from vidcache.pipeline.extraction.ray_engine import extract_with_ray
+        from vidcache.pipeline.extraction.ray_engine import extract_with_ray as run
+
+        if is_url(str(output)):  # shards in a store, staged here
+            from vidcache.pipeline.extraction.bucket import extract_to_bucket as run
 
         with advice(SettingsDiffer, OVERWRITE_ADVICE):
-            summary = extract_with_ray(sources, output, config, reporter, engine.ray_options())
+            summary = run(sources, output, config, reporter, engine.ray_options())
     else:
         with advice(SettingsDiffer, OVERWRITE_ADVICE):
             summary = extract_features(sources, output, config, reporter)

@@ -15,6 +15,7 @@ from vidcache.pipeline.cli import e2e, evaluate, predict, train
 from vidcache.pipeline.cli import extract as extract_command
 from vidcache.pipeline.cli import npy as npy_commands
 from vidcache.pipeline.cli.common import CONTEXT, backbone_option, core_errors, expand_caches
+from vidcache.pipeline.cli.urls import CacheInput
 
 
 @click.group(context_settings=CONTEXT)
@@ -31,7 +32,7 @@ def cli() -> None:
 
 
 @cli.command("inspect", context_settings=CONTEXT)
-@click.argument("caches", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("caches", nargs=-1, required=True, type=CacheInput())
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option(
     "--spans",
@@ -59,7 +60,7 @@ def inspect_command(caches: tuple[Path, ...], as_json: bool, spans_of: str | Non
         video_spans,
     )
 
-    paths = expand_caches(caches)
+    paths = expand_caches(caches, copy=False)  # a cache in a store is read in place
     if spans_of is not None:
         table = video_spans(paths, spans_of)
         click.echo(json.dumps(table, indent=2) if as_json else format_spans(table))

@@ -22,6 +22,7 @@ from vidcache.pipeline.cli.train_options import (
     model_options,
     task_options,
 )
+from vidcache.pipeline.cli.urls import CacheInput
 
 
 def _read_label_map(path: Path | None) -> dict:
@@ -74,12 +75,7 @@ Example:
 
 
 @click.command("train-rnn", help=_TRAIN_HELP, context_settings=CONTEXT)
-@click.argument(
-    "features",
-    nargs=-1,
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-)
+@click.argument("features", nargs=-1, required=True, type=CacheInput())
 @click.option(
     "-o",
     "--output",

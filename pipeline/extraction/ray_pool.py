@@ -155,6 +155,7 @@ def start_ray(ray, options: RayOptions) -> bool:
             ray.init(address=options.address, **common)
         else:
             ray.init(
+                address="local",  # a new Ray, even where `ray start` left its address
                 num_cpus=os.cpu_count() or 1,
                 include_dashboard=False,
                 object_store_memory=options.object_store_mb * 2**20,
