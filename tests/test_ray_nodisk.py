@@ -110,10 +110,13 @@ def test_killed_workers_and_a_killed_driver_lose_nothing_and_do_nothing_twice(
     with CacheReader(out) as reader:
         kept = len(reader.entries())
     assert 0 < kept < CLIPS
-    output = finish(start([clips], out, *nodisk, env=env))
+    clean = tmp_path / "clean-disks"
+    clean.mkdir()
+    output = finish(start([clips], out, *nodisk, env={"VIDCACHE_WORK_DIR": str(clean)}))
     assert f"{out}: {CLIPS - kept} extracted, {kept} already cached, 0 failed" in output, output
     same_features(reference, out)
-    shutil.rmtree(work)  # what a killed run's workers left on their disks
+    assert list(clean.iterdir()) == []  # workers stopped by the driver leave nothing behind
+    shutil.rmtree(work)  # what killed workers left on their disks
 
 
 def forget_cluster(address: str) -> None:
@@ -239,7 +242,7 @@ def test_shards_in_a_bucket_are_uploaded_whole_and_reruns_touch_only_their_shard
             fs.mkdir(BUCKET)
             fs.put(str(clips) + "/", f"{BUCKET}/in/", recursive=True)
             out = f"s3://{BUCKET}/features/"
-            run = ("--workers", "1", "--shards", "2")
+            run = ("--workers", "1", "--shards", "2", "--no-shared-disk")  # the driver writes
             output = finish(start([f"s3://{BUCKET}/in/"], out, *run))
             assert f"{out}: {CLIPS} extracted, 0 already cached, 0 failed" in output, output
             fs.invalidate_cache()
@@ -255,6 +258,8 @@ def test_shards_in_a_bucket_are_uploaded_whole_and_reruns_touch_only_their_shard
                 cli, ["train-rnn", out, "-o", str(tmp_path / "run"), "--epochs", "1", "-q"]
             )
             assert result.exit_code == 0, result.output
+            result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "run"), out])
+            assert result.exit_code == 0 and f"{CLIPS} videos" in result.output, result.output
 
             # One new video: its shard alone is downloaded, extended and uploaded again.
             lossless(tmp_path / "new.mkv", random_frames(12, seed=50))

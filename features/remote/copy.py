@@ -27,7 +27,7 @@ from pathlib import Path
 from vidcache.features.errors import VideoDecodeError
 from vidcache.features.remote.objects import object_of
 from vidcache.features.remote.urls import RemoteError, describe, filesystem
-from vidcache.features.video.discover import VideoSource
+from vidcache.features.video.source import VideoSource
 
 __all__ = ["download_dir", "local_copy"]
 

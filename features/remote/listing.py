@@ -22,7 +22,7 @@ from vidcache.features.remote.urls import (
     scheme,
     shown,
 )
-from vidcache.features.video.discover import VideoSource, is_video_name
+from vidcache.features.video.source import VideoSource, is_video_name
 
 __all__ = ["list_csv", "list_url"]
 

@@ -16,49 +16,23 @@ Ids must be unique across all inputs: duplicates are rejected before any work st
 from __future__ import annotations
 
 import csv
-import fnmatch
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from vidcache.features.errors import DiscoveryError
-from vidcache.features.remote.objects import RemoteObject
 from vidcache.features.remote.urls import is_url, shown
+from vidcache.features.video.source import (  # noqa: F401 - imported from here since 0.1
+    AUDIO_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    VideoSource,
+    is_video_name,
+)
 
-VIDEO_EXTENSIONS = (
-    ".3gp", ".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ogv", ".ts",
-    ".webm", ".wmv",
-)  # fmt: skip
-IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png")
-#: Files with sound only, listed when an audio backbone extracts (``discover(audio=True)``).
-AUDIO_EXTENSIONS = (
-    ".aac", ".flac", ".m4a", ".mka", ".mp3", ".oga", ".ogg", ".opus", ".wav", ".wma",
-)  # fmt: skip
 _DIGITS = re.compile(r"(\d+)")
-
-
-@dataclass(frozen=True)
-class VideoSource:
-    """One video to extract.
-
-    Attributes:
-        path: absolute path of the video file, or of the folder of frames.
-        video_id: stable id, unique in a run and the key in the cache.
-        label: class label, or ``None``.
-        kind: ``"file"`` or ``"frames"``.
-        meta: extra columns from a labels CSV, as ``(name, value)`` pairs.
-        remote: for an object in a store, what the store said of it when it was listed
-            (``path`` is then its URL, a ``str``; :mod:`vidcache.features.remote`).
-    """
-
-    path: Path | str
-    video_id: str
-    label: str | None = None
-    kind: str = "file"
-    meta: tuple[tuple[str, str], ...] = field(default=())
-    remote: RemoteObject | None = None
 
 
 def frame_files(folder: Path) -> list[Path]:
@@ -82,13 +56,6 @@ def _is_frame_folder(folder: Path) -> bool:
     return bool(images) and all(_DIGITS.search(p.stem) for p in images)
 
 
-def is_video_name(name: str, glob: str | None, audio: bool = False) -> bool:
-    if glob is not None:
-        return fnmatch.fnmatch(name, glob)
-    extension = os.path.splitext(name)[1].lower()
-    return extension in VIDEO_EXTENSIONS or (audio and extension in AUDIO_EXTENSIONS)
-
-
 def _walk(root: Path, glob: str | None, audio: bool = False) -> list[VideoSource]:
     found = []
     for folder, dirs, files in os.walk(root):
@@ -107,6 +74,12 @@ def _walk(root: Path, glob: str | None, audio: bool = False) -> list[VideoSource
                 label = here.name if here != root else None
                 found.append(VideoSource(path.resolve(), path.relative_to(root).as_posix(), label))
     return found
+
+
+def _list_url(item, glob, audio):
+    from vidcache.features.remote.listing import list_url
+
+    return list_url(str(item), glob, audio)
 
 
 def discover(
@@ -134,11 +107,10 @@ def discover(
     sources: list[VideoSource] = []
     for item in inputs:
         if is_url(item):  # a prefix, an object or a CSV list in a store
-            from vidcache.features.remote.listing import list_url
             from vidcache.features.remote.urls import RemoteError
 
             try:
-                sources.extend(list_url(str(item), glob, audio))
+                sources.extend(_list_url(item, glob, audio))
             except RemoteError as exc:
                 if unreadable is None:
                     raise

@@ -34,8 +34,9 @@ _EXTRACT_HELP = """Extract per-frame features of VIDEOS (InceptionV3's by defaul
 --backbone's) into an HDF5 cache.
 
 VIDEOS are files or folders (searched recursively; videos/<label>/<clip>.avi gives labels,
-a folder of numbered images is one video). Re-runs skip videos already cached with the
-same content, so an interrupted run continues where it stopped.
+a folder of numbered images is one video), or URLs in a store (s3://bucket/videos/, an
+object, a CSV list; pip install 'vidcache[cloud]'). Re-runs skip videos already cached with
+the same content, so an interrupted run continues where it stopped.
 
 \b
 Example:
@@ -44,6 +45,7 @@ Example:
     extract-features clips/ -o test.h5 --weights random --seed 0 --image-size 75
     extract-features videos/ -o features.h5 --engine ray --address auto
     extract-features videos/ -o shards/ --engine ray --workers 8 --num-gpus-per-worker 1
+    extract-features s3://bucket/videos/ -o s3://bucket/features/ --engine ray
 """
 
 

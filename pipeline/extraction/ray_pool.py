@@ -269,7 +269,9 @@ def run_pool(
                         task.sources = [
                             s for s in task.sources if s.video_id not in receiver.committed
                         ]
-                    if task.attempt < options.max_retries:
+                    if not task.sources:
+                        pass  # every video of it was committed: nothing to retry
+                    elif task.attempt < options.max_retries:
                         task.attempt += 1
                         reporter.note(
                             f"ray: the worker of shard {task.shard} died; retrying it on a new "
@@ -296,6 +298,11 @@ def run_pool(
     except KeyboardInterrupt:
         own.interrupted = True
     finally:
+        if receiver is not None and idle:  # their working folders, before they go
+            try:
+                ray.get([worker.close.remote() for worker in idle], timeout=30)
+            except Exception:  # noqa: BLE001 - a worker that cannot answer leaves its folder
+                pass
         for worker in idle + [w for w, _ in running.values()]:
             ray.kill(worker, no_restart=True)
         ray.kill(board, no_restart=True)

@@ -134,8 +134,10 @@ class NodeWorker(ExtractWorker):
         """Delete a block cache the driver has taken."""
         Path(path).unlink(missing_ok=True)
 
-    def __del__(self) -> None:
-        shutil.rmtree(getattr(self, "folder", ""), ignore_errors=True)
+    def close(self) -> None:
+        """Remove this actor's working folder (the driver calls it before it stops the
+        actor; a killed actor's folder stays, in ``$VIDCACHE_WORK_DIR``)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _crc_rest(crc: int, video: VideoManifest) -> int:
