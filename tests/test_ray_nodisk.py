@@ -66,7 +66,7 @@ def test_killed_workers_and_a_killed_driver_lose_nothing_and_do_nothing_twice(
     out = tmp_path / "f.h5"
     work = tmp_path / "node-disks"
     work.mkdir()
-    nodisk = ("--workers", "2", "--shards", "2", "--no-shared-disk")
+    nodisk = ("--workers", "2", "--shards", "8", "--no-shared-disk")  # blocks of 1-3 videos
     env = {"VIDCACHE_WORK_DIR": str(work)}
 
     # A worker killed once the driver has committed a video: its block is retried.

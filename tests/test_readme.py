@@ -62,6 +62,14 @@ ELSEWHERE = {
     "extract-features videos/ -o features.h5 --engine ray --address auto": (
         "a running Ray cluster; test_ray runs --engine ray on a local one"
     ),
+    "extract-features s3://bucket/videos/ -o features.h5": (
+        "a bucket with credentials; test_cloud runs the same against an S3-compatible "
+        "server on 127.0.0.1"
+    ),
+    "extract-features s3://bucket/videos/ -o s3://bucket/features/ --engine ray": (
+        "a bucket; test_ray_nodisk writes shards to one on an S3-compatible server on "
+        "127.0.0.1 with a local Ray"
+    ),
 }
 
 

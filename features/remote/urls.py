@@ -10,6 +10,7 @@ options, prints them or records them. A URL's user part (``user:secret@``) and q
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -82,6 +83,20 @@ def install_hint(url: str) -> str:
     return f"pip install '{_HINTS.get(scheme(url), 'vidcache[cloud]')}'"
 
 
+#: File systems by scheme and the environment they were made in: fsspec's own instance
+#: cache keeps one made before the credentials were set (a long-lived process, a test).
+_FILE_SYSTEMS: dict = {}
+_CREDENTIAL_PREFIXES = ("AWS_", "GOOGLE_", "GCS", "AZURE_", "FSSPEC_")
+
+
+def _environment_key() -> str:
+    """A digest of the environment variables a store's library reads (not the values)."""
+    import hashlib
+
+    chosen = sorted((k, v) for k, v in os.environ.items() if k.startswith(_CREDENTIAL_PREFIXES))
+    return hashlib.sha256(repr(chosen).encode()).hexdigest()
+
+
 def filesystem(url: str):
     """``(fs, path)``: the fsspec file system of ``url`` and the path in it.
 
@@ -95,8 +110,14 @@ def filesystem(url: str):
         raise RemoteError(
             f"{shown(url)}: reading a URL needs fsspec; install it with {install_hint(url)}"
         ) from None
+    key = (scheme(url), _environment_key())
     try:
-        return fsspec.core.url_to_fs(url)
+        fs = _FILE_SYSTEMS.get(key)
+        if fs is None:
+            fs, path = fsspec.core.url_to_fs(url, skip_instance_cache=True)
+            _FILE_SYSTEMS[key] = fs
+            return fs, path
+        return fs, fs._strip_protocol(url)
     except ImportError:
         raise RemoteError(
             f"{shown(url)}: {scheme(url)}:// needs its file system; install it with "
