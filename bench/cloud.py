@@ -344,7 +344,7 @@ def main() -> None:
         if "videos" in parts:
             bench_videos(root, 4 if args.quick else 30, rounds, args.rtt_ms, args.mbps)
         if "caches" in parts:
-            bench_caches(root, 200 if args.quick else 2000, 50, rounds, args.rtt_ms, args.mbps)
+            bench_caches(root, 200 if args.quick else 1000, 50, rounds, args.rtt_ms, args.mbps)
 
 
 if __name__ == "__main__":

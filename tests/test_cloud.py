@@ -169,3 +169,43 @@ def test_denied_object_missing_prefix_and_wrong_keys_are_one_line_each(s3, tmp_p
     result = extract_cli(url, "-o", str(wrong), env=bare)
     assert result.returncode == 1 and not wrong.exists()
     assert "Traceback" not in result.stderr
+
+
+def test_hostile_keys_are_ids_never_paths(s3, tmp_path, clips, monkeypatch):
+    """Keys with ``..`` segments, backslashes and odd characters; a cache object named to
+    climb: every key is data (an id, a label), nothing is written outside the output, the
+    copies folder and the temporary folder."""
+    import boto3
+    from click.testing import CliRunner
+    from hostile import changed_outside, tree
+
+    from vidcache.pipeline.cli import cli
+
+    client = boto3.client("s3")
+    body = (clips / "c0" / "clip_0.mkv").read_bytes()
+    keys = ["hostile/../../escape.mkv", "hostile/..\\up.mkv", "hostile/a b/\u00e9t\u00e9 ?.mkv",
+            "hostile/.../dots.mkv", "hostile/c1/%2e%2e%2fx.mkv"]  # fmt: skip
+    for key in keys:
+        client.put_object(Bucket=BUCKET, Key=key, Body=body)
+    client.put_object(Bucket=BUCKET, Key="caches/..", Body=b"not a cache")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("VIDCACHE_REMOTE_CACHE", str(work / "copies"))
+    monkeypatch.setenv("VIDCACHE_DOWNLOAD_DIR", str(work / "tmp"))
+    (work / "tmp").mkdir()
+    before = tree(tmp_path)
+    out = work / "f.h5"
+    result = CliRunner().invoke(cli, ["extract", f"s3://{BUCKET}/hostile/", "-o", str(out), *ARGS])
+    assert result.exit_code in (0, 1) and "Traceback" not in result.output, result.output
+    with CacheReader(out) as reader:
+        ids = set(reader.entries())
+    assert ids  # what s3fs lists of them is extracted under its key, whatever its text
+    assert all(not i.startswith("/") for i in ids)
+    result = CliRunner().invoke(cli, ["inspect", f"s3://{BUCKET}/caches/.."])
+    assert result.exit_code == 1 and result.output.count("Error:") == 1, result.output
+    result = CliRunner().invoke(
+        cli, ["train-rnn", f"s3://{BUCKET}/caches/..", "-o", str(work / "run"), "-q"]
+    )
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
+    assert changed_outside(before, tree(tmp_path), ["work"]) == []
+    assert list((work / "tmp").iterdir()) == []  # every local copy removed

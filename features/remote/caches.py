@@ -97,7 +97,10 @@ def cache_copy(url: str) -> Path:
         raise RemoteError(f"{shown(url)}: cannot be read: {describe(exc)}") from None
     key = hashlib.sha256(shown(url).encode()).hexdigest()[:16]
     folder = copies_folder() / key
-    copy = folder / posixpath.basename(path)
+    name = posixpath.basename(path.rstrip("/"))
+    if name in ("", ".", "..") or "\0" in name or not name.lower().endswith((".h5", ".hdf5")):
+        name = "cache.h5"  # a key is data, never a path to write to
+    copy = folder / name
     stamp = folder / (copy.name + ".version")
     try:
         if copy.is_file() and stamp.read_text() == now.version:

@@ -56,7 +56,7 @@ def _remote_shards(fs, url: str) -> dict[str, RemoteObject]:
     shards = {}
     for info in listed:
         name = posixpath.basename(info["name"].rstrip("/"))
-        if info.get("type") != "directory" and SHARD_NAME.search(name):
+        if info.get("type") != "directory" and SHARD_NAME.fullmatch(name):
             shards[name] = object_of(join(url, name), info)
     return shards
 
@@ -93,7 +93,7 @@ def extract_to_bucket(sources, url: str, config, reporter: Reporter, options) ->
         raise VidcacheError(f"{shown(url)}: --overwrite of shards in a store: delete them first")
     fs, _ = filesystem(url)
     remote = _remote_shards(fs, url)
-    counts = {int(SHARD_NAME.search(name).group(2)) for name in remote}
+    counts = {int(SHARD_NAME.fullmatch(name).group(2)) for name in remote}
     if len(counts) > 1:
         raise VidcacheError(f"{shown(url)} holds shards of several counts ({sorted(counts)})")
     count = counts.pop() if counts else options.shards or None
