@@ -34,19 +34,35 @@ def clips(tmp_path):
     return root
 
 
-def ray_processes() -> dict[int, str]:
-    """Ray's processes on this machine (its workers, raylet, GCS), by pid."""
+#: The sessions of the processes these tests started (each driver runs in a session of its
+#: own, and the Ray it starts lives in it): what another test file's Ray does, running
+#: beside these on another xdist worker, is not theirs to judge.
+SESSIONS: set[int] = set()
+
+
+def ray_processes(ours_only: bool = True) -> dict[int, str]:
+    """Ray's processes on this machine (its workers, raylet, GCS), by pid; those in a
+    session these tests started (``ours_only``), or all."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            session = os.getsid(int(entry.name))
         except OSError:
+            continue
+        if ours_only and session not in SESSIONS:
             continue
         if "ray::" in command or "raylet" in command or "gcs_server" in command:
             found[int(entry.name)] = command
     return found
+
+
+def ours(process: subprocess.Popen) -> subprocess.Popen:
+    """Count the processes of ``process``'s session (started with a new one) as ours."""
+    SESSIONS.add(process.pid)
+    return process
 
 
 def committed(path: Path) -> int:
@@ -58,13 +74,25 @@ def committed(path: Path) -> int:
 
 
 def start(clips, out, *extra):
-    return subprocess.Popen(
-        [sys.executable, "-m", "vidcache", "extract", str(clips), "-o", str(out), *ARGS, *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # Ray's own processes are stopped with the group if need be
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    return ours(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vidcache",
+                "extract",
+                str(clips),
+                "-o",
+                str(out),
+                *ARGS,
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # Ray's own processes are stopped with the group if need be
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
     )
 
 
@@ -215,8 +243,8 @@ def test_an_audio_backbone_runs_on_ray_as_in_one_process(tmp_path):
     command = [sys.executable, "-m", "vidcache", "extract", str(tmp_path / "v"), "-o",
                str(tmp_path / "ray.h5"), *common, "--engine", "ray", "--workers", "1",
                "--shards", "2"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)  # fmt: skip
+    process = ours(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, start_new_session=True))  # fmt: skip
     output = finish(process)
     assert "4 extracted, 0 already cached, 0 failed" in output, output
     same_features(local, tmp_path / "ray.h5")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import finish, lossless, random_frames
-from test_ray import ARGS, committed, no_ray_left, ray_processes, same_features
+from test_ray import ARGS, committed, no_ray_left, ours, ray_processes, same_features
 
 from vidcache.features.cache import CacheReader
 from vidcache.features.settings import SamplingSpec
@@ -36,7 +36,7 @@ def clips(tmp_path):
 
 
 def start(inputs, out, *extra, env=None):
-    return subprocess.Popen(
+    return ours(subprocess.Popen(
         [sys.executable, "-m", "vidcache", "extract", *map(str, inputs), "-o", str(out),
          *ARGS, "--engine", "ray", *extra],
         stdout=subprocess.PIPE,
@@ -44,7 +44,7 @@ def start(inputs, out, *extra, env=None):
         text=True,
         start_new_session=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def wait_for(condition, process, seconds: float = 180) -> bool:
@@ -149,13 +149,13 @@ def ray_head_that_cannot_see(folder: Path, env: dict) -> tuple[subprocess.Popen,
             "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
             "--disable-usage-stats", "--object-store-memory", str(128 << 20)]  # fmt: skip
     script = f'mount -t tmpfs -o size=16m node-disk "{folder}" && exec "$@"'
-    process = subprocess.Popen(
+    process = ours(subprocess.Popen(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *head],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
         env=env,
-    )
+    ))  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with socket.socket() as client:

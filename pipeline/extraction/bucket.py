@@ -9,8 +9,9 @@ store, whose objects cannot be written in place.
    videos are not done again); else the remote shard is downloaded, or a new one begun.
 3. The ordinary folder run (:func:`.ray_engine.extract_with_ray`, with or without a
    shared disk) brings the staged shards up to date.
-4. Each staged shard is uploaded whole: an object store shows an upload under its name only
-   once it is complete, so a reader never sees half a shard. A remote shard that another
+4. Each staged shard is uploaded whole as soon as the run has finished it (the others go
+   on), and the rest at the end (also when interrupted): an object store shows an upload
+   under its name only once it is complete, so a reader never sees half a shard. A remote shard that another
    run replaced meanwhile is not overwritten (one line; the copy stays staged for a rerun).
 
 The staging folder is ``$VIDCACHE_STAGE_DIR/<key>`` (default ``~/.cache/vidcache/stage``),
@@ -106,9 +107,24 @@ def extract_to_bucket(sources, url: str, config, reporter: Reporter, options) ->
     if count:
         work = _stage(fs, url, stage, remote, sources, count, config, summary)
         options = replace(options, shards=count)
-    done = extract_with_ray(work, stage, config, reporter, options) if work else ExtractSummary()
+    failed: list[str] = []
+
+    def upload(path: Path) -> None:  # a shard this run finished, while the others go on
+        if not _upload_one(fs, url, Path(path), reporter):
+            failed.append(Path(path).name)
+
+    done = ExtractSummary()
+    if work:
+        done = extract_with_ray(work, stage, config, reporter, options, on_shard=upload)
     done.outcomes[:0] = summary.outcomes
-    _upload(fs, url, stage, reporter)
+    for local in sorted(stage.glob("shard-*.h5")):  # the rest: no work, or interrupted
+        if local.name not in failed and not _upload_one(fs, url, local, reporter):
+            failed.append(local.name)
+    if failed:
+        raise RemoteError(
+            f"{shown(url)}: {len(failed)} shard(s) not uploaded (the notes above); their "
+            f"videos stay staged in {stage}, and a rerun uploads them"
+        )
     return done
 
 
@@ -152,41 +168,31 @@ def _download(fs, held: RemoteObject, local: Path) -> None:
     os.replace(part, local)
 
 
-def _upload(fs, url: str, stage: Path, reporter: Reporter) -> None:
-    """Upload each staged shard whole, unless its remote changed since it was staged.
-
-    Raises:
-        RemoteError: a shard was not uploaded (after trying every one).
-    """
-    failed = 0
-    for local in sorted(stage.glob("shard-*.h5")):
-        stamp = local.with_name(local.name + ".base")
-        target = join(url, local.name)
-        path = filesystem(target)[1]
-        try:
-            fs.invalidate_cache(path)
-            now = object_of(target, fs.info(path)).version if fs.exists(path) else "none"
-        except Exception as exc:
-            reporter.note(f"{shown(target)} not uploaded: {describe(exc)}")
-            failed += 1
-            continue
-        if stamp.exists() and now != stamp.read_text():
-            reporter.note(
-                f"{shown(target)} was replaced by another run; this run's copy stays in "
-                f"{stage}: run again to redo it"
-            )
-            failed += 1
-            continue
-        try:
-            fs.put_file(str(local), path)
-        except Exception as exc:
-            reporter.note(f"{shown(target)} not uploaded: {describe(exc)}")
-            failed += 1
-            continue
-        local.unlink()
-        stamp.unlink(missing_ok=True)
-    if failed:
-        raise RemoteError(
-            f"{shown(url)}: {failed} shard(s) not uploaded (the notes above); their videos "
-            f"stay staged in {stage}, and a rerun uploads them"
+def _upload_one(fs, url: str, local: Path, reporter: Reporter) -> bool:
+    """Upload one staged shard whole, unless its remote changed since it was staged; True
+    when it is uploaded (and removed from the stage) or was not there."""
+    if not local.exists():
+        return True
+    stamp = local.with_name(local.name + ".base")
+    target = join(url, local.name)
+    path = filesystem(target)[1]
+    try:
+        fs.invalidate_cache(path)
+        now = object_of(target, fs.info(path)).version if fs.exists(path) else "none"
+    except Exception as exc:
+        reporter.note(f"{shown(target)} not uploaded: {describe(exc)}")
+        return False
+    if stamp.exists() and now != stamp.read_text():
+        reporter.note(
+            f"{shown(target)} was replaced by another run; this run's copy stays in "
+            f"{local.parent}: run again to redo it"
         )
+        return False
+    try:
+        fs.put_file(str(local), path)
+    except Exception as exc:
+        reporter.note(f"{shown(target)} not uploaded: {describe(exc)}")
+        return False
+    local.unlink()
+    stamp.unlink(missing_ok=True)
+    return True

@@ -30,6 +30,7 @@ import contextlib
 import re
 import shutil
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -136,6 +137,7 @@ def extract_with_ray(
     config: ExtractConfig = ExtractConfig(),
     reporter: Reporter | None = None,
     options: RayOptions = RayOptions(),
+    on_shard=None,
 ) -> ExtractSummary:
     """Extract ``sources`` on Ray into one cache (``*.h5``) or a folder of shard caches.
 
@@ -145,6 +147,8 @@ def extract_with_ray(
         config: the run's options, as for :func:`extract_features`.
         reporter: progress callbacks. Defaults to none.
         options: where and how wide to run.
+        on_shard: with a folder, called with the path of each shard cache that this run's
+            work has finished (and closed), while the others go on (a bucket uploads it).
 
     Returns:
         One :class:`ExtractSummary` for the whole run.
@@ -159,10 +163,10 @@ def extract_with_ray(
     output = Path(output)
     if output.suffix.lower() in (".h5", ".hdf5"):
         return _into_one_cache(ray, sources, output, config, reporter, options)
-    return _into_folder(ray, sources, output, config, reporter, options)
+    return _into_folder(ray, sources, output, config, reporter, options, on_shard)
 
 
-def _into_folder(ray, sources, folder: Path, config, reporter, options) -> ExtractSummary:
+def _into_folder(ray, sources, folder: Path, config, reporter, options, on_shard=None):
     prepare_output_dir(folder, "shard folder")
     count = shard_count_in(folder)
     if count is not None and options.shards and options.shards != count:
@@ -175,11 +179,14 @@ def _into_folder(ray, sources, folder: Path, config, reporter, options) -> Extra
             count = options.shards or 4 * worker_count(ray, options, len(sources))
             count = max(1, min(count, len(sources)))
         if not _is_shared(ray, options, folder, reporter):
-            return _send_into_folder(ray, sources, folder, count, config, reporter, options)
+            return _send_into_folder(
+                ray, sources, folder, count, config, reporter, options, on_shard
+            )
         tasks = _sharded(sources, count, folder)
         reporter.begin(len(sources))
         started = time.perf_counter()
-        parts, outcomes, summary = run_pool(ray, tasks, config, options, reporter)
+        done = None if on_shard is None else (lambda task: on_shard(task.path))
+        parts, outcomes, summary = run_pool(ray, tasks, config, options, reporter, on_done=done)
         return combine(summary, parts, outcomes, time.perf_counter() - started)
     finally:
         reporter.end()
@@ -187,8 +194,11 @@ def _into_folder(ray, sources, folder: Path, config, reporter, options) -> Extra
             ray.shutdown()
 
 
-def _send_into_folder(ray, sources, folder: Path, count: int, config, reporter, options):
-    """``-o folder/`` without a shared disk: the driver plans and writes every shard file."""
+def _send_into_folder(
+    ray, sources, folder: Path, count: int, config, reporter, options, on_shard=None
+):
+    """``-o folder/`` without a shared disk: the driver plans and writes every shard file
+    (and hands ``on_shard`` each one whose blocks are all committed, closed)."""
     if config.overwrite:
         raise VidcacheError(
             f"--overwrite of the shard folder {folder} needs a shared disk; remove its "
@@ -230,9 +240,19 @@ def _send_into_folder(ray, sources, folder: Path, count: int, config, reporter, 
         worker_config = replace(config, overwrite=False, prune=False)
         receiver = Receiver(ray, open_cache)
         tasks = _blocks(work, count)
+        left = Counter(task.shard for task in tasks)
+
+        def block_done(task: Task) -> None:
+            left[task.shard] -= 1
+            if left[task.shard] == 0 and on_shard is not None:
+                if task.shard in caches:
+                    caches[task.shard].close()  # whole on disk before it is handed on
+                on_shard(shard_path(folder, task.shard, count))
+
         parts, outcomes, own = run_pool(
-            ray, tasks, worker_config, options, reporter, all_new=True, receiver=receiver
-        )
+            ray, tasks, worker_config, options, reporter, all_new=True, receiver=receiver,
+            on_done=block_done,
+        )  # fmt: skip
     summary.interrupted, summary.stopped_early = own.interrupted, own.stopped_early
     return combine(summary, parts, outcomes, time.perf_counter() - started)
 

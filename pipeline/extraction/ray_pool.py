@@ -192,12 +192,14 @@ def run_pool(
     reporter: Reporter,
     all_new: bool = False,
     receiver=None,
+    on_done=None,
 ) -> tuple[list[ExtractSummary], Outcomes, ExtractSummary]:
     """Run ``tasks`` on a pool of actors, retrying the shards of actors that die.
 
     With a ``receiver`` (:class:`.ray_transfer.Receiver`: no shared disk), the actors are
     :class:`.ray_transfer.NodeWorker`\\ s and each finished task's videos are pulled and
     committed by the driver; a retried task leaves out the videos already committed.
+    ``on_done(task)`` is called when a task has finished whole (not interrupted).
 
     Returns:
         The shards' summaries, the outcomes by video, and a summary holding the driver's
@@ -289,6 +291,8 @@ def run_pool(
                     raise
                 summaries.append(summary)
                 idle.append(worker)
+                if on_done is not None and not summary.interrupted:
+                    on_done(task)
                 if summary.interrupted:
                     own.interrupted = True
                     own.stopped_early = True  # hand out no more shards
