@@ -209,3 +209,25 @@ def test_hostile_keys_are_ids_never_paths(s3, tmp_path, clips, monkeypatch):
     assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
     assert changed_outside(before, tree(tmp_path), ["work"]) == []
     assert list((work / "tmp").iterdir()) == []  # every local copy removed
+
+
+def test_a_full_download_disk_is_one_line_per_video_and_keeps_what_was_done(
+    s3, tmp_path, small_disk, monkeypatch, run_extract, small_config
+):
+    """Local copies go to a real 8 MiB disk: a video that does not fit is one failed video
+    (said why), the others are extracted, the cache is whole."""
+    folder = tmp_path / "sizes"
+    lossless(folder / "c0" / "small.mkv", random_frames(4, seed=1))
+    (folder / "c0" / "big.mkv").write_bytes(os.urandom(12 << 20))  # no room for its copy
+    url = upload(folder, "sizes")
+    monkeypatch.setenv("VIDCACHE_DOWNLOAD_DIR", str(small_disk))
+    out = tmp_path / "f.h5"
+    summary = run_extract([url], out, small_config(sampling=SamplingSpec(fps=None)))
+    outcome = {o.video_id: o for o in summary.outcomes}
+    assert outcome["c0/small.mkv"].status == "extracted"
+    assert outcome["c0/big.mkv"].status == "failed"
+    assert outcome["c0/big.mkv"].reason.startswith("no room for a local copy of 12 MiB in ")
+    assert "set VIDCACHE_DOWNLOAD_DIR" in outcome["c0/big.mkv"].reason
+    with CacheReader(out) as reader:
+        assert list(reader.entries()) == ["c0/small.mkv"]
+    assert list(small_disk.iterdir()) == []  # the copy of the small one was removed

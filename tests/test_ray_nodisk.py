@@ -274,3 +274,28 @@ def test_shards_in_a_bucket_are_uploaded_whole_and_reruns_touch_only_their_shard
         finally:
             os.environ.clear()
             os.environ.update(saved)
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_the_driver_is_one_line_and_keeps_every_commit(
+    tmp_path, clips, small_disk
+):
+    """The driver commits what the workers send onto a disk that fills: one line, every
+    video committed before is whole, and the run after space is freed does the rest."""
+    out = small_disk / "f.h5"
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * max(0, shutil.disk_usage(small_disk).free - (3 << 20)))
+    nodisk = ("--workers", "2", "--shards", "8", "--no-shared-disk")
+    process = start([clips], out, *nodisk)
+    output = finish(process)
+    assert process.returncode == 1, output
+    errors = [line for line in output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "disk full" in errors[0], output
+    assert "Traceback" not in output
+    with CacheReader(out) as reader:
+        kept = len(reader.entries())
+        for video_id in reader.entries():
+            reader.rows(video_id)  # each one whole (checked against its CRC-32)
+    filler.unlink()
+    output = finish(start([clips], out, *nodisk))
+    assert f"{out}: {CLIPS - kept} extracted, {kept} already cached, 0 failed" in output, output

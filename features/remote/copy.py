@@ -32,7 +32,7 @@ from vidcache.features.video.source import VideoSource
 __all__ = ["download_dir", "local_copy"]
 
 #: Room kept free beside a copy (bytes).
-SPARE_BYTES = 64 << 20
+SPARE_BYTES = 1 << 20
 
 
 def download_dir() -> str:
