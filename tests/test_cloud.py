@@ -231,3 +231,33 @@ def test_a_full_download_disk_is_one_line_per_video_and_keeps_what_was_done(
     with CacheReader(out) as reader:
         assert list(reader.entries()) == ["c0/small.mkv"]
     assert list(small_disk.iterdir()) == []  # the copy of the small one was removed
+
+
+def test_a_shard_replaced_by_another_run_is_not_overwritten(s3, tmp_path):
+    """Two runs on one bucket output: a staged shard whose remote changed since it was
+    staged is kept staged (one note), the other run's shard stays as it was."""
+    from vidcache.pipeline.extraction.bucket import _upload_one
+    from vidcache.pipeline.extraction.outcomes import Reporter
+
+    notes = []
+
+    class Notes(Reporter):
+        def note(self, text: str) -> None:
+            notes.append(text)
+
+    url = f"s3://{BUCKET}/race/"
+    name = "shard-00000-of-00001.h5"
+    store().pipe(f"{BUCKET}/race/{name}", b"the other run's shard")
+    staged = tmp_path / name
+    staged.write_bytes(b"this run's shard")
+    (tmp_path / (name + ".base")).write_text("etag:what-it-was-when-staged")
+    fs = store()
+    assert _upload_one(fs, url, staged, Notes()) is False
+    assert store().cat(f"{BUCKET}/race/{name}") == b"the other run's shard"
+    assert staged.exists() and "was replaced by another run" in notes[0]
+    # Staged from what is there now: uploaded whole, and the stage emptied.
+    version = "etag:" + store().info(f"{BUCKET}/race/{name}")["ETag"].strip('"')
+    (tmp_path / (name + ".base")).write_text(version)
+    assert _upload_one(fs, url, staged, Notes()) is True
+    assert store().cat(f"{BUCKET}/race/{name}") == b"this run's shard"
+    assert not staged.exists() and not (tmp_path / (name + ".base")).exists()
