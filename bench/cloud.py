@@ -200,6 +200,28 @@ class Counted:
         cls.requests, cls.bytes = 0, 0
 
 
+def modelled(ways, rounds: int, size: int, rtt: float, mbps: float) -> list[tuple[str, str]]:
+    """Run each way ``rounds`` times, alternating their order; rows of the best of each:
+    seconds, GETs and bytes read (a way that made no ranged read is one streamed GET of
+    ``size`` bytes), and the paper model of a region."""
+    results: dict[str, list] = {}
+    for r in range(rounds):
+        for name, way in ways if r % 2 == 0 else ways[::-1]:
+            Counted.reset()
+            started = time.perf_counter()
+            way()
+            seconds = time.perf_counter() - started
+            requests, read = (Counted.requests, Counted.bytes) if Counted.requests else (1, size)
+            results.setdefault(name, []).append((seconds, requests, read))
+    rows = []
+    for name, _ in ways:
+        best, requests, read = min(results[name])
+        model = requests * rtt / 1000 + read / (mbps * 2**20) + best
+        rows.append((f"{name}: s, GETs, MiB read", f"{best:.2f}, {requests}, {read / 2**20:.1f}"))
+        rows.append((f"{name}: modelled s ({rtt:g} ms, {mbps:g} MiB/s)", f"{model:.2f}"))
+    return rows
+
+
 def bench_videos(root: Path, seconds: int, rounds: int, rtt: float, mbps: float) -> None:
     import av
     import fsspec
@@ -214,7 +236,6 @@ def bench_videos(root: Path, seconds: int, rounds: int, rtt: float, mbps: float)
     fs.put_file(str(local), f"{BUCKET}/720p.mp4")
     keep = 16
     sampling = SamplingSpec(fps=None, num_frames=keep)
-    results: dict[str, list] = {}
 
     def download():  # one streamed GET
         copy = root / "copy.mp4"
@@ -247,18 +268,7 @@ def bench_videos(root: Path, seconds: int, rounds: int, rtt: float, mbps: float)
 
     ways = [("download whole, then plan", download), ("ranged GETs, sequential", ranged_sequential),
             ("ranged GETs, seek per kept frame", ranged_seek)]  # fmt: skip
-    for r in range(rounds):
-        for name, way in ways if r % 2 == 0 else ways[::-1]:
-            Counted.reset()
-            started = time.perf_counter()
-            kept, requests, read = way()
-            results.setdefault(name, []).append((time.perf_counter() - started, requests, read))
-    rows = []
-    for name, _ in ways:
-        best, requests, read = min(results[name])
-        model = requests * rtt / 1000 + read / (mbps * 2**20) + best
-        rows.append((f"{name}: s, GETs, MiB read", f"{best:.2f}, {requests}, {read / 2**20:.1f}"))
-        rows.append((f"{name}: modelled s ({rtt:g} ms, {mbps:g} MiB/s)", f"{model:.2f}"))
+    rows = modelled(ways, rounds, size, rtt, mbps)
     print_table(
         f"One {seconds}-s 1280x720 H.264 file ({size / 2**20:.1f} MiB), {keep} frames kept, "
         f"loopback S3, best of {rounds}",
@@ -284,7 +294,6 @@ def bench_caches(
     fs.put_file(str(path), f"{BUCKET}/big.h5")
     url = f"s3://{BUCKET}/big.h5"
     os.environ["VIDCACHE_REMOTE_CACHE"] = str(root / "copies")
-    results: dict[str, list] = {}
 
     def index_in_place():
         with CacheReader(url) as reader:
@@ -314,21 +323,7 @@ def bench_caches(
         ("all rows in place", rows_in_place),
         ("all rows from a new copy", copy_then("rows")),
     ]
-    for r in range(rounds):
-        for name, way in ways if r % 2 == 0 else ways[::-1]:
-            Counted.reset()
-            started = time.perf_counter()
-            way()
-            seconds = time.perf_counter() - started
-            # a copy is one streamed GET (not a ranged read of a file object)
-            requests, read = (Counted.requests, Counted.bytes) if Counted.requests else (1, size)
-            results.setdefault(name, []).append((seconds, requests, read))
-    rows = []
-    for name, _ in ways:
-        best, requests, read = min(results[name])
-        model = requests * rtt / 1000 + read / (mbps * 2**20) + best
-        rows.append((f"{name}: s, GETs, MiB read", f"{best:.2f}, {requests}, {read / 2**20:.1f}"))
-        rows.append((f"{name}: modelled s", f"{model:.2f}"))
+    rows = modelled(ways, rounds, size, rtt, mbps)
     print_table(
         f"A cache of {videos} videos x {frames} rows (float16, {size / 2**20:.0f} MiB) in "
         f"loopback S3, best of {rounds}",
