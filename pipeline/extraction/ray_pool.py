@@ -225,7 +225,8 @@ def run_pool(
     own = ExtractSummary()
     summaries: list[ExtractSummary] = []
     workers = worker_count(ray, options, len(tasks))
-    reporter.note(f"ray: {workers} worker(s), {len(tasks)} shard(s)")
+    unit = "shard(s)" if receiver is None else "block(s) of at most 8 videos"
+    reporter.note(f"ray: {workers} worker(s), {len(tasks)} {unit}")
 
     def new_worker():
         return worker_class.remote(config, options.cpus_per_worker, board)
