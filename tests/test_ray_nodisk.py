@@ -9,6 +9,7 @@ against a Ray whose processes live in a mount namespace where the output folder 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -271,6 +272,37 @@ def test_shards_in_a_bucket_are_uploaded_whole_and_reruns_touch_only_their_shard
             assert sum(now[n] != tags[n] for n in names) == 1
             result = CliRunner().invoke(cli, ["inspect", out, "--json"])
             assert f'"videos": {CLIPS + 1}' in result.output
+
+            # The driver killed mid-run: the rerun continues what it staged and uploaded.
+            for k in range(6):
+                lossless(tmp_path / "more" / f"m{k}.mkv", random_frames(12, seed=60 + k))
+            fs.put(str(tmp_path / "more") + "/", f"{BUCKET}/in/c1/", recursive=True)
+            before = {}  # each remote shard's commit count: a staged copy starts there
+            for name in names:
+                fs.get_file(f"{BUCKET}/features/{name}", str(tmp_path / name))
+                before[name] = committed(tmp_path / name)
+            process = start([f"s3://{BUCKET}/in/"], out, *run)
+            try:
+
+                def staged_a_commit() -> bool:
+                    return any(committed(p) > before[p.name] for p in stage.rglob("shard-*.h5"))
+
+                assert wait_for(staged_a_commit, process), finish(process)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+            finally:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+            output = finish(start([f"s3://{BUCKET}/in/"], out, *run))
+            done = re.search(r"(\d+) extracted, (\d+) already cached, 0 failed", output)
+            assert done, output
+            assert int(done.group(1)) < 6 and int(done.group(1)) + int(done.group(2)) == CLIPS + 7
+            assert not list(stage.rglob("*.h5"))
+            held = []
+            for name in names:
+                with CacheReader(f"{out}{name}") as reader:
+                    held.extend(reader.entries())
+            assert sorted(held) == sorted(set(held)) and len(held) == CLIPS + 7  # once each
         finally:
             os.environ.clear()
             os.environ.update(saved)

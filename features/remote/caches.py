@@ -63,6 +63,7 @@ def open_remote(url: str):
 
     try:
         fs, path = filesystem(url)
+        fs.invalidate_cache(path)  # the object as it is now, not as this process last saw it
         handle = fs.open(path, "rb", block_size=BLOCK_BYTES, cache_type="blockcache")
     except RemoteError as exc:
         raise CacheFormatError(str(exc)) from None
