@@ -261,3 +261,22 @@ def test_a_shard_replaced_by_another_run_is_not_overwritten(s3, tmp_path):
     assert _upload_one(fs, url, staged, Notes()) is True
     assert store().cat(f"{BUCKET}/race/{name}") == b"this run's shard"
     assert not staged.exists() and not (tmp_path / (name + ".base")).exists()
+
+
+def test_without_the_cloud_extra_a_url_says_what_to_install(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from vidcache.features.remote import urls
+    from vidcache.pipeline.cli import cli
+
+    monkeypatch.setitem(sys.modules, "fsspec", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "fsspec.core", None)
+    monkeypatch.setattr(urls, "_FILE_SYSTEMS", {})
+    out = tmp_path / "f.h5"
+    result = CliRunner().invoke(cli, ["extract", "gs://bucket/videos/", "-o", str(out), *ARGS])
+    assert result.exit_code == 1 and not out.exists()
+    assert result.output.splitlines()[0] == (
+        "Error: gs://bucket/videos/: reading a URL needs fsspec; install it with "
+        "pip install 'vidcache[cloud-gcs]'"
+    )
+    assert "Traceback" not in result.output
