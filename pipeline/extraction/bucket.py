@@ -11,8 +11,9 @@ store, whose objects cannot be written in place.
    shared disk) brings the staged shards up to date.
 4. Each staged shard is uploaded whole as soon as the run has finished it (the others go
    on), and the rest at the end (also when interrupted): an object store shows an upload
-   under its name only once it is complete, so a reader never sees half a shard. A remote shard that another
-   run replaced meanwhile is not overwritten (one line; the copy stays staged for a rerun).
+   under its name only once it is complete, so a reader never sees half a shard. A remote
+   shard that another run replaced meanwhile is not overwritten (one line; the copy stays
+   staged for a rerun).
 
 The staging folder is ``$VIDCACHE_STAGE_DIR/<key>`` (default ``~/.cache/vidcache/stage``),
 ``<key>`` a hash of the URL; beside each staged shard, ``<shard>.base`` holds the version

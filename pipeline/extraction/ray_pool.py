@@ -117,7 +117,6 @@ class Outcomes:
         self.reporter = reporter
         self.all_new = all_new
         self.held = held
-        self.pending: dict[str, VideoOutcome] = {}
         self.by_video: dict[str, VideoOutcome] = {}
         self.frames = 0
 
@@ -125,19 +124,17 @@ class Outcomes:
         if self.all_new and outcome.status == CACHED:
             outcome = replace(outcome, status=EXTRACTED)
         if self.held and outcome.status == EXTRACTED:
-            # without a shared disk a video is done when the driver commits it
-            if outcome.video_id not in self.by_video:
-                self.pending[outcome.video_id] = outcome
-            return
+            return  # without a shared disk a video is done when the driver commits it
         if outcome.video_id not in self.by_video:
             self.by_video[outcome.video_id] = outcome
             self.reporter.video(outcome)
 
-    def confirm(self, video_id: str) -> None:
-        """The driver committed ``video_id`` (held mode): report it extracted."""
-        outcome = self.pending.pop(video_id, None)
-        if outcome is not None and video_id not in self.by_video:
-            self.by_video[video_id] = outcome
+    def confirm(self, entry) -> None:
+        """The driver committed the video of ``entry`` (held mode): report it extracted,
+        from its record (not from the worker's report, which may come later or never)."""
+        if entry.video_id not in self.by_video:
+            outcome = VideoOutcome(entry.video_id, entry.path, EXTRACTED, entry.num_frames)
+            self.by_video[entry.video_id] = outcome
             self.reporter.video(outcome)
 
     def add_frames(self, count: int) -> None:
@@ -262,9 +259,8 @@ def run_pool(
                     summary = ray.get(ref)
                     if receiver is not None:
                         summary, manifest = summary
-                        drain()  # the actor's outcomes before the commits confirm them
-                        for video_id in receiver.receive(worker, task.shard, manifest):
-                            outcomes.confirm(video_id)
+                        for entry in receiver.receive(worker, task.shard, manifest):
+                            outcomes.confirm(entry)
                 except lost as exc:
                     ray.kill(worker, no_restart=True)
                     task.last_error = (str(exc).strip().splitlines() or ["worker lost"])[0][:200]
@@ -331,7 +327,6 @@ def _give_up(task: Task, outcomes: Outcomes, options: RayOptions, receiver=None)
     )
     for source in task.sources:
         if source.video_id not in committed:
-            outcomes.pending.pop(source.video_id, None)
             outcomes.add(VideoOutcome(source.video_id, source.path, FAILED, 0, reason))
 
 

@@ -168,8 +168,9 @@ class Receiver:
         self.bytes_received = 0
         self.largest_piece = 0
 
-    def receive(self, worker, shard: int, manifest: BlockManifest | None) -> list[str]:
-        """Commit every video of ``manifest`` (pulled from ``worker``); returns their ids.
+    def receive(self, worker, shard: int, manifest: BlockManifest | None) -> list[CacheEntry]:
+        """Commit every video of ``manifest`` (pulled from ``worker``); returns their
+        records as committed.
 
         Raises:
             Ray's actor errors: the actor died while it was pulled from (the videos
@@ -177,7 +178,7 @@ class Receiver:
             SettingsMismatch: the actor made features of other settings than the cache.
             TransferBroken: a video's rows came damaged (nothing of it is committed).
         """
-        done: list[str] = []
+        done: list[CacheEntry] = []
         if manifest is None:
             return done
         settings = FeatureSettings.from_json(manifest.settings)
@@ -185,7 +186,7 @@ class Receiver:
         for video in manifest.videos:
             self._commit(worker, manifest.path, video, cache)
             self.committed.add(video.entry.video_id)
-            done.append(video.entry.video_id)
+            done.append(video.entry)
         self.ray.get(worker.drop.remote(manifest.path))
         return done
 
