@@ -490,3 +490,30 @@ def test_hostile_sound_files_are_one_line_each_and_write_nothing_outside(tmp_pat
                             expect_ok=False)  # fmt: skip
         assert refused.exit_code == 2 and "not a finite number" in refused.output
     cases.run(["export", cache, tmp_path / "exp"], ["exp"], expect_ok=True)
+
+
+def test_hostile_urls_are_one_line_each_and_write_nothing(tmp_path, cases, monkeypatch):
+    """URL inputs that name nothing, climb, carry credentials in the URL or lead to a store
+    that refuses the connection (on 127.0.0.1 only: no request leaves this machine): one
+    line each, no cache, no credential shown."""
+    pytest.importorskip("s3fs")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAHOSTILE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hostile-secret")
+    from vidcache.features.remote import urls
+
+    monkeypatch.setattr(urls, "_FILE_SYSTEMS", {})
+    out = tmp_path / "f.h5"
+    for url in ("s3://", "s3:///../../etc/", "s3://bucket/../../x.mp4",
+                "http://user:s3cret@127.0.0.1:1/v.mp4?X-Amz-Signature=abcdef",
+                "https://127.0.0.1:1/list.csv"):  # fmt: skip
+        result = cases.run(["extract", url, "-o", out], [], expect_ok=False)
+        assert result.exit_code == 1 and not out.exists(), result.output
+        assert "s3cret" not in result.output and "abcdef" not in result.output
+        assert "hostile-secret" not in result.output
+    for args in (["inspect", "s3://bucket/../f.h5"], ["train-rnn", "s3://bucket/", "-o",
+                 tmp_path / "run"], ["extract", tmp_path, "-o", "s3://bucket/out/"]):  # fmt: skip
+        result = cases.run(args, [], expect_ok=False)
+        assert "hostile-secret" not in result.output

@@ -283,6 +283,8 @@ def extract(
             click.echo(f"Warning: {labels_csv}: {path} matches no video", err=True)
         if len(unmatched) > 10:
             click.echo(f"Warning: ... and {len(unmatched) - 10} more unmatched rows", err=True)
+    if not sources and unreadable:
+        sys.exit(1)  # each input that could not be listed had its line: nothing more to say
     if not sources:
         raise click.ClickException(
             f"no videos found in {', '.join(str(v) for v in videos)} (see --glob)"
