@@ -19,6 +19,8 @@ from vidcache.features.remote.urls import (
     RemoteError,
     describe,
     filesystem,
+    is_url,
+    join,
     scheme,
     shown,
 )
@@ -94,8 +96,6 @@ def list_csv(url: str) -> list[VideoSource]:
         RemoteError: the CSV cannot be read or lacks ``path``, or an object it lists
             cannot be looked up (one line naming it).
     """
-    from vidcache.features.remote.urls import is_url, join
-
     rows = list(csv.DictReader(io.StringIO(_read_text(url))))
     if rows and "path" not in rows[0]:
         raise RemoteError(f"{shown(url)}: a video list needs a 'path' column")

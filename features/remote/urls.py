@@ -136,11 +136,9 @@ def describe(exc: BaseException) -> str:
     """The cause of a store's failure in a few words (no URL query, no credential)."""
     name = type(exc).__name__
     text = scrub(first_line(exc))
-    if (
-        name in ("NoCredentialsError", "PartialCredentialsError")
-        or "credentials" in text.lower()
-        and "unable to locate" in text.lower()
-    ):
+    lower = text.lower()
+    missing = "unable to locate" in lower and "credentials" in lower
+    if name in ("NoCredentialsError", "PartialCredentialsError") or missing:
         return "no credentials found (set them in the environment, a profile or a role)"
     if isinstance(exc, PermissionError) or name in ("ClientAuthenticationError", "Forbidden"):
         return f"access denied: {text} (check the credentials and their rights)"
@@ -148,6 +146,6 @@ def describe(exc: BaseException) -> str:
         return "no such object or prefix"
     if isinstance(exc, IsADirectoryError):
         return "a prefix, not an object"
-    if isinstance(exc, (ConnectionError, TimeoutError)) or "connect" in text.lower():
+    if isinstance(exc, (ConnectionError, TimeoutError)) or "connect" in lower:
         return f"the store cannot be reached ({text})"
     return text if isinstance(exc, OSError) else f"{name}: {text}"

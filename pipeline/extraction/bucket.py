@@ -48,8 +48,9 @@ def stage_folder(url: str) -> Path:
     return base / hashlib.sha256(shown(url).rstrip("/").encode()).hexdigest()[:16]
 
 
-def _remote_shards(fs, url: str) -> dict[str, RemoteObject]:
-    prefix = filesystem(url)[1].rstrip("/")
+def _remote_shards(fs, prefix: str, url: str) -> dict[str, RemoteObject]:
+    """The shard caches directly under ``prefix`` (the path of ``url`` in ``fs``)."""
+    prefix = prefix.rstrip("/")
     try:
         fs.invalidate_cache()
         listed = fs.ls(prefix, detail=True) if fs.exists(prefix) else []
@@ -93,8 +94,8 @@ def extract_to_bucket(sources, url: str, config, reporter: Reporter, options) ->
         )
     if config.overwrite:
         raise VidcacheError(f"{shown(url)}: --overwrite of shards in a store: delete them first")
-    fs, _ = filesystem(url)
-    remote = _remote_shards(fs, url)
+    fs, prefix = filesystem(url)
+    remote = _remote_shards(fs, prefix, url)
     counts = {int(SHARD_NAME.fullmatch(name).group(2)) for name in remote}
     if len(counts) > 1:
         raise VidcacheError(f"{shown(url)} holds shards of several counts ({sorted(counts)})")

@@ -1,6 +1,6 @@
-"""The Ray side of ``extract-features --engine ray``: connecting to (or starting) Ray, the
-actors (:class:`ExtractWorker`, one CNN each, and the :class:`ProgressBoard`), and the pool
-that hands them shards, retries a shard whose actor died and gathers the outcomes."""
+"""The Ray side of ``extract-features --engine ray``: connecting to (or starting) Ray, and
+the pool that hands the actors (:mod:`.ray_actors`; :mod:`.ray_transfer` without a shared
+disk) their shards or blocks, retries one whose actor died and gathers the outcomes."""
 
 from __future__ import annotations
 

@@ -165,8 +165,6 @@ class Receiver:
         self.open_cache = open_cache
         self.piece_bytes = piece_bytes
         self.committed: set[str] = set()
-        self.bytes_received = 0
-        self.largest_piece = 0
 
     def receive(self, worker, shard: int, manifest: BlockManifest | None) -> list[CacheEntry]:
         """Commit every video of ``manifest`` (pulled from ``worker``); returns their
@@ -201,8 +199,6 @@ class Receiver:
                 block = self.ray.get(worker.piece.remote(path, video_id, start, start + step))
                 block = np.ascontiguousarray(block)
                 crc = zlib.crc32(block, crc)
-                self.bytes_received += block.nbytes
-                self.largest_piece = max(self.largest_piece, block.nbytes)
                 yield block
                 del block
             if _crc_rest(crc, video) != video.crc:
